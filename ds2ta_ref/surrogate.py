@@ -1,0 +1,99 @@
+"""Surrogate gradients for the Heaviside spike function (SPEC §1).
+
+The forward pass of a spiking neuron always uses the step
+``Heaviside(x) = 1 if x >= 0 else 0``. Its derivative is zero almost
+everywhere, so backpropagation-through-time replaces it by the derivative
+``sg(x)`` of a smooth *primal* that approximates the step:
+
+==========  ========================================  =====================================  =========
+name        primal                                    derivative ``sg(x)``                   default α
+==========  ========================================  =====================================  =========
+``sigmoid`` ``σ(αx) = 1 / (1 + exp(-αx))``            ``α σ(αx) (1 - σ(αx))``                4
+``atan``    ``atan(π/2 α x) / π + 1/2``               ``(α/2) / (1 + (π/2 α x)^2)``          2
+==========  ========================================  =====================================  =========
+
+These are SpikingJelly's ``surrogate.Sigmoid`` and ``surrogate.ATan``. The
+primal is also what the *smooth mode* of every kernel uses in its forward, so
+that finite differences can check the hand-written backward exactly.
+
+The sigmoid is evaluated with :func:`scipy.special.expit`, which is stable for
+large ``|x|`` (the naive ``1 / (1 + exp(-αx))`` overflows for ``αx << 0``).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+from scipy.special import expit
+
+__all__ = [
+    "Surrogate",
+    "SURROGATES",
+    "get",
+    "heaviside",
+    "sigmoid_primal",
+    "sigmoid_grad",
+    "atan_primal",
+    "atan_grad",
+]
+
+
+def heaviside(x: np.ndarray) -> np.ndarray:
+    """The spike function ``1(x >= 0)`` (SpikingJelly's convention), same dtype as ``x``."""
+    x = np.asarray(x)
+    return (x >= 0).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+
+
+def sigmoid_primal(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
+    """``σ(αx) = 1 / (1 + exp(-αx))``, computed without overflow."""
+    with np.errstate(over="ignore"):  # alpha*x -> ±inf is fine: expit(±inf) = 1 or 0
+        return expit(alpha * np.asarray(x))
+
+
+def sigmoid_grad(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
+    """``d/dx σ(αx) = α σ(αx) (1 - σ(αx))``."""
+    sig = sigmoid_primal(x, alpha)
+    return alpha * sig * (1 - sig)
+
+
+def atan_primal(x: np.ndarray, alpha: float = 2.0) -> np.ndarray:
+    """``atan(π/2 α x) / π + 1/2``."""
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):  # arctan(±inf) = ±pi/2 is the correct limit
+        return np.arctan(np.pi / 2 * alpha * x) / np.pi + 0.5
+
+
+def atan_grad(x: np.ndarray, alpha: float = 2.0) -> np.ndarray:
+    """``d/dx [atan(π/2 α x) / π + 1/2] = (α/2) / (1 + (π/2 α x)^2)``."""
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):  # the square -> inf gives the correct limit 0
+        return (alpha / 2) / (1 + (np.pi / 2 * alpha * x) ** 2)
+
+
+class Surrogate(NamedTuple):
+    """A surrogate: its name, smooth primal, derivative of that primal, and conventional α."""
+
+    name: str
+    primal: Callable[[np.ndarray, float], np.ndarray]
+    grad: Callable[[np.ndarray, float], np.ndarray]
+    default_alpha: float
+
+
+SURROGATES: dict[str, Surrogate] = {
+    "sigmoid": Surrogate("sigmoid", sigmoid_primal, sigmoid_grad, 4.0),
+    "atan": Surrogate("atan", atan_primal, atan_grad, 2.0),
+}
+
+
+def get(name: str, alpha: float | None = None) -> Surrogate:
+    """Look up a surrogate by name, checking ``name`` and ``alpha``.
+
+    Raises ``ValueError`` naming the argument for an unknown name (listing the
+    valid ones) or a non-finite or non-positive ``alpha``.
+    """
+    if name not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {name!r}")
+    if alpha is not None:
+        if not np.isscalar(alpha) or not np.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    return SURROGATES[name]

@@ -1,0 +1,171 @@
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ds2ta_ref import lif
+from ds2ta_ref.gradcheck import check_gradients, rel_error
+
+from helpers import lif_input_away_from_threshold
+
+COMBOS = list(itertools.product([False, True], [True, False], ["sigmoid", "atan"]))
+ALPHA = {"sigmoid": 4.0, "atan": 2.0}
+
+
+@pytest.mark.parametrize("decay_input,detach_reset,surrogate", COMBOS)
+def test_backward_matches_finite_differences_in_smooth_mode(decay_input, detach_reset, surrogate):
+    rng = np.random.default_rng(1)
+    opts = dict(decay_input=decay_input, detach_reset=detach_reset,
+                surrogate=surrogate, alpha=ALPHA[surrogate])
+    x = lif_input_away_from_threshold(rng, (5, 3, 4), **opts)
+    report = check_gradients(
+        lambda x: lif.forward(x, smooth=True, **opts), lif.backward, {"x": x},
+        wrt=["x"], rng=rng,
+    )
+    assert report["x"] <= 1e-7, report
+
+
+@pytest.mark.parametrize("decay_input,detach_reset,surrogate", COMBOS)
+def test_matches_torch_autograd(torch, decay_input, detach_reset, surrogate):
+    from torch_twins import lif as torch_lif
+
+    rng = np.random.default_rng(2)
+    opts = dict(decay_input=decay_input, detach_reset=detach_reset,
+                surrogate=surrogate, alpha=ALPHA[surrogate])
+    x = rng.standard_normal((6, 2, 5)) * 1.5 + 0.7
+    dout = rng.standard_normal(x.shape)
+    spikes, cache = lif.forward(x, **opts)
+    dx = lif.backward(dout, cache)
+
+    xt = torch.tensor(x, requires_grad=True)
+    st_ = torch_lif(xt, **opts)
+    (st_ * torch.tensor(dout)).sum().backward()
+    assert spikes.sum() > 0
+    np.testing.assert_array_equal(spikes, st_.detach().numpy())
+    assert rel_error(dx, xt.grad.numpy()) <= 1e-10
+
+
+def finite_inputs(max_t=6):
+    return hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=max_t),
+        elements=st.floats(-3, 3),
+    )
+
+
+@given(finite_inputs())
+def test_spikes_are_binary_and_dtype_kept(x):
+    s, _ = lif.forward(x)
+    assert set(np.unique(s)) <= {0.0, 1.0}
+    assert s.dtype == x.dtype and s.shape == x.shape
+
+
+def test_float32_kept():
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    s, cache = lif.forward(x)
+    assert s.dtype == np.float32 and cache.h.dtype == np.float32
+    assert lif.backward(np.ones_like(x), cache).dtype == np.float32
+
+
+@given(hnp.array_shapes(min_dims=1, max_dims=3, max_side=5))
+def test_zero_input_no_spikes(shape):
+    s, _ = lif.forward(np.zeros(shape))
+    assert not s.any()
+
+
+@given(finite_inputs(), st.data())
+def test_causality(x, data):
+    t = data.draw(st.integers(0, x.shape[0] - 1))
+    s, _ = lif.forward(x)
+    y = x.copy()
+    y[t:] += data.draw(st.floats(-5, 5))
+    s2, _ = lif.forward(y)
+    np.testing.assert_array_equal(s[:t], s2[:t])
+
+
+@given(finite_inputs(), st.floats(-3, 3), st.booleans())
+def test_backward_is_linear_in_dspikes(x, c, detach_reset):
+    rng = np.random.default_rng(0)
+    _, cache = lif.forward(x, detach_reset=detach_reset)
+    a, b = rng.standard_normal((2,) + x.shape)
+    lhs = lif.backward(a + c * b, cache)
+    rhs = lif.backward(a, cache) + c * lif.backward(b, cache)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+@given(finite_inputs(), st.data())
+def test_dx_at_t_ignores_earlier_dspikes(x, data):
+    t = data.draw(st.integers(0, x.shape[0] - 1))
+    rng = np.random.default_rng(0)
+    _, cache = lif.forward(x)
+    d = rng.standard_normal(x.shape)
+    e = d.copy()
+    e[:t] = rng.standard_normal(e[:t].shape)
+    np.testing.assert_array_equal(lif.backward(d, cache)[t:], lif.backward(e, cache)[t:])
+
+
+@given(finite_inputs(), st.floats(1.0, 10.0))
+def test_decay_input_equals_scaled_input(x, tau_m):
+    s1, c1 = lif.forward(x, tau_m=tau_m, decay_input=True)
+    s2, c2 = lif.forward(x / tau_m, tau_m=tau_m, decay_input=False)
+    np.testing.assert_array_equal(s1, s2)
+    d = np.ones_like(x)
+    np.testing.assert_allclose(lif.backward(d, c1), lif.backward(d, c2) / tau_m, rtol=1e-12)
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 5), elements=st.floats(-3, 3)),
+       st.floats(0.1, 2.0))
+def test_single_step_by_hand(x0, theta):
+    x = x0[None]
+    s, cache = lif.forward(x, v_threshold=theta)
+    np.testing.assert_array_equal(s[0], (x0 >= theta).astype(float))
+    np.testing.assert_array_equal(cache.h[0], x0)
+    np.testing.assert_array_equal(cache.v[0], np.where(x0 >= theta, 0.0, x0))
+    dx = lif.backward(np.ones_like(x), cache)
+    sig = 1 / (1 + np.exp(-4.0 * (x0 - theta)))
+    np.testing.assert_allclose(dx[0], 4.0 * sig * (1 - sig), rtol=1e-12)
+
+
+def test_two_steps_by_hand():
+    # tau_m = 2: k = 0.5. I = [0.8, 0.8]: h0 = 0.8 (no spike), h1 = 0.4 + 0.8 = 1.2 (spike).
+    s, cache = lif.forward(np.array([0.8, 0.8]))
+    np.testing.assert_array_equal(s, [0.0, 1.0])
+    np.testing.assert_allclose(cache.h, [0.8, 1.2])
+    np.testing.assert_allclose(cache.v, [0.8, 0.0])
+
+
+def test_membrane_helper():
+    s, h, v = lif.membrane(np.array([0.8, 0.8, 0.3]))
+    np.testing.assert_array_equal(s, [0, 1, 0])
+    np.testing.assert_allclose(h, [0.8, 1.2, 0.3])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.array([1.0, np.nan]), "x must be finite"),
+    (np.array([np.inf]), "x must be finite"),
+    (np.array(1.0), "x must have at least 1 axes"),
+    (np.array(["a"]), "x must be a numeric array"),
+])
+def test_bad_x(bad, match):
+    with pytest.raises(ValueError, match=match):
+        lif.forward(bad)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(tau_m=0.5), "tau_m must be >= 1"),
+    (dict(tau_m=float("nan")), "tau_m must be finite"),
+    (dict(alpha=0.0), "alpha must be > 0"),
+    (dict(alpha=-2.0), "alpha must be > 0"),
+    (dict(surrogate="tanh"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
+])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lif.forward(np.ones((2, 3)), **kwargs)
+
+
+def test_bad_dspikes_shape():
+    _, cache = lif.forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"dspikes must have shape \(2, 3\)"):
+        lif.backward(np.ones((3, 2)), cache)
