@@ -1,0 +1,505 @@
+"""The non-spiking layers of Spikformer/DS2TA as pure forward/backward pairs.
+
+CS231n ``layers.py`` style: ``*_forward(...) -> (out, cache)`` and
+``*_backward(dout, cache) -> grads``. Each matches a PyTorch layer (and is
+cross-checked against it in float64 by ``tests/test_layers.py``):
+
+==========================  ====================================================
+``conv_forward``            ``torch.nn.Conv2d(C_in, C_out, k, padding=k//2, bias=False)``
+                            (stride 1, odd square kernel; the model uses 3x3, padding 1)
+``batchnorm_forward``       ``torch.nn.functional.batch_norm`` (``BatchNorm2d`` with
+                            ``axis=1`` on ``(M, C, H, W)``; ``BatchNorm1d`` over
+                            channels with ``axis=-1`` on tokens ``(T, B, N, D)``)
+``maxpool_forward``         ``torch.nn.MaxPool2d(3, stride=2, padding=1)``, same
+                            tie-breaking (first maximum in row-major window order)
+``linear_forward``          ``torch.nn.Linear`` (weight ``(D_out, D_in)``)
+``mean_forward``            ``Tensor.mean(dim)``
+``cross_entropy``           ``torch.nn.functional.cross_entropy(label_smoothing=...)``
+                            with ``reduction="mean"``
+==========================  ====================================================
+
+Shapes: conv and pooling take ``(M, C, H, W)`` with ``M = T*B`` (time and
+batch flattened, time-major); linear layers act on the last axis of any shape,
+e.g. tokens ``(T, B, N, D)``. float32 inputs give float32 outputs and
+gradients, float64 give float64 (NumPy's promotion decides for mixed inputs).
+All functions are pure: inputs are never modified, state (BatchNorm's running
+statistics) goes in and comes out as arrays.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
+
+__all__ = [
+    "ConvCache", "conv_forward", "conv_backward",
+    "BatchNormCache", "batchnorm_forward", "batchnorm_backward",
+    "MaxPoolCache", "maxpool_forward", "maxpool_backward",
+    "LinearCache", "linear_forward", "linear_backward",
+    "MeanCache", "mean_forward", "mean_backward",
+    "cross_entropy",
+]
+
+
+def _check_ndim(arr: np.ndarray, ndim: int, name: str, what: str = "") -> None:
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes{what}, got shape {arr.shape}")
+
+
+def _check_dout(dout, shape: tuple, dtype) -> np.ndarray:
+    dout = as_float_array(dout, "dout")
+    check_shape(dout, shape, "dout")
+    return dout.astype(dtype, copy=False)
+
+
+def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
+    """``axis`` (an int or a tuple of ints, negatives allowed) as sorted non-negative axes."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = []
+    for a in axes:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral):
+            raise ValueError(f"{name} must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name}={axis!r} is out of range for an array with {ndim} axes")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} has repeated axes: {axis!r}")
+    return tuple(sorted(out))
+
+
+# --------------------------------------------------------------------------- conv
+
+
+class ConvCache(NamedTuple):
+    """Kept: the input ``x`` and ``weight``; the im2col view of the padded input
+    is recomputed in the backward (it is a strided view, free to rebuild)."""
+
+    x: np.ndarray  # (M, C_in, H, W)
+    weight: np.ndarray  # (C_out, C_in, k, k)
+
+
+def _im2col(x: np.ndarray, k: int) -> np.ndarray:
+    """Zero-pad by ``k//2`` and view every ``k x k`` patch: ``(M, C, H, W, k, k)`` (no copy)."""
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))  # (M, C, H+2p, W+2p)
+    return sliding_window_view(xp, (k, k), axis=(2, 3))  # (M, C, H, W, k, k)
+
+
+def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCache]:
+    """2-D convolution (cross-correlation), stride 1, zero padding ``k//2``, no bias::
+
+        out[m, o, h, w] = sum_{c, i, j} weight[o, c, i, j] * xpad[m, c, h + i, w + j]
+
+    Args:
+        x: ``(M, C_in, H, W)``, ``M = T*B``.
+        weight: ``(C_out, C_in, k, k)`` with ``k`` odd (torch layout).
+
+    Returns:
+        ``(out, cache)``: ``out`` of shape ``(M, C_out, H, W)``.
+    """
+    x = as_float_array(x, "x")
+    weight = as_float_array(weight, "weight")
+    _check_ndim(x, 4, "x", " (M, C_in, H, W)")
+    _check_ndim(weight, 4, "weight", " (C_out, C_in, k, k)")
+    c_out, c_in, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"weight must have an odd square kernel (k, k), got shape {weight.shape}")
+    if c_in != x.shape[1]:
+        raise ValueError(
+            f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
+            f"but x has {x.shape[1]} (shape {x.shape})"
+        )
+    cols = _im2col(x, k)  # (M, C_in, H, W, k, k)
+    out = np.tensordot(cols, weight, axes=([1, 4, 5], [1, 2, 3]))  # (M, H, W, C_out)
+    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (M, C_out, H, W)
+    return out, ConvCache(x, weight)
+
+
+def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv_forward`.
+
+    Args:
+        dout: ``(M, C_out, H, W)``.
+        cache: from :func:`conv_forward`.
+
+    Returns:
+        ``(dx, dweight)`` of shapes ``(M, C_in, H, W)`` and ``(C_out, C_in, k, k)``.
+    """
+    x, weight = cache
+    m, c_in, h, w = x.shape
+    c_out, _, k, _ = weight.shape
+    p = k // 2
+    dtype = np.result_type(x, weight)
+    dout = _check_dout(dout, (m, c_out, h, w), dtype)
+    # forward was: out = cols . weight (contracting C_in, i, j), so now:
+    cols = _im2col(x, k)  # (M, C_in, H, W, k, k)
+    dweight = np.tensordot(dout, cols, axes=([0, 2, 3], [0, 2, 3]))  # (C_out, C_in, k, k)
+    dcols = np.tensordot(dout, weight, axes=([1], [0]))  # (M, H, W, C_in, k, k)
+    # col2im: patch (h, w) read xpad[h + i, w + j]; scatter back one kernel offset at a time
+    dxp = np.zeros((m, c_in, h + 2 * p, w + 2 * p), dtype=dtype)  # (M, C_in, H+2p, W+2p)
+    for i in range(k):
+        for j in range(k):
+            dxp[:, :, i:i + h, j:j + w] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    dx = dxp[:, :, p:p + h, p:p + w].copy()  # (M, C_in, H, W): drop the padding
+    return dx, dweight
+
+
+# --------------------------------------------------------------------- batchnorm
+
+
+class BatchNormCache(NamedTuple):
+    """Kept: the normalized input ``xhat`` and ``inv_std = 1/sqrt(var + eps)``
+    (both broadcastable to ``x``); the means of the backward are recomputed."""
+
+    xhat: np.ndarray  # shape of x
+    inv_std: np.ndarray  # x.ndim axes, size C on the channel axis, 1 elsewhere
+    gamma: np.ndarray  # same broadcast shape as inv_std
+    reduce_axes: tuple[int, ...]  # every axis but the channel axis
+    training: bool
+
+
+def batchnorm_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    *,
+    axis: int,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, BatchNormCache]:
+    """Batch normalization over every axis but the channel axis ``axis``::
+
+        xhat = (x - mu) / sqrt(var + eps);   out = gamma * xhat + beta
+
+    Training: ``mu`` and ``var`` are the batch statistics over the ``n`` values of
+    each channel (biased variance), and the running statistics are updated as
+    PyTorch does, with the *unbiased* variance::
+
+        new_running_mean = (1 - momentum) * running_mean + momentum * mu
+        new_running_var  = (1 - momentum) * running_var  + momentum * var * n / (n - 1)
+
+    Eval (``training=False``): ``mu, var = running_mean, running_var``, returned
+    unchanged (as copies). Nothing passed in is modified.
+
+    Args:
+        x: any shape with ``C`` channels on ``axis``: ``(M, C, H, W)`` with
+           ``axis=1`` (BatchNorm2d, statistics over ``T*B, H, W``) or tokens
+           ``(T, B, N, D)`` with ``axis=-1`` (BatchNorm1d over ``T*B, N``).
+        gamma, beta: ``(C,)`` scale and shift.
+        running_mean, running_var: ``(C,)`` running statistics (``running_var >= 0``).
+        axis: the channel axis.
+        training: batch statistics (True) or running statistics (False).
+        momentum: weight of the new batch statistic, in [0, 1].
+        eps: added to the variance, > 0.
+
+    Returns:
+        ``(out, new_running_mean, new_running_var, cache)``; ``out`` shaped like ``x``.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    (ax,) = _normalize_axes(axis, x.ndim, "axis")
+    c = x.shape[ax]
+    params = {}
+    for name, value in (("gamma", gamma), ("beta", beta),
+                        ("running_mean", running_mean), ("running_var", running_var)):
+        params[name] = as_float_array(value, name)
+        check_shape(params[name], (c,), name)
+    if np.any(params["running_var"] < 0):
+        raise ValueError("running_var must be >= 0")
+    if not isinstance(training, (bool, np.bool_)):
+        raise ValueError(f"training must be a bool, got {training!r}")
+    momentum = check_finite_scalar(momentum, "momentum", minimum=0.0)
+    if momentum > 1:
+        raise ValueError(f"momentum must be <= 1, got {momentum!r}")
+    eps = check_finite_scalar(eps, "eps", minimum=0.0, strict=True)
+
+    bshape = tuple(c if a == ax else 1 for a in range(x.ndim))  # broadcast to x: C on axis
+    reduce_axes = tuple(a for a in range(x.ndim) if a != ax)
+    gamma_b = params["gamma"].reshape(bshape)
+    beta_b = params["beta"].reshape(bshape)
+    if training:
+        n = x.size // c  # values per channel
+        if n < 2:
+            raise ValueError(f"x must have more than 1 value per channel in training mode, got shape {x.shape}")
+        mu = x.mean(axis=reduce_axes, keepdims=True)  # bshape
+        var = ((x - mu) ** 2).mean(axis=reduce_axes, keepdims=True)  # bshape, biased
+        new_mean = (1 - momentum) * params["running_mean"] + momentum * mu.reshape(c)
+        new_var = (1 - momentum) * params["running_var"] + momentum * var.reshape(c) * (n / (n - 1))
+    else:
+        mu = params["running_mean"].reshape(bshape)
+        var = params["running_var"].reshape(bshape)
+        new_mean = params["running_mean"].copy()
+        new_var = params["running_var"].copy()
+    inv_std = 1.0 / np.sqrt(var + eps)  # bshape
+    xhat = (x - mu) * inv_std  # shape of x
+    out = gamma_b * xhat + beta_b  # shape of x
+    return out, new_mean, new_var, BatchNormCache(xhat, inv_std, gamma_b, reduce_axes, bool(training))
+
+
+def batchnorm_backward(
+    dout: np.ndarray, cache: BatchNormCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`batchnorm_forward` (the running statistics carry none).
+
+    Training mode (``mu``, ``var`` depend on ``x``; means over the reduced axes)::
+
+        dxhat = dout * gamma
+        dx    = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+
+    Eval mode (an affine map): ``dx = dout * gamma * inv_std``.
+
+    Args:
+        dout: shaped like the forward's ``x``.
+        cache: from :func:`batchnorm_forward`.
+
+    Returns:
+        ``(dx, dgamma, dbeta)``: ``dx`` shaped like ``x``; ``dgamma``, ``dbeta`` ``(C,)``.
+    """
+    xhat, inv_std, gamma, axes, training = cache
+    dtype = np.result_type(xhat, inv_std, gamma)
+    dout = _check_dout(dout, xhat.shape, dtype)
+    c = gamma.size
+    # forward was: out = gamma * xhat + beta, so now:
+    dbeta = dout.sum(axis=axes).reshape(c)  # (C,)
+    dgamma = (dout * xhat).sum(axis=axes).reshape(c)  # (C,)
+    dxhat = dout * gamma  # shape of x
+    # forward was: xhat = (x - mu) * inv_std, with mu and var batch statistics in training
+    if training:
+        dx = inv_std * (
+            dxhat
+            - dxhat.mean(axis=axes, keepdims=True)
+            - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)
+        )
+    else:
+        dx = dxhat * inv_std
+    return dx, dgamma, dbeta
+
+
+# ----------------------------------------------------------------------- maxpool
+
+
+class MaxPoolCache(NamedTuple):
+    """Kept: for each output, the flat index (into ``H*W``) of the one input it
+    took its value from; nothing is recomputed."""
+
+    index: np.ndarray  # (M, C, H_out, W_out) int64, into the H*W pixels of x
+    x_shape: tuple[int, int, int, int]  # (M, C, H, W)
+    dtype: np.dtype
+
+
+def maxpool_forward(
+    x: np.ndarray, *, kernel: int = 3, stride: int = 2, padding: int = 1
+) -> tuple[np.ndarray, MaxPoolCache]:
+    """2-D max pooling with ``-inf`` padding, as ``torch.nn.MaxPool2d(kernel, stride, padding)``::
+
+        H_out = floor((H + 2 padding - kernel) / stride) + 1      (same for W)
+        out[m, c, a, b] = max_{i, j < kernel} xpad[m, c, a*stride + i, b*stride + j]
+
+    Ties (everywhere with binary spikes) go to the *first* maximum of the window
+    in row-major order, which is what PyTorch's CPU kernel keeps (it replaces
+    only on a strictly greater value): the backward routes each output's
+    gradient to that single input.
+
+    Args:
+        x: ``(M, C, H, W)``.
+        kernel, stride: window size and step (>= 1).
+        padding: on each side, ``0 <= padding <= kernel // 2`` (PyTorch's rule).
+
+    Returns:
+        ``(out, cache)``: ``out`` of shape ``(M, C, H_out, W_out)``.
+    """
+    x = as_float_array(x, "x")
+    _check_ndim(x, 4, "x", " (M, C, H, W)")
+    kernel = check_int(kernel, "kernel", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
+    padding = check_int(padding, "padding", minimum=0)
+    if padding > kernel // 2:
+        raise ValueError(f"padding must be at most kernel // 2 = {kernel // 2}, got {padding}")
+    m, c, h, w = x.shape
+    if h + 2 * padding < kernel or w + 2 * padding < kernel:
+        raise ValueError(f"x of shape {x.shape} is smaller than the kernel {kernel} after padding")
+    p, k, s = padding, kernel, stride
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)  # (M, C, H+2p, W+2p)
+    windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (M, C, H_out, W_out, k, k)
+    h_out, w_out = windows.shape[2:4]
+    flat = windows.reshape(m, c, h_out, w_out, k * k)  # row-major within each window
+    arg = flat.argmax(axis=-1)  # (M, C, H_out, W_out): first maximum
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]  # (M, C, H_out, W_out)
+    rows = np.arange(h_out)[:, None] * s + arg // k - p  # (M, C, H_out, W_out), in x
+    cols = np.arange(w_out)[None, :] * s + arg % k - p  # (M, C, H_out, W_out), in x
+    return out, MaxPoolCache(rows * w + cols, x.shape, x.dtype)
+
+
+def maxpool_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
+    """Gradient of :func:`maxpool_forward`: each output's gradient goes to the one
+    input it selected; overlapping windows accumulate.
+
+    Args:
+        dout: ``(M, C, H_out, W_out)``.
+        cache: from :func:`maxpool_forward`.
+
+    Returns:
+        ``dx`` of shape ``(M, C, H, W)``.
+    """
+    index, (m, c, h, w), dtype = cache
+    dout = _check_dout(dout, index.shape, dtype)
+    plane = np.arange(m * c).reshape(m, c, 1, 1) * (h * w)  # offset of each (m, c) image
+    dx = np.bincount((plane + index).ravel(), weights=dout.ravel(), minlength=m * c * h * w)
+    return dx.reshape(m, c, h, w).astype(dtype, copy=False)
+
+
+# ------------------------------------------------------------------------ linear
+
+
+class LinearCache(NamedTuple):
+    """Kept: the input ``x`` and ``weight``; nothing is recomputed."""
+
+    x: np.ndarray  # (..., D_in)
+    weight: np.ndarray  # (D_out, D_in)
+    has_bias: bool
+
+
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None
+) -> tuple[np.ndarray, LinearCache]:
+    """Affine map on the last axis, ``out = x @ weight.T + bias`` (``torch.nn.Linear``).
+
+    Args:
+        x: ``(..., D_in)``, e.g. tokens ``(T, B, N, D)``.
+        weight: ``(D_out, D_in)``.
+        bias: ``(D_out,)`` or ``None``.
+
+    Returns:
+        ``(out, cache)``: ``out`` of shape ``(..., D_out)``.
+    """
+    x = as_float_array(x, "x", min_ndim=1, what=" (..., D_in)")
+    weight = as_float_array(weight, "weight")
+    _check_ndim(weight, 2, "weight", " (D_out, D_in)")
+    if weight.shape[1] != x.shape[-1]:
+        raise ValueError(
+            f"weight has D_in = {weight.shape[1]} (shape {weight.shape}) "
+            f"but x has {x.shape[-1]} features (shape {x.shape})"
+        )
+    out = x @ weight.T  # (..., D_out)
+    if bias is not None:
+        bias = as_float_array(bias, "bias")
+        check_shape(bias, (weight.shape[0],), "bias")
+        out = out + bias
+    return out, LinearCache(x, weight, bias is not None)
+
+
+def linear_backward(
+    dout: np.ndarray, cache: LinearCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`linear_forward`.
+
+    Args:
+        dout: ``(..., D_out)``.
+        cache: from :func:`linear_forward`.
+
+    Returns:
+        ``(dx, dweight, dbias)`` of shapes ``(..., D_in)``, ``(D_out, D_in)``,
+        ``(D_out,)`` (``dbias`` is ``None`` when the forward had no bias).
+    """
+    x, weight, has_bias = cache
+    d_out, d_in = weight.shape
+    dout = _check_dout(dout, x.shape[:-1] + (d_out,), np.result_type(x, weight))
+    dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = prod(...)
+    dx = dout @ weight  # (..., D_in)
+    dweight = dout2.T @ x.reshape(-1, d_in)  # (D_out, D_in): sums over every row
+    dbias = dout2.sum(axis=0) if has_bias else None  # (D_out,)
+    return dx, dweight, dbias
+
+
+# -------------------------------------------------------------------------- mean
+
+
+class MeanCache(NamedTuple):
+    """Kept: the input's shape, dtype and the reduced axes; nothing else is needed."""
+
+    shape: tuple[int, ...]
+    axes: tuple[int, ...]
+    dtype: np.dtype
+
+
+def mean_forward(x: np.ndarray, axis) -> tuple[np.ndarray, MeanCache]:
+    """Mean over ``axis`` (an int or a tuple of ints), as ``x.mean(dim)`` in torch.
+
+    The head uses it for the mean over tokens and time: ``(T, B, N, D) -> (B, D)``
+    with ``axis=(0, 2)``.
+
+    Returns:
+        ``(out, cache)``: ``out`` has the reduced axes removed.
+    """
+    x = as_float_array(x, "x", min_ndim=1)
+    axes = _normalize_axes(axis, x.ndim, "axis")
+    return x.mean(axis=axes), MeanCache(x.shape, axes, x.dtype)
+
+
+def mean_backward(dout: np.ndarray, cache: MeanCache) -> np.ndarray:
+    """Gradient of :func:`mean_forward`: ``dout`` spread evenly, ``dx = dout / n``
+    broadcast back over the ``n`` averaged entries.
+
+    Returns:
+        ``dx`` shaped like the forward's ``x``.
+    """
+    shape, axes, dtype = cache
+    kept = tuple(s for a, s in enumerate(shape) if a not in axes)
+    dout = _check_dout(dout, kept, dtype)
+    n = int(np.prod([shape[a] for a in axes]))
+    return np.broadcast_to(np.expand_dims(dout, axes) / n, shape).astype(dtype)  # a fresh array
+
+
+# ----------------------------------------------------------------- cross-entropy
+
+
+def cross_entropy(
+    logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
+) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy with label smoothing, and its gradient.
+
+    With ``K`` classes, smoothing ``eps`` and target distribution
+    ``q = (1 - eps) * onehot(label) + eps / K`` (PyTorch's definition)::
+
+        log p = logits - logsumexp(logits)          (stable: max subtracted first)
+        loss  = mean_b  sum_k -q[b, k] * log p[b, k]
+        dlogits = (softmax(logits) - q) / B
+
+    Args:
+        logits: ``(B, K)``, finite.
+        labels: ``(B,)`` integer class indices in ``[0, K)``. An integer dtype is
+            required (float class indices are rejected: PyTorch reads float
+            targets as probabilities).
+        label_smoothing: ``eps`` in [0, 1].
+
+    Returns:
+        ``(loss, dlogits)``: the loss as a Python float, ``dlogits`` ``(B, K)``.
+    """
+    logits = as_float_array(logits, "logits")
+    _check_ndim(logits, 2, "logits", " (B, classes)")
+    b, k = logits.shape
+    if b == 0 or k == 0:
+        raise ValueError(f"logits must have at least one row and one class, got shape {logits.shape}")
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    check_shape(labels, (b,), "labels")
+    if np.any(labels < 0) or np.any(labels >= k):
+        raise ValueError(f"labels must lie in [0, {k}), got values in [{labels.min()}, {labels.max()}]")
+    eps = check_finite_scalar(label_smoothing, "label_smoothing", minimum=0.0)
+    if eps > 1:
+        raise ValueError(f"label_smoothing must be <= 1, got {eps!r}")
+
+    z = logits - logits.max(axis=1, keepdims=True)  # (B, K), max entry 0
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (B, K) log-softmax
+    q = np.full_like(logits, eps / k)  # (B, K) smoothed target
+    q[np.arange(b), labels] += 1 - eps
+    loss = float(-(q * logp).sum() / b)
+    dlogits = (np.exp(logp) - q) / b  # (B, K)
+    return loss, dlogits
