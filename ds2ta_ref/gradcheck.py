@@ -14,7 +14,7 @@ constant, so this check is run on the kernels' *smooth mode* (see
 The error measure is scale-aware, so that entries whose true gradient is ~0
 do not dominate::
 
-    rel_error(a, b) = max|a - b| / max(max|a|, max|b|, tiny)
+    rel_error(a, b) = max|a - b| / max(max|a|, max|b|, floor)
 """
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ import numpy as np
 __all__ = ["rel_error", "numerical_vjp", "check_gradients", "format_report"]
 
 
-def rel_error(a: np.ndarray, b: np.ndarray, tiny: float = 1e-300) -> float:
-    """Worst absolute difference relative to the larger of the two arrays' max magnitudes.
+def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
+    """Worst absolute difference relative to the larger of the two arrays' max magnitudes::
 
-    Zero when both arrays are zero. Shapes must match.
+        max|a - b| / max(max|a|, max|b|, floor)
+
+    ``floor`` turns the measure into an absolute one (scaled by ``1/floor``) for
+    arrays whose true value is ~0, such as the gradient of a bias that feeds a
+    training-mode BatchNorm (exactly zero; its finite differences are pure
+    rounding noise). Zero when both arrays are zero. Shapes must match.
     """
+    tiny = max(float(floor), 1e-300)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -101,6 +107,7 @@ def check_gradients(
     rng: np.random.Generator,
     eps: float = 1e-6,
     max_entries: int | None = None,
+    floor: float = 0.0,
 ) -> dict[str, float]:
     """Check a forward/backward pair against central differences, in float64.
 
@@ -114,6 +121,8 @@ def check_gradients(
         eps: central-difference step.
         max_entries: if set, check a random sample of at most this many entries
             of each input (for large parameter tensors).
+        floor: passed to :func:`rel_error`: gradients below it in magnitude are
+            compared absolutely (errors scaled by ``1/floor``).
 
     Returns:
         ``{name: rel_error(analytic, numerical)}`` over the checked entries: the
@@ -148,7 +157,7 @@ def check_gradients(
                 f"gradient for {name!r} has shape {analytic.shape}, expected {numeric.shape}"
             )
         mask = ~np.isnan(numeric)
-        report[name] = rel_error(analytic[mask], numeric[mask])
+        report[name] = rel_error(analytic[mask], numeric[mask], floor)
     return report
 
 

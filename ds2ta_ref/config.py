@@ -1,0 +1,122 @@
+"""Model configuration: one frozen dataclass and the named presets (SPEC §4).
+
+Every convention on which the paper, the Spikformer code and SpikingJelly
+disagree is a field here, with the paper's choice as the default; see
+``docs/spec-notes.md`` for the alternatives.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["ModelConfig", "PRESETS", "preset"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and conventions of a DS2TA (or, with both switches off, Spikformer) model."""
+
+    # --- data -----------------------------------------------------------------
+    img_size: int = 32  # square input images (H = W)
+    in_channels: int = 3
+    num_classes: int = 10
+    T: int = 4  # time steps (static images are repeated T times: direct encoding)
+    # --- backbone (Spikformer) ------------------------------------------------
+    sps: str = "cifar"  # "cifar": max-pool after SPS stages 3 and 4; "dvs": after every stage
+    depth: int = 4  # encoder blocks
+    dim: int = 384  # embedding dimension D
+    heads: int = 12  # H; head_dim d = D // H
+    mlp_ratio: int = 4
+    qkv_bias: bool = True  # CIFAR code: q/k/v linears have biases; DVS code: no bias
+    scale: float = 0.125  # attention scale (CIFAR code 0.125, DVS code 0.25)
+    # --- DS2TA switches (paper Table 4); both off is Spikformer ---------------
+    tasa: bool = True
+    nsad: bool = True
+    # --- TASA (Eq. 1, 4, 5) ---------------------------------------------------
+    window: int = 3  # T_AW: lags 0 .. window-1; with tasa=False the window is 1
+    tau0: float = 4.0  # initial decay exponent
+    tau_per_site: bool = False  # False: one tau per block shared by q/k/v and proj
+    frozen_tau: bool = False
+    # --- NSAD (Eq. 6, 7) ------------------------------------------------------
+    u0: float = 3.0  # initial denoising threshold u_h
+    nsad_rounding: str = "nearest"  # or "floor"
+    # --- LIF neurons (Eq. 2, 3) -----------------------------------------------
+    tau_m: float = 2.0
+    v_threshold: float = 1.0
+    attn_v_threshold: float = 0.5  # the LIF after (A @ v) * scale
+    decay_input: bool = False  # paper form; True reproduces SpikingJelly / Spikformer
+    detach_reset: bool = True
+    surrogate: str = "sigmoid"
+    alpha: float = 4.0
+    # --- BatchNorm (PyTorch conventions) ---------------------------------------
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
+
+    def __post_init__(self):
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+
+        for name in ("img_size", "in_channels", "num_classes", "T", "depth", "dim", "heads", "mlp_ratio", "window"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 f"{name} must be an integer >= 1, got {value!r}")
+        need(self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}")
+        need(self.sps in ("cifar", "dvs"), f"sps must be 'cifar' or 'dvs', got {self.sps!r}")
+        need(self.dim % self.heads == 0,
+             f"heads must divide dim: dim={self.dim} is not a multiple of heads={self.heads}")
+        need(self.dim % 8 == 0, f"dim must be a multiple of 8 (SPS channels D/8, D/4, D/2), got {self.dim}")
+        pools = 2 if self.sps == "cifar" else 4
+        need(self.img_size % (2 ** pools) == 0,
+             f"img_size must be a multiple of {2 ** pools} for sps={self.sps!r}, got {self.img_size}")
+        need(self.nsad_rounding in ("nearest", "floor"),
+             f"nsad_rounding must be one of ['floor', 'nearest'], got {self.nsad_rounding!r}")
+        need(self.surrogate in ("sigmoid", "atan"),
+             f"surrogate must be one of ['atan', 'sigmoid'], got {self.surrogate!r}")
+        need(self.tau_m >= 1, f"tau_m must be >= 1, got {self.tau_m}")
+        need(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def num_tokens(self) -> int:
+        pools = 2 if self.sps == "cifar" else 4
+        return (self.img_size // 2 ** pools) ** 2
+
+    @property
+    def effective_window(self) -> int:
+        """The TASA window in use: ``window`` with TASA on, 1 (spatial-only) with it off."""
+        return self.window if self.tasa else 1
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Paper Table 1/2: ViT-4-384 at T = 4 on CIFAR.
+    "cifar10": ModelConfig(),
+    "cifar100": ModelConfig(num_classes=100),
+    # CIFAR10-DVS / DVS-Gesture: 128x128x2 events, T = 10, ViT-2-256, 16 heads.
+    "dvs": ModelConfig(img_size=128, in_channels=2, num_classes=10, T=10, sps="dvs", depth=2, dim=256,
+                       heads=16, qkv_bias=False, scale=0.25, tau0=2.0, u0=2.0),
+    # Small enough to train on 2 CPU cores in minutes (digits upsampled to 16x16).
+    "tiny": ModelConfig(img_size=16, in_channels=1, num_classes=10, T=4, depth=1, dim=64, heads=4,
+                        tau0=2.0, u0=1.0),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named preset (``"cifar10"``, ``"cifar100"``, ``"dvs"``, ``"tiny"``) with fields overridden.
+
+    Raises ``ValueError`` naming ``name`` (and listing the presets) if unknown,
+    or naming the field if an override is not a field of :class:`ModelConfig`.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset name must be one of {sorted(PRESETS)}, got {name!r}")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {sorted(fields)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
