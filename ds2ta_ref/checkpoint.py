@@ -1,0 +1,289 @@
+"""Checkpoints as ``.npz`` files: atomic writes, pickle-free reads, clear errors.
+
+A checkpoint is a zip of ``.npy`` members (the ``np.savez`` format, readable
+with ``np.load``) holding the named arrays plus one reserved member
+``__meta__``: a 0-d numpy unicode string with JSON text::
+
+    {"format": "ds2ta_ref.checkpoint", "version": 1,
+     "meta":   {... the caller's meta ...},
+     "arrays": {"<name>": {"dtype": "<f8", "shape": [3, 4], "sha256": "<hex>"}, ...}}
+
+``arrays`` records every array's dtype, shape and (unless disabled) the
+SHA-256 of its raw bytes in C order, so :func:`load` can name the array that
+was altered. Nothing is pickled, on either side.
+
+Also here: :func:`validate` (names and shapes against what a model expects)
+and the pickle-free round trip of a ``np.random.Generator``
+(:func:`rng_state_to_arrays`, :func:`rng_from_arrays`), so a resumed run draws
+the same random stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from typing import Mapping
+
+import numpy as np
+
+__all__ = [
+    "CheckpointError",
+    "META_KEY",
+    "save",
+    "load",
+    "validate",
+    "rng_state_to_arrays",
+    "rng_from_arrays",
+]
+
+META_KEY = "__meta__"
+FORMAT = "ds2ta_ref.checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or fails its checks; the message names
+    the path and what is wrong."""
+
+
+def _sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):  # numpy scalars, e.g. np.int64 from a counter
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping, *, checksum: bool = True) -> None:
+    """Write ``arrays`` and ``meta`` to the ``.npz`` file ``path``, atomically.
+
+    ``arrays``: ``name -> array`` (any shape; numeric, bool or unicode dtypes,
+    no object arrays); names are non-empty strings other than ``"__meta__"``.
+    ``meta``: a JSON-serializable dict (numpy scalars are converted; tuples
+    come back as lists). With ``checksum`` the SHA-256 of every array is stored.
+
+    The file is first written to a temporary file in the same directory,
+    flushed and fsync'ed, then moved onto ``path`` with ``os.replace`` (and
+    the directory fsync'ed): ``path`` holds either its previous content or the
+    complete new checkpoint, never a partial one, and the temporary file is
+    removed on any failure. The file is written at exactly ``path`` (no
+    ``.npz`` suffix is added). It is written with ``zipfile`` and
+    ``np.lib.format.write_array``, which is what ``np.savez`` does, because
+    ``np.savez(file, **arrays)`` cannot take an array named ``file``.
+    """
+    checked = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"array names must be non-empty strings, got {name!r}")
+        if name == META_KEY:
+            raise ValueError(f"array name {META_KEY!r} is reserved for the checkpoint's metadata")
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise ValueError(f"array {name!r} has dtype {arr.dtype}: object arrays would need pickle")
+        checked[name] = arr
+    if not isinstance(meta, Mapping):
+        raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
+    listing = {}
+    for name, arr in checked.items():
+        listing[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
+        if checksum:
+            listing[name]["sha256"] = _sha256(arr)
+    try:
+        text = json.dumps(
+            {"format": FORMAT, "version": VERSION, "meta": dict(meta), "arrays": listing},
+            default=_json_default,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"meta must be JSON-serializable: {exc}") from exc
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+                for name, arr in [(META_KEY, np.array(text))] + list(checked.items()):
+                    with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``.
+
+    Reads with ``np.load(path, allow_pickle=False)``. Every failure raises
+    :class:`CheckpointError` naming ``path`` and the problem: a missing,
+    empty, truncated or non-zip file, a member that cannot be read (bad CRC,
+    corrupted header, object array), a missing or invalid ``__meta__``, an
+    array missing from or not listed in the metadata, and, with ``verify``,
+    an array whose dtype, shape or SHA-256 differs from the one recorded at
+    save time (the array is named).
+    """
+    path = os.fspath(path)
+
+    def fail(problem: str, exc: BaseException | None = None):
+        raise CheckpointError(f"checkpoint {path!r}: {problem}") from exc
+
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        fail("no such file", exc)
+    except OSError as exc:
+        fail(f"cannot be read ({type(exc).__name__}: {exc})", exc)
+    except Exception as exc:  # numpy/zipfile raise many types for a damaged file
+        fail(f"not a readable .npz file: empty, truncated or not a zip archive ({type(exc).__name__}: {exc})", exc)
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        fail("holds a single .npy array, not a .npz checkpoint")
+
+    arrays = {}
+    with npz:
+        for key in npz.files:
+            try:
+                arrays[key] = npz[key]
+            except Exception as exc:
+                fail(f"member {key!r} cannot be read ({type(exc).__name__}: {exc})", exc)
+
+    if META_KEY not in arrays:
+        fail(f"no {META_KEY!r} entry: not written by ds2ta_ref.checkpoint.save")
+    text = arrays.pop(META_KEY)
+    if text.dtype.kind != "U" or text.ndim != 0:
+        fail(f"{META_KEY!r} must be a 0-d unicode string, got dtype {text.dtype} and shape {text.shape}")
+    try:
+        header = json.loads(str(text))
+    except ValueError as exc:
+        fail(f"{META_KEY!r} is not valid JSON ({exc})", exc)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        fail(f"{META_KEY!r} is not a {FORMAT} header")
+    if header.get("version") != VERSION:
+        fail(f"unsupported checkpoint version {header.get('version')!r} (this code reads {VERSION})")
+    listing, meta = header.get("arrays"), header.get("meta")
+    if not isinstance(listing, dict) or not isinstance(meta, dict):
+        fail(f"{META_KEY!r} lacks its 'arrays' or 'meta' dict")
+
+    missing = sorted(set(listing) - set(arrays))
+    unlisted = sorted(set(arrays) - set(listing))
+    if missing or unlisted:
+        fail(f"arrays do not match the metadata: missing {missing}, not listed {unlisted}")
+    if verify:
+        for name, arr in arrays.items():
+            record = listing[name]
+            if not isinstance(record, dict):
+                fail(f"metadata record of array {name!r} is not a dict")
+            if arr.dtype.str != record.get("dtype") or list(arr.shape) != record.get("shape"):
+                fail(f"array {name!r} has dtype {arr.dtype.str} and shape {arr.shape}, but was saved "
+                     f"with dtype {record.get('dtype')} and shape {record.get('shape')}")
+            if "sha256" in record and _sha256(arr) != record["sha256"]:
+                fail(f"array {name!r} fails its SHA-256 check: the file was altered after it was saved")
+    return arrays, meta
+
+
+def validate(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple], *, what: str = "checkpoint") -> None:
+    """Check that ``arrays`` has exactly the names of ``expected``, each with its shape.
+
+    ``expected``: ``name -> shape``. Raises ``ValueError`` listing, in one
+    message, every missing name, every extra name and every mis-shaped entry.
+    """
+    missing = [name for name in expected if name not in arrays]
+    extra = [name for name in arrays if name not in expected]
+    wrong = [
+        (name, tuple(np.shape(arrays[name])), tuple(shape))
+        for name, shape in expected.items()
+        if name in arrays and tuple(np.shape(arrays[name])) != tuple(shape)
+    ]
+    if not (missing or extra or wrong):
+        return
+    lines = [f"{what} does not match the expected arrays:"]
+    lines += [f"  missing: {name!r} (expected shape {tuple(expected[name])})" for name in missing]
+    lines += [f"  unexpected: {name!r} (shape {tuple(np.shape(arrays[name]))})" for name in extra]
+    lines += [f"  wrong shape: {name!r} is {got}, expected {want}" for name, got, want in wrong]
+    raise ValueError("\n".join(lines))
+
+
+_SUPPORTED_BIT_GENERATORS = ("PCG64", "PCG64DXSM")
+_MASK64 = (1 << 64) - 1
+
+
+def _to_words(value: int) -> np.ndarray:
+    """A 128-bit integer as two uint64 words ``[high, low]``."""
+    return np.array([value >> 64, value & _MASK64], dtype=np.uint64)
+
+
+def _from_words(words: np.ndarray) -> int:
+    return (int(words[0]) << 64) | int(words[1])
+
+
+def rng_state_to_arrays(rng: np.random.Generator, prefix: str = "rng.") -> dict[str, np.ndarray]:
+    """The exact state of a PCG64 (or PCG64DXSM) ``Generator`` as pickle-free arrays.
+
+    Keys (with ``prefix``): ``bit_generator`` (0-d unicode name), ``state``
+    and ``inc`` (the 128-bit integers as uint64 ``[high, low]`` words, since
+    they exceed int64), ``has_uint32`` (0-d int64) and ``uinteger`` (0-d
+    uint64: the buffered half of a 64-bit draw). Merge them into the arrays
+    given to :func:`save`; :func:`rng_from_arrays` inverts this.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    state = rng.bit_generator.state
+    if state["bit_generator"] not in _SUPPORTED_BIT_GENERATORS:
+        raise ValueError(f"rng uses {state['bit_generator']}; only {_SUPPORTED_BIT_GENERATORS} can be saved")
+    return {
+        prefix + "bit_generator": np.array(state["bit_generator"]),
+        prefix + "state": _to_words(state["state"]["state"]),
+        prefix + "inc": _to_words(state["state"]["inc"]),
+        prefix + "has_uint32": np.array(state["has_uint32"], dtype=np.int64),
+        prefix + "uinteger": np.array(state["uinteger"], dtype=np.uint64),
+    }
+
+
+def rng_from_arrays(arrays: Mapping[str, np.ndarray], prefix: str = "rng.") -> np.random.Generator:
+    """A new ``Generator`` in exactly the state saved by :func:`rng_state_to_arrays`
+    (it draws the same stream, bit for bit). ``arrays`` may hold other entries."""
+    saved = {k: np.asarray(v) for k, v in arrays.items() if k.startswith(prefix)}
+    validate(
+        saved,
+        {prefix + "bit_generator": (), prefix + "state": (2,), prefix + "inc": (2,),
+         prefix + "has_uint32": (), prefix + "uinteger": ()},
+        what="random generator state",
+    )
+    for key in ("state", "inc", "uinteger"):
+        if saved[prefix + key].dtype != np.uint64:
+            raise ValueError(f"random generator state: {prefix + key!r} must be uint64, got {saved[prefix + key].dtype}")
+    name = str(saved[prefix + "bit_generator"])
+    if name not in _SUPPORTED_BIT_GENERATORS:
+        raise ValueError(f"random generator state: unsupported bit generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = {
+        "bit_generator": name,
+        "state": {"state": _from_words(saved[prefix + "state"]), "inc": _from_words(saved[prefix + "inc"])},
+        "has_uint32": int(saved[prefix + "has_uint32"]),
+        "uinteger": int(saved[prefix + "uinteger"]),
+    }
+    return np.random.Generator(bit_generator)
