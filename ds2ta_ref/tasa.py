@@ -1,0 +1,216 @@
+"""TASA: temporally attenuated spatiotemporal attention inputs (DS2TA Eq. 1, 4, 5).
+
+The input to neuron ``k`` of a Q/K/V array (or of the attention block's output
+projection) at time ``t`` gathers the spikes ``s`` of the previous block over a
+window of ``T_AW`` time steps, with weights that decay with the lag::
+
+    I_k[t] = sum_{m = t-T_AW+1 .. t} sum_j w_kj(t-m) * s_j[m]             (Eq. 1)
+    w_kj(lag) = w_kj(0) * df(lag)                                          (Eq. 4)
+    df(lag) = 2^(-tau * lag)                                               (Eq. 5)
+
+Because every lag uses the *same* weight matrix scaled by ``df(lag)``, mix over
+the window first and multiply once (SPEC §2), with ``lag = 0 .. T_AW-1`` and
+zeros before ``t = 0``::
+
+    x_mix[t] = sum_{lag=0}^{T_AW-1} 2^(-tau*lag) * s[t-lag]
+    I[t]     = x_mix[t] @ W^T + b                  (the bias is added once)
+
+The cost is the mix, ``O(T * T_AW * N * D_in)``, plus the very matmul of
+spatial-only attention. ``window = T_AW = 1`` is exactly Spikformer's
+spatial-only input ``s[t] @ W^T + b``. The only parameter added to a linear
+layer is ``tau``.
+
+``tau`` conventions (SPEC §2, listed in the spec notes):
+
+* ``tau`` is stored as a float; the forward uses ``tau_int = max(0, round(tau))``
+  (NumPy rounding, half to even), so ``2.5 -> 2`` and ``-1.3 -> 0``.
+* The backward is straight-through across both the rounding *and* the clip
+  at 0: ``dtau`` is the derivative with respect to the exponent the forward
+  used, ``d/dtau_int``::
+
+      dtau = sum_lag sum_t <dx_mix[t], s[t-lag]> * (-lag * ln 2) * 2^(-tau_int * lag)
+
+  So a ``tau`` below ``-0.5`` still receives a gradient (a clip that blocked it
+  would leave such a ``tau`` stuck forever).
+* ``frozen_tau=True``: :func:`backward` returns ``dtau = None`` (not ``0.0``),
+  so that an optimizer cannot mistake a frozen ``tau`` for a learned one whose
+  gradient happens to vanish.
+* ``continuous_tau=True`` is the check mode of SPEC §1: the forward uses
+  ``tau`` itself (no rounding, no clip), so central differences of the forward
+  check ``dtau`` exactly. In rounded mode ``dtau`` equals the continuous-mode
+  ``dtau`` evaluated at ``tau_int``.
+
+Arrays are time-major: ``s`` is ``(T, ..., D_in)``, e.g. ``(T, B, N, D)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
+
+__all__ = ["TASACache", "forward", "backward", "decay_factors", "tau_used"]
+
+
+class TASACache(NamedTuple):
+    """What :func:`forward` keeps for :func:`backward`.
+
+    Kept: the input ``s`` (for ``dtau``), the mixed input ``x_mix`` (for
+    ``dweight``), the weight (for ``dx_mix``) and the decay factors at the
+    ``tau`` the forward used; the backward recomputes nothing.
+    """
+
+    s: np.ndarray  # (T, ..., D_in) input, in the compute dtype
+    x_mix: np.ndarray  # (T, ..., D_in) attenuated sum over the window
+    weight: np.ndarray  # (D_out, D_in)
+    has_bias: bool
+    tau_used: float  # max(0, round(tau)), or tau itself when continuous_tau
+    factors: np.ndarray  # (window,) 2^(-tau_used * lag), compute dtype
+    window: int
+    frozen_tau: bool
+
+
+def tau_used(tau: float, *, continuous_tau: bool = False) -> float:
+    """The decay exponent the forward uses: ``max(0, round(tau))`` (half to even),
+    or ``tau`` unchanged when ``continuous_tau`` (the gradient-check mode)."""
+    tau = check_finite_scalar(tau, "tau")
+    if continuous_tau:
+        return tau
+    return max(0.0, float(np.round(tau)))
+
+
+def decay_factors(tau: float, window: int) -> np.ndarray:
+    """The attenuation ``df(m) = 2^(-tau * m)`` for ``m = 0 .. window-1`` (Eq. 5).
+
+    ``tau`` is used exactly as given (no rounding and no clip): pass
+    :func:`tau_used` of a layer's ``tau`` to get the factors its forward applies.
+
+    Args:
+        tau: decay exponent, a finite real number.
+        window: ``T_AW``, an integer >= 1.
+
+    Returns:
+        float64 array of shape ``(window,)``; ``df(0) = 1``.
+    """
+    tau = check_finite_scalar(tau, "tau")
+    window = check_int(window, "window", minimum=1)
+    lag = np.arange(window, dtype=np.float64)  # (window,)
+    with np.errstate(over="ignore"):
+        factors = np.power(2.0, -tau * lag)  # (window,)
+    if not np.all(np.isfinite(factors)):
+        raise ValueError(f"tau = {tau!r} overflows the decay factors 2^(-tau*lag) for window = {window}")
+    return factors
+
+
+def _check_layer(s, weight, bias):
+    """Validate and cast ``s``, ``weight``, ``bias`` to their common float dtype."""
+    s = as_float_array(s, "s", min_ndim=2, what=" (time T and features D_in)")
+    weight = as_float_array(weight, "weight")
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be 2-D (D_out, D_in), got shape {weight.shape}")
+    d_in = s.shape[-1]
+    if weight.shape[1] != d_in:
+        raise ValueError(
+            f"weight must have shape (D_out, {d_in}) to match s's last axis D_in = {d_in}, "
+            f"got {weight.shape}"
+        )
+    dtype = np.result_type(s, weight)
+    if bias is not None:
+        bias = as_float_array(bias, "bias")
+        check_shape(bias, (weight.shape[0],), "bias")
+        bias = bias.astype(dtype, copy=False)
+    return s.astype(dtype, copy=False), weight.astype(dtype, copy=False), bias
+
+
+def forward(
+    s: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    tau: float,
+    window: int,
+    frozen_tau: bool = False,
+    continuous_tau: bool = False,
+) -> tuple[np.ndarray, TASACache]:
+    """TASA input of a neuron array: attenuated sum over the window, then one linear map.
+
+    ``out[t] = (sum_{lag=0}^{window-1} 2^(-tau_used*lag) * s[t-lag]) @ weight.T + bias``
+    (Eq. 1, 4, 5), with ``s[t] = 0`` for ``t < 0``.
+
+    Args:
+        s: input ``(T, ..., D_in)``, e.g. ``(T, B, N, D)``: spikes, or the
+           integer-valued residual stream (not required to be binary).
+           Integer and boolean arrays are treated as float64.
+        weight: ``W(0)``, shape ``(D_out, D_in)`` (``torch.nn.Linear`` layout).
+        bias: ``(D_out,)`` or ``None``; added once, not per lag.
+        tau: decay exponent (float); the forward uses ``max(0, round(tau))``.
+        window: ``T_AW`` >= 1, the number of lags (``1`` = spatial only).
+        frozen_tau: ``tau`` is not learned: :func:`backward` returns ``dtau = None``.
+        continuous_tau: check mode, use ``tau`` unrounded and unclipped.
+
+    Returns:
+        ``(out, cache)``: ``out`` of shape ``(T, ..., D_out)`` in the result
+        dtype of ``s`` and ``weight`` (float32 stays float32).
+    """
+    s, weight, bias = _check_layer(s, weight, bias)
+    window = check_int(window, "window", minimum=1)
+    tau_u = tau_used(tau, continuous_tau=continuous_tau)
+    with np.errstate(over="ignore"):
+        factors = decay_factors(tau_u, window).astype(s.dtype)  # (window,)
+    if not np.all(np.isfinite(factors)):
+        raise ValueError(f"tau = {tau_u!r} overflows the decay factors in {s.dtype}")
+    T = s.shape[0]
+
+    x_mix = np.zeros_like(s)  # (T, ..., D_in)
+    for lag in range(min(window, T)):  # lags >= T only see the zero padding
+        x_mix[lag:] += factors[lag] * s[: T - lag]  # s[t - lag] lands on t
+    out = x_mix @ weight.T  # (T, ..., D_out)
+    if bias is not None:
+        out += bias
+    cache = TASACache(s, x_mix, weight, bias is not None, tau_u, factors, window, bool(frozen_tau))
+    return out, cache
+
+
+def backward(
+    dout: np.ndarray, cache: TASACache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
+    """Gradients of :func:`forward`.
+
+    Args:
+        dout: gradient w.r.t. ``out``, shape ``(T, ..., D_out)``.
+        cache: from :func:`forward`.
+
+    Returns:
+        ``(ds, dweight, dbias, dtau)``: ``ds`` ``(T, ..., D_in)``, ``dweight``
+        ``(D_out, D_in)``, ``dbias`` ``(D_out,)`` or ``None`` if the forward had
+        no bias (arrays in the forward's compute dtype), and ``dtau`` a Python
+        float, straight-through across the rounding and the clip (evaluated at
+        the ``tau`` the forward used), or ``None`` if ``frozen_tau``.
+    """
+    if not isinstance(cache, TASACache):
+        raise ValueError(f"cache must be the TASACache returned by tasa.forward, got {type(cache).__name__}")
+    s, x_mix, weight = cache.s, cache.x_mix, cache.weight
+    d_out, d_in = weight.shape
+    dout = as_float_array(dout, "dout")
+    check_shape(dout, s.shape[:-1] + (d_out,), "dout")
+    dout = dout.astype(s.dtype, copy=False)
+    T = s.shape[0]
+    rows = math.prod(s.shape[:-1])  # T * B * N ...
+
+    # forward was: out = x_mix @ W^T + b, so now:
+    dbias = dout.reshape(rows, d_out).sum(axis=0) if cache.has_bias else None  # (D_out,)
+    dweight = dout.reshape(rows, d_out).T @ x_mix.reshape(rows, d_in)  # (D_out, D_in)
+    dx_mix = dout @ weight  # (T, ..., D_in)
+
+    # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:
+    ds = np.zeros_like(dx_mix)  # (T, ..., D_in)
+    dtau = None if cache.frozen_tau else 0.0
+    for lag in range(min(cache.window, T)):
+        ds[: T - lag] += cache.factors[lag] * dx_mix[lag:]  # fans out over lags: +=
+        if dtau is not None and lag > 0:
+            # d df(lag) / d tau = -lag * ln 2 * df(lag)
+            dot = float(np.sum(dx_mix[lag:] * s[: T - lag], dtype=np.float64))
+            dtau += dot * (-lag * math.log(2.0)) * float(cache.factors[lag])
+    return ds, dweight, dbias, dtau
