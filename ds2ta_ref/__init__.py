@@ -5,11 +5,33 @@ Attention", Xu, Geng, Yin, Li, 2024) is a spiking vision transformer built on
 Spikformer. Every forward here has a hand-written backward-through-time with
 surrogate gradients, checked in float64 against finite differences and PyTorch.
 
-Modules, one per concept of the paper: :mod:`~ds2ta_ref.surrogate`,
-:mod:`~ds2ta_ref.lif` (Eq. 2-3), :mod:`~ds2ta_ref.gradcheck`.
+One module per concept of the paper: :mod:`~ds2ta_ref.surrogate`,
+:mod:`~ds2ta_ref.lif` (Eq. 2-3), :mod:`~ds2ta_ref.tasa` (Eq. 1, 4-5),
+:mod:`~ds2ta_ref.nsad` (Eq. 6-7), :mod:`~ds2ta_ref.layers` (conv, BatchNorm,
+pooling, linear, loss), :mod:`~ds2ta_ref.sps` (patch splitting),
+:mod:`~ds2ta_ref.attention` (the attention block), :mod:`~ds2ta_ref.model`
+(the transformer), :mod:`~ds2ta_ref.optim`, :mod:`~ds2ta_ref.data`,
+:mod:`~ds2ta_ref.checkpoint`, :mod:`~ds2ta_ref.gradcheck`.
+
+The whole model::
+
+    import numpy as np, ds2ta_ref
+    cfg = ds2ta_ref.preset("tiny")
+    params = ds2ta_ref.init_params(cfg, np.random.default_rng(0))
+    state = ds2ta_ref.init_state(cfg)
+    logits, state, cache = ds2ta_ref.model_forward(params, state, images, cfg, training=True)
+    grads = ds2ta_ref.model_backward(dlogits, cache)
 """
-from . import gradcheck, lif, surrogate
+from . import attention, checkpoint, data, gradcheck, layers, lif, model, nsad, optim, sps, surrogate, tasa
+from .config import PRESETS, ModelConfig, preset
+from .model import count_params, init_params, init_state, load_spikformer_npz
+from .model import backward as model_backward
+from .model import forward as model_forward
 
 __version__ = "0.1.0"
 
-__all__ = ["gradcheck", "lif", "surrogate", "__version__"]
+__all__ = [
+    "attention", "checkpoint", "data", "gradcheck", "layers", "lif", "model", "nsad", "optim", "sps",
+    "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params", "init_state", "count_params",
+    "model_forward", "model_backward", "load_spikformer_npz", "__version__",
+]

@@ -75,24 +75,30 @@ def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
 
 
 class ConvCache(NamedTuple):
-    """Kept: the input ``x`` and ``weight``; the im2col view of the padded input
-    is recomputed in the backward (it is a strided view, free to rebuild)."""
+    """Kept: the input ``x`` and ``weight``; the im2col matrix of the padded
+    input is rebuilt in the backward (a copy, cheaper to redo than to hold)."""
 
     x: np.ndarray  # (M, C_in, H, W)
     weight: np.ndarray  # (C_out, C_in, k, k)
 
 
 def _im2col(x: np.ndarray, k: int) -> np.ndarray:
-    """Zero-pad by ``k//2`` and view every ``k x k`` patch: ``(M, C, H, W, k, k)`` (no copy)."""
+    """Zero-pad by ``k//2`` and lay every ``k x k`` patch out as a row:
+    ``(M*H*W, C_in*k*k)``, contiguous, so that the convolution is one matmul."""
+    m, c, h, w = x.shape
     p = k // 2
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))  # (M, C, H+2p, W+2p)
-    return sliding_window_view(xp, (k, k), axis=(2, 3))  # (M, C, H, W, k, k)
+    patches = sliding_window_view(xp, (k, k), axis=(2, 3))  # (M, C, H, W, k, k), a view
+    return patches.transpose(0, 2, 3, 1, 4, 5).reshape(m * h * w, c * k * k)  # copies
 
 
 def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCache]:
     """2-D convolution (cross-correlation), stride 1, zero padding ``k//2``, no bias::
 
         out[m, o, h, w] = sum_{c, i, j} weight[o, c, i, j] * xpad[m, c, h + i, w + j]
+
+    Computed as one matmul of the im2col matrix ``(M*H*W, C_in*k*k)`` with the
+    flattened weight.
 
     Args:
         x: ``(M, C_in, H, W)``, ``M = T*B``.
@@ -113,9 +119,10 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
             f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
             f"but x has {x.shape[1]} (shape {x.shape})"
         )
-    cols = _im2col(x, k)  # (M, C_in, H, W, k, k)
-    out = np.tensordot(cols, weight, axes=([1, 4, 5], [1, 2, 3]))  # (M, H, W, C_out)
-    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (M, C_out, H, W)
+    m, _, h, w = x.shape
+    cols = _im2col(x, k)  # (M*H*W, C_in*k*k)
+    out = cols @ weight.reshape(c_out, -1).T  # (M*H*W, C_out)
+    out = np.ascontiguousarray(out.reshape(m, h, w, c_out).transpose(0, 3, 1, 2))  # (M, C_out, H, W)
     return out, ConvCache(x, weight)
 
 
@@ -135,10 +142,11 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     p = k // 2
     dtype = np.result_type(x, weight)
     dout = _check_dout(dout, (m, c_out, h, w), dtype)
-    # forward was: out = cols . weight (contracting C_in, i, j), so now:
-    cols = _im2col(x, k)  # (M, C_in, H, W, k, k)
-    dweight = np.tensordot(dout, cols, axes=([0, 2, 3], [0, 2, 3]))  # (C_out, C_in, k, k)
-    dcols = np.tensordot(dout, weight, axes=([1], [0]))  # (M, H, W, C_in, k, k)
+    # forward was: out_rows = cols @ W^T, so now:
+    dout_rows = dout.transpose(0, 2, 3, 1).reshape(m * h * w, c_out)  # (M*H*W, C_out)
+    cols = _im2col(x, k)  # (M*H*W, C_in*k*k)
+    dweight = (dout_rows.T @ cols).reshape(weight.shape)  # (C_out, C_in, k, k)
+    dcols = (dout_rows @ weight.reshape(c_out, -1)).reshape(m, h, w, c_in, k, k)
     # col2im: patch (h, w) read xpad[h + i, w + j]; scatter back one kernel offset at a time
     dxp = np.zeros((m, c_in, h + 2 * p, w + 2 * p), dtype=dtype)  # (M, C_in, H+2p, W+2p)
     for i in range(k):
@@ -386,7 +394,7 @@ def linear_forward(
             f"weight has D_in = {weight.shape[1]} (shape {weight.shape}) "
             f"but x has {x.shape[-1]} features (shape {x.shape})"
         )
-    out = x @ weight.T  # (..., D_out)
+    out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))  # (..., D_out)
     if bias is not None:
         bias = as_float_array(bias, "bias")
         check_shape(bias, (weight.shape[0],), "bias")
@@ -411,7 +419,7 @@ def linear_backward(
     d_out, d_in = weight.shape
     dout = _check_dout(dout, x.shape[:-1] + (d_out,), np.result_type(x, weight))
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = prod(...)
-    dx = dout @ weight  # (..., D_in)
+    dx = (dout2 @ weight).reshape(x.shape)  # (..., D_in); 2-D matmuls are one BLAS call
     dweight = dout2.T @ x.reshape(-1, d_in)  # (D_out, D_in): sums over every row
     dbias = dout2.sum(axis=0) if has_bias else None  # (D_out,)
     return dx, dweight, dbias
