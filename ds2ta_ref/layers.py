@@ -83,13 +83,14 @@ class ConvCache(NamedTuple):
 
 
 def _im2col(x: np.ndarray, k: int) -> np.ndarray:
-    """Zero-pad by ``k//2`` and lay every ``k x k`` patch out as a row:
-    ``(M*H*W, C_in*k*k)``, contiguous, so that the convolution is one matmul."""
+    """Zero-pad by ``k//2`` and lay every ``k x k`` patch out as a column:
+    ``(C_in*k*k, M*H*W)``, contiguous, so that the convolution is one matmul.
+    (Channel-and-offset major: the copy runs along whole image rows.)"""
     m, c, h, w = x.shape
     p = k // 2
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))  # (M, C, H+2p, W+2p)
     patches = sliding_window_view(xp, (k, k), axis=(2, 3))  # (M, C, H, W, k, k), a view
-    return patches.transpose(0, 2, 3, 1, 4, 5).reshape(m * h * w, c * k * k)  # copies
+    return patches.transpose(1, 4, 5, 0, 2, 3).reshape(c * k * k, m * h * w)  # copies
 
 
 def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCache]:
@@ -97,8 +98,8 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
 
         out[m, o, h, w] = sum_{c, i, j} weight[o, c, i, j] * xpad[m, c, h + i, w + j]
 
-    Computed as one matmul of the im2col matrix ``(M*H*W, C_in*k*k)`` with the
-    flattened weight.
+    Computed as one matmul of the flattened weight ``(C_out, C_in*k*k)`` with the
+    im2col matrix ``(C_in*k*k, M*H*W)``.
 
     Args:
         x: ``(M, C_in, H, W)``, ``M = T*B``.
@@ -120,9 +121,9 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
             f"but x has {x.shape[1]} (shape {x.shape})"
         )
     m, _, h, w = x.shape
-    cols = _im2col(x, k)  # (M*H*W, C_in*k*k)
-    out = cols @ weight.reshape(c_out, -1).T  # (M*H*W, C_out)
-    out = np.ascontiguousarray(out.reshape(m, h, w, c_out).transpose(0, 3, 1, 2))  # (M, C_out, H, W)
+    cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
+    out = weight.reshape(c_out, -1) @ cols  # (C_out, M*H*W)
+    out = np.ascontiguousarray(out.reshape(c_out, m, h, w).transpose(1, 0, 2, 3))  # (M, C_out, H, W)
     return out, ConvCache(x, weight)
 
 
@@ -142,16 +143,16 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     p = k // 2
     dtype = np.result_type(x, weight)
     dout = _check_dout(dout, (m, c_out, h, w), dtype)
-    # forward was: out_rows = cols @ W^T, so now:
-    dout_rows = dout.transpose(0, 2, 3, 1).reshape(m * h * w, c_out)  # (M*H*W, C_out)
-    cols = _im2col(x, k)  # (M*H*W, C_in*k*k)
-    dweight = (dout_rows.T @ cols).reshape(weight.shape)  # (C_out, C_in, k, k)
-    dcols = (dout_rows @ weight.reshape(c_out, -1)).reshape(m, h, w, c_in, k, k)
-    # col2im: patch (h, w) read xpad[h + i, w + j]; scatter back one kernel offset at a time
+    # forward was: out = W_flat @ cols, so now:
+    dout_flat = dout.transpose(1, 0, 2, 3).reshape(c_out, m * h * w)  # (C_out, M*H*W)
+    cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
+    dweight = (dout_flat @ cols.T).reshape(weight.shape)  # (C_out, C_in, k, k)
+    dcols = (weight.reshape(c_out, -1).T @ dout_flat).reshape(c_in, k, k, m, h, w)
+    # col2im: column (m, h, w) read xpad[m, :, h + i, w + j]; scatter back one kernel offset at a time
     dxp = np.zeros((m, c_in, h + 2 * p, w + 2 * p), dtype=dtype)  # (M, C_in, H+2p, W+2p)
     for i in range(k):
         for j in range(k):
-            dxp[:, :, i:i + h, j:j + w] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+            dxp[:, :, i:i + h, j:j + w] += dcols[:, i, j].transpose(1, 0, 2, 3)
     dx = dxp[:, :, p:p + h, p:p + w].copy()  # (M, C_in, H, W): drop the padding
     return dx, dweight
 
