@@ -52,7 +52,7 @@ def _axes(ax, n: int, *, nrows: int = 1, figsize=(6.0, 4.0), **subplot_kw) -> li
     if ax is None:
         fig = Figure(figsize=figsize, layout="constrained")
         ncols = -(-n // nrows)
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)).ravel()
+        axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw).ravel()
         for extra in axes[n:]:  # a wrapped grid may have a few cells to spare
             extra.remove()
         return list(axes[:n])
@@ -271,7 +271,7 @@ def plot_nsad(params, head_dim: int, *, labels: Sequence[str] | None = None,
 
     One panel per head ``h``: the continuous ``f_h(s) = 1(s > u_h) g_h(s)``
     (Eq. 6-7, :func:`ds2ta_ref.nsad.curve`) as a line, ``g_h`` alone below the
-    threshold as a faint dashed line, the table ``AD_h[s] = round(f_h(s))``
+    threshold (where the gate switches it off) as a thin dashed line, the table ``AD_h[s] = round(f_h(s))``
     (:func:`ds2ta_ref.nsad.hashmap`) as markers, the threshold ``u_h`` as a
     vertical line, and the identity ``s`` for reference.
 
