@@ -32,6 +32,7 @@ __all__ = [
     "stratified_split",
     "iterate_minibatches",
     "to_time_major",
+    "random_shift",
 ]
 
 
@@ -316,3 +317,22 @@ def to_time_major(xb: np.ndarray, T: int) -> np.ndarray:
             raise ValueError(f"event batch xb has {xb.shape[1]} time steps (shape {xb.shape}), but T={T}")
         return np.ascontiguousarray(xb.transpose(1, 0, 2, 3, 4))  # (T, B, C, H, W)
     raise ValueError(f"xb must be (B, C, H, W) or (B, T, C, H, W), got shape {xb.shape}")
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each sample by a random whole number of pixels in ``[-max_shift, max_shift]``
+    along both image axes, filling with zeros (training-time augmentation).
+
+    ``x``: ``(B, ..., H, W)``; every frame and channel of a sample moves together.
+    Returns a new array of the same shape; ``rng`` draws ``2 * B`` integers.
+    """
+    max_shift = check_int(max_shift, "max_shift", minimum=0)
+    x = np.asarray(x)
+    if max_shift == 0:
+        return x.copy()
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    p = max_shift
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])  # (B, ..., H+2p, W+2p)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (H, W), axis=(-2, -1))  # (B, ..., 2p+1, 2p+1, H, W)
+    oy, ox = rng.integers(0, 2 * p + 1, size=(2, B))  # window offset p - shift
+    return windows[np.arange(B), ..., oy, ox, :, :].copy()  # (B, ..., H, W)

@@ -75,10 +75,12 @@ def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
 
 
 class ConvCache(NamedTuple):
-    """Kept: the input ``x`` and ``weight``; the im2col matrix of the padded
-    input is rebuilt in the backward (a copy, cheaper to redo than to hold)."""
+    """Kept: the im2col matrix of the padded input (``dweight`` needs it; keeping
+    it costs ``k*k`` times the input's memory and saves rebuilding it), the
+    input's shape and ``weight``; nothing is recomputed."""
 
-    x: np.ndarray  # (M, C_in, H, W)
+    cols: np.ndarray  # (C_in*k*k, M*H*W)
+    x_shape: tuple  # (M, C_in, H, W)
     weight: np.ndarray  # (C_out, C_in, k, k)
 
 
@@ -124,7 +126,7 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
     cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
     out = weight.reshape(c_out, -1) @ cols  # (C_out, M*H*W)
     out = np.ascontiguousarray(out.reshape(c_out, m, h, w).transpose(1, 0, 2, 3))  # (M, C_out, H, W)
-    return out, ConvCache(x, weight)
+    return out, ConvCache(cols, x.shape, weight)
 
 
 def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray]:
@@ -137,23 +139,22 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     Returns:
         ``(dx, dweight)`` of shapes ``(M, C_in, H, W)`` and ``(C_out, C_in, k, k)``.
     """
-    x, weight = cache
-    m, c_in, h, w = x.shape
+    cols, (m, c_in, h, w), weight = cache
     c_out, _, k, _ = weight.shape
     p = k // 2
-    dtype = np.result_type(x, weight)
+    dtype = np.result_type(cols, weight)
     dout = _check_dout(dout, (m, c_out, h, w), dtype)
     # forward was: out = W_flat @ cols, so now:
     dout_flat = dout.transpose(1, 0, 2, 3).reshape(c_out, m * h * w)  # (C_out, M*H*W)
-    cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
     dweight = (dout_flat @ cols.T).reshape(weight.shape)  # (C_out, C_in, k, k)
     dcols = (weight.reshape(c_out, -1).T @ dout_flat).reshape(c_in, k, k, m, h, w)
-    # col2im: column (m, h, w) read xpad[m, :, h + i, w + j]; scatter back one kernel offset at a time
-    dxp = np.zeros((m, c_in, h + 2 * p, w + 2 * p), dtype=dtype)  # (M, C_in, H+2p, W+2p)
+    # col2im: column (m, h, w) read xpad[m, :, h + i, w + j]; scatter back one kernel offset
+    # at a time, channel-major like dcols so that each addition runs along image rows
+    dxp = np.zeros((c_in, m, h + 2 * p, w + 2 * p), dtype=dtype)  # (C_in, M, H+2p, W+2p)
     for i in range(k):
         for j in range(k):
-            dxp[:, :, i:i + h, j:j + w] += dcols[:, i, j].transpose(1, 0, 2, 3)
-    dx = dxp[:, :, p:p + h, p:p + w].copy()  # (M, C_in, H, W): drop the padding
+            dxp[:, :, i:i + h, j:j + w] += dcols[:, i, j]
+    dx = np.ascontiguousarray(dxp[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3))  # (M, C_in, H, W)
     return dx, dweight
 
 
@@ -335,11 +336,17 @@ def maxpool_forward(
         raise ValueError(f"x of shape {x.shape} is smaller than the kernel {kernel} after padding")
     p, k, s = padding, kernel, stride
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)  # (M, C, H+2p, W+2p)
-    windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (M, C, H_out, W_out, k, k)
-    h_out, w_out = windows.shape[2:4]
-    flat = windows.reshape(m, c, h_out, w_out, k * k)  # row-major within each window
-    arg = flat.argmax(axis=-1)  # (M, C, H_out, W_out): first maximum
-    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]  # (M, C, H_out, W_out)
+    h_out, w_out = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    # Scan the k*k window offsets in row-major order; a later offset wins only if it is
+    # strictly greater, so ties keep the first maximum (PyTorch's rule).
+    out = np.full((m, c, h_out, w_out), -np.inf, dtype=x.dtype)  # (M, C, H_out, W_out)
+    arg = np.zeros((m, c, h_out, w_out), dtype=np.int64)  # offset i*k + j of the winner
+    for i in range(k):
+        for j in range(k):
+            shifted = xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]  # (M, C, H_out, W_out)
+            better = shifted > out
+            np.copyto(out, shifted, where=better)
+            np.copyto(arg, i * k + j, where=better)
     rows = np.arange(h_out)[:, None] * s + arg // k - p  # (M, C, H_out, W_out), in x
     cols = np.arange(w_out)[None, :] * s + arg % k - p  # (M, C, H_out, W_out), in x
     return out, MaxPoolCache(rows * w + cols, x.shape, x.dtype)

@@ -274,3 +274,20 @@ def test_dataset_checks_its_fields():
     with pytest.raises(ValueError, match="test_y"):
         Dataset(x, y % 3, x, y, 3, "bad")
     assert "n_train=4" in repr(Dataset(x, y, x, y, 4, "ok"))
+
+
+def test_random_shift_moves_whole_samples():
+    from ds2ta_ref.data import random_shift
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((16, 2, 3, 8, 8))
+    x[:, :, :, 3, 4] = 1.0  # one lit pixel per frame and channel
+    y = random_shift(x, 2, np.random.default_rng(1))
+    assert y.shape == x.shape and y.sum() == x.sum()
+    for b in range(16):
+        r, c = np.argwhere(y[b, 0, 0])[0]
+        assert abs(r - 3) <= 2 and abs(c - 4) <= 2
+        assert np.all(y[b] == y[b, 0, 0])  # frames and channels moved together
+    assert len({tuple(np.argwhere(y[b, 0, 0])[0]) for b in range(16)}) > 3
+    np.testing.assert_array_equal(random_shift(x, 2, np.random.default_rng(1)), y)
+    np.testing.assert_array_equal(random_shift(x, 0, rng), x)

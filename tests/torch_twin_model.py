@@ -4,34 +4,17 @@ Spikformer CIFAR code (``flatten(0, 1)``, BatchNorm1d over ``(TB, D, N)``,
 differentiated by autograd. Test-only.
 
 Spikes use the Heaviside forward with the surrogate backward (``torch_twins.spike``);
-TASA's ``tau`` and NSAD's table use straight-through rounding; NSAD's gate is
-``1(s > u)`` forward with the surrogate derivative at ``s - u`` backward.
+TASA is evaluated in its "weight replica" form (one matmul per lag, unlike both the
+NumPy kernel and ``torch_twin_tasa``) with straight-through rounding of ``tau``; NSAD
+is ``torch_twin_nsad.nsad`` (per entry, strict gate with surrogate backward).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from torch_twins import lif, surrogate_grad
-
-
-class GateFn(torch.autograd.Function):
-    """``1(x > 0)`` forward (NSAD's strict gate), surrogate derivative backward."""
-
-    @staticmethod
-    def forward(ctx, x, name, alpha):
-        ctx.save_for_backward(x)
-        ctx.name, ctx.alpha = name, alpha
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * surrogate_grad(x, ctx.name, ctx.alpha), None, None
-
-
-def straight_through_round(x):
-    return x + (torch.round(x) - x).detach()
+from torch_twin_nsad import nsad
+from torch_twins import lif
 
 
 def tasa(x, weight, bias, tau, window):
@@ -44,14 +27,6 @@ def tasa(x, weight, bias, tau, window):
         w_lag = weight * torch.pow(torch.tensor(2.0), -tau_int * lag)
         out[lag:] = out[lag:] + x[: T - lag] @ w_lag.T
     return out + bias if bias is not None else out
-
-
-def nsad(S, params, head_dim, surrogate, alpha):
-    """Per-entry f_h(s) = 1(s > u) g(s), rounded straight-through; S (T, B, H, N, N)."""
-    a, b, c, d, e, u = (params[:, i].reshape(-1, 1, 1) for i in range(6))
-    g = a * S + b * (S - c) ** 2 + d * torch.sigmoid(-(S - e))
-    f = GateFn.apply(S - u, surrogate, alpha) * g
-    return straight_through_round(f)
 
 
 def bn_tokens(x, P, St, name, training, momentum, eps):
@@ -104,7 +79,7 @@ def model(P, St, x, cfg, training):
         q, k, v = (site(h, name, tau).reshape(T, B, N, H, d).permute(0, 1, 3, 2, 4) for name in "qkv")
         A = q @ k.transpose(-2, -1)
         if cfg.nsad:
-            A = nsad(A, P[f"{pre}.nsad"], d, cfg.surrogate, cfg.alpha)
+            A = nsad(A, P[f"{pre}.nsad"], surrogate=cfg.surrogate, alpha=cfg.alpha, rounding=cfg.nsad_rounding)
         y = ((A @ v) * cfg.scale).transpose(2, 3).reshape(T, B, N, D)
         y = lif(y, **dict(lif_opts, v_threshold=cfg.attn_v_threshold))
         h = h + site(y, "proj", proj_tau)
