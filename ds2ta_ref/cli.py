@@ -216,6 +216,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warmup length")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="max gradient norm (0: no clipping)")
+    p.add_argument("--shift", type=int, default=d.shift,
+                   help="augmentation: random translation of each training sample by up to N pixels (0: none)")
     p.add_argument("--seed", type=int, default=d.seed, help="parameters and minibatch order")
     p.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split and generated events")
     p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)

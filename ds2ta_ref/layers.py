@@ -337,16 +337,18 @@ def maxpool_forward(
     p, k, s = padding, kernel, stride
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)  # (M, C, H+2p, W+2p)
     h_out, w_out = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    # Scan the k*k window offsets in row-major order; a later offset wins only if it is
-    # strictly greater, so ties keep the first maximum (PyTorch's rule).
-    out = np.full((m, c, h_out, w_out), -np.inf, dtype=x.dtype)  # (M, C, H_out, W_out)
+    offsets = [(i, j) for i in range(k) for j in range(k)]  # row-major window order
+    shifted = [xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]  # each (M, C, H_out, W_out)
+               for i, j in offsets]
+    out = shifted[0].copy()  # (M, C, H_out, W_out)
+    for view in shifted[1:]:
+        np.maximum(out, view, out=out)
+    # The winner is the FIRST offset holding the maximum (PyTorch's tie rule): scan the
+    # offsets backwards so that earlier ones overwrite later ones.
     arg = np.zeros((m, c, h_out, w_out), dtype=np.int64)  # offset i*k + j of the winner
-    for i in range(k):
-        for j in range(k):
-            shifted = xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]  # (M, C, H_out, W_out)
-            better = shifted > out
-            np.copyto(out, shifted, where=better)
-            np.copyto(arg, i * k + j, where=better)
+    for n in reversed(range(1, len(offsets))):
+        np.copyto(arg, n, where=shifted[n] == out)
+    np.copyto(arg, 0, where=shifted[0] == out)
     rows = np.arange(h_out)[:, None] * s + arg // k - p  # (M, C, H_out, W_out), in x
     cols = np.arange(w_out)[None, :] * s + arg % k - p  # (M, C, H_out, W_out), in x
     return out, MaxPoolCache(rows * w + cols, x.shape, x.dtype)

@@ -50,6 +50,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.0
     clip_grad: float = 1.0  # max gradient norm; 0 turns clipping off
+    shift: int = 0  # augmentation: random translation by up to this many pixels (0: none)
     seed: int = 0  # parameters and minibatch order
     data_seed: int = 0  # the train/test split (and the generated events)
     dtype: str = "float32"
@@ -64,7 +65,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
+        for name in ("train_subset", "test_subset", "shift"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing", "clip_grad"):
@@ -264,6 +265,8 @@ def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = N
         loss_sum, correct, rate_sum, seen = 0.0, 0, 0.0, 0
         batches = data.iterate_minibatches(ds.train_x, ds.train_y, tc.batch_size, rng=rng)
         for i, (xb, yb) in enumerate(_progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
+            if tc.shift:
+                xb = data.random_shift(xb, tc.shift, rng)
             logits, state, cache = model.forward(params, state, _model_input(xb, cfg), cfg, training=True)
             loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)
             if not np.isfinite(loss):
