@@ -168,8 +168,7 @@ def cmd_ablate(args) -> int:
     for dataset in args.datasets:
         for name, (tasa_on, nsad_on) in VARIANTS.items():
             for seed in args.seeds:
-                tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed,
-                                 **({"epochs": args.epochs} if args.epochs else {}))
+                tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs)
                 out = os.path.join(args.out, dataset, name.replace(" ", "_"), f"seed{seed}")
                 print(f"--- {dataset}: {name}, seed {seed}")
                 result = train(tc, out, progress=not args.no_progress)
@@ -207,7 +206,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=d.preset, help="model preset (cifar10, cifar100, dvs, tiny)")
     p.add_argument("--no-tasa", dest="tasa", action="store_false", help="spatial-only attention inputs (T_AW = 1)")
     p.add_argument("--no-nsad", dest="nsad", action="store_false", help="no attention denoiser")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: 6 for digits, 10 for events)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
     p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and seeds, and print the paper's Table 4 and Table 3 forms.")
     p.add_argument("--datasets", nargs="+", choices=["digits", "events"], default=["digits", "events"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: train's default)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per run (default: train's, 6 for digits and 10 for events)")
     p.add_argument("--out", default=os.path.join("runs", "ablate"))
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ablate)

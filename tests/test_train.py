@@ -125,7 +125,7 @@ def test_cli_train_help_states_defaults(capsys):
     text = capsys.readouterr().out
     for flag in ["--lr", "--weight-decay", "--label-smoothing", "--clip-grad", "--warmup-epochs", "--resume"]:
         assert flag in text
-    assert "default: 0.004" in text and "default: 0.06" in text
+    assert "default: 0.003" in text and "default: 0.06" in text
 
 
 def test_cli_gradcheck_main_job(capsys):
