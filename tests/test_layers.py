@@ -30,17 +30,10 @@ def bn_params(rng, c):
 # ------------------------------------------------------------------ finite differences
 
 
-def test_conv_gradients_finite_differences():
+@pytest.mark.parametrize("x_shape,w_shape", [((2, 3, 5, 4), (4, 3, 3, 3)), ((1, 2, 6, 6), (2, 2, 5, 5))])
+def test_conv_gradients_finite_differences(x_shape, w_shape):
     rng = np.random.default_rng(0)
-    inputs = dict(x=rng.standard_normal((2, 3, 5, 4)), weight=rng.standard_normal((4, 3, 3, 3)))
-    report = check_gradients(layers.conv_forward, layers.conv_backward, inputs,
-                             wrt=["x", "weight"], rng=rng)
-    assert max(report.values()) <= FD_TOL, report
-
-
-def test_conv_gradients_finite_differences_5x5_kernel():
-    rng = np.random.default_rng(1)
-    inputs = dict(x=rng.standard_normal((1, 2, 6, 6)), weight=rng.standard_normal((2, 2, 5, 5)))
+    inputs = dict(x=rng.standard_normal(x_shape), weight=rng.standard_normal(w_shape))
     report = check_gradients(layers.conv_forward, layers.conv_backward, inputs,
                              wrt=["x", "weight"], rng=rng)
     assert max(report.values()) <= FD_TOL, report

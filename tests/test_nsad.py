@@ -241,43 +241,36 @@ def test_backward_matches_finite_differences_in_smooth_mode(surrogate, shape):
 
 @pytest.mark.parametrize("rounding,surrogate", list(itertools.product(ROUNDINGS, ["sigmoid", "atan"])))
 def test_matches_torch_autograd(torch, rounding, surrogate):
-    from torch_twin_nsad import nsad as torch_nsad
-
     rng = np.random.default_rng(4)
     heads, head_dim = 3, 6
     params = random_params(rng, heads, head_dim) * [3, 1, 1, 3, 1, 1]
     scores = rng.integers(0, head_dim + 1, (2, 2, heads, 5, 5)).astype(np.float64)
-    dA = rng.standard_normal(scores.shape)
+    A = _compare_with_torch(torch, scores, params, head_dim, rounding, surrogate, rng.standard_normal(scores.shape))
+    assert np.any(A != 0) and np.any(A[scores > 0] == 0)  # both branches of the gate are hit
+
+
+def _compare_with_torch(torch, scores, params, head_dim, rounding, surrogate, dA):
+    """NumPy forward/backward against the autograd twin: equal maps, gradients <= 1e-10."""
+    from torch_twin_nsad import nsad as torch_nsad
+
     opts = dict(surrogate=surrogate, alpha=ALPHA[surrogate], rounding=rounding)
     A, cache = nsad.forward(scores, params, head_dim=head_dim, **opts)
     dscores, dparams = nsad.backward(dA, cache)
-
     st_ = torch.tensor(scores, requires_grad=True)
     pt = torch.tensor(params, requires_grad=True)
     At = torch_nsad(st_, pt, **opts)
     (At * torch.tensor(dA)).sum().backward()
-    assert np.any(A != 0) and np.any(A[scores > 0] == 0)  # both branches of the gate are hit
     np.testing.assert_array_equal(A, At.detach().numpy())
     assert rel_error(dscores, st_.grad.numpy()) <= 1e-10
     assert rel_error(dparams, pt.grad.numpy()) <= 1e-10
+    return A
 
 
 @given(nsad_inputs(), st.sampled_from(ROUNDINGS), st.sampled_from(["sigmoid", "atan"]))
 def test_matches_torch_autograd_property(torch, inputs, rounding, surrogate):
-    from torch_twin_nsad import nsad as torch_nsad
-
     scores, params, head_dim = inputs
     dA = np.random.default_rng(0).standard_normal(scores.shape)
-    opts = dict(surrogate=surrogate, alpha=ALPHA[surrogate], rounding=rounding)
-    A, cache = nsad.forward(scores, params, head_dim=head_dim, **opts)
-    dscores, dparams = nsad.backward(dA, cache)
-    st_ = torch.tensor(scores, requires_grad=True)
-    pt = torch.tensor(params, requires_grad=True)
-    At = torch_nsad(st_, pt, **opts)
-    (At * torch.tensor(dA)).sum().backward()
-    np.testing.assert_array_equal(A, At.detach().numpy())
-    assert rel_error(dscores, st_.grad.numpy()) <= 1e-10
-    assert rel_error(dparams, pt.grad.numpy()) <= 1e-10
+    _compare_with_torch(torch, scores, params, head_dim, rounding, surrogate, dA)
 
 
 @given(nsad_inputs(), st.sampled_from(["sigmoid", "atan"]))
