@@ -278,8 +278,7 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
         dh = dh + mlp_backward(dh, mlp_cache, f"block.{i}.mlp", grads)
         dh = dh + attention.backward(dh, attn_cache, cfg, f"block.{i}.attn", grads)
     sps.backward(dh, cache.sps, grads)
-    return {name: np.asarray(grads[name], dtype=cache.param_dtypes[name]).reshape(np.shape(grads[name]))
-            for name in cache.param_names}
+    return {name: np.asarray(grads[name], dtype=cache.param_dtypes[name]) for name in cache.param_names}
 
 
 # --------------------------------------------------------------------------- checkpoints
