@@ -51,8 +51,13 @@ def sigmoid_primal(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
 
 
 def sigmoid_grad(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
-    """``d/dx σ(αx) = α σ(αx) (1 - σ(αx))``."""
-    sig = sigmoid_primal(x, alpha)
+    """``d/dx σ(αx) = α σ(αx) (1 - σ(αx))``.
+
+    Evaluated as ``α σ(-α|x|) (1 - σ(-α|x|))`` (the derivative is even), so that
+    ``1 - σ`` never cancels: for large ``|x|`` the naive form loses all relative
+    precision on the positive side.
+    """
+    sig = sigmoid_primal(-np.abs(x), alpha)  # in (0, 1/2]
     return alpha * sig * (1 - sig)
 
 
