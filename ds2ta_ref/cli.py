@@ -206,10 +206,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=d.preset, help="model preset (cifar10, cifar100, dvs, tiny)")
     p.add_argument("--no-tasa", dest="tasa", action="store_false", help="spatial-only attention inputs (T_AW = 1)")
     p.add_argument("--no-nsad", dest="nsad", action="store_false", help="no attention denoiser")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs (default: 6 for digits, 10 for events)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 12 for digits, 10 for events)")
+    p.add_argument("--batch-size", type=int, default=None, help="(default: 64 for digits, 32 for events)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of AdamW (default: 0.004 for digits, 0.003 for events)")
     p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay (not on biases, BatchNorm, tau, NSAD)")
@@ -227,8 +227,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="test on the first N test samples only (0: all)")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where it is None (the help text then says it)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     parser = argparse.ArgumentParser(prog="ds2ta-ref", description=__doc__, formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -254,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", choices=["digits", "events"], default=["digits", "events"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per run (default: train's, 6 for digits and 10 for events)")
+                   help="epochs per run (default: train's, 12 for digits and 10 for events)")
     p.add_argument("--out", default=os.path.join("runs", "ablate"))
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ablate)
