@@ -178,7 +178,6 @@ class ModelCache(NamedTuple):
     mean_tokens: object
     mean_time: object
     head: object
-    tokens: list  # the residual stream entering each block and leaving the last, (T, B, N, D)
     attention_maps: list  # the (denoised) attention map A of each block, (T, B, H, N, N)
 
 
@@ -224,22 +223,20 @@ def forward(params: dict, state: dict, x: np.ndarray, cfg: ModelConfig, *, train
     Returns:
         ``(logits, new_state, cache)``: logits ``(B, classes)``; the updated
         running statistics (equal to ``state`` in eval mode); the cache for
-        :func:`backward`, which also holds the residual stream of each block and
-        the attention maps (``cache.attention_maps``) for sparsity measurements.
+        :func:`backward`, which also holds the attention maps (``cache.attention_maps``) for sparsity measurements.
     """
     _check_params(params, state, cfg)
     dtype = params["head.weight"].dtype
     frames = _frames(x, cfg, dtype)  # (T, B, C, H, W)
     ctx = Context(cfg, params, state, training, smooth)
     h, sps_cache = sps.forward(frames, ctx)  # (T, B, N, D)
-    blocks, tokens, maps = [], [h], []
+    blocks, maps = [], []
     for i in range(cfg.depth):
         a, attn_cache = attention.forward(h, ctx, f"block.{i}.attn")
         h = h + a  # additive residual: an integer-valued stream
         m, mlp_cache = mlp_forward(h, ctx, f"block.{i}.mlp")
         h = h + m
         blocks.append((attn_cache, mlp_cache))
-        tokens.append(h)
         maps.append(attn_cache.A)
     pooled, mean_tokens = layers.mean_forward(h, axis=2)  # (T, B, D)
     pooled, mean_time = layers.mean_forward(pooled, axis=0)  # (B, D)
@@ -247,7 +244,7 @@ def forward(params: dict, state: dict, x: np.ndarray, cfg: ModelConfig, *, train
     new_state = dict(state)
     new_state.update(ctx.new_state)
     cache = ModelCache(cfg, logits.shape[0], tuple(params), {k: v.dtype for k, v in params.items()}, sps_cache, blocks,
-                       mean_tokens, mean_time, head, tokens, maps)
+                       mean_tokens, mean_time, head, maps)
     return logits, new_state, cache
 
 
