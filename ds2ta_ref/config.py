@@ -47,7 +47,7 @@ class ModelConfig:
     decay_input: bool = False  # paper form; True reproduces SpikingJelly / Spikformer
     detach_reset: bool = True
     surrogate: str = "sigmoid"
-    alpha: float = 4.0
+    alpha: float | None = None  # surrogate sharpness; None: the surrogate's default (sigmoid 4, atan 2)
     # --- BatchNorm (PyTorch conventions) ---------------------------------------
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
@@ -74,7 +74,7 @@ class ModelConfig:
         need(self.surrogate in ("sigmoid", "atan"),
              f"surrogate must be one of ['atan', 'sigmoid'], got {self.surrogate!r}")
         need(self.tau_m >= 1, f"tau_m must be >= 1, got {self.tau_m}")
-        need(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
+        need(self.alpha is None or self.alpha > 0, f"alpha must be None or > 0, got {self.alpha}")
 
     @property
     def head_dim(self) -> int:

@@ -68,8 +68,7 @@ class LIFCache(NamedTuple):
 def _check_options(tau_m, v_threshold, surrogate, alpha):
     tau_m = check_finite_scalar(tau_m, "tau_m", minimum=1.0)
     v_threshold = check_finite_scalar(v_threshold, "v_threshold")
-    alpha = check_finite_scalar(alpha, "alpha", minimum=0.0, strict=True)
-    sg = _surrogate.get(surrogate, alpha)
+    sg, alpha = _surrogate.resolve(surrogate, alpha)
     return tau_m, v_threshold, sg, alpha
 
 
@@ -81,7 +80,7 @@ def forward(
     decay_input: bool = False,
     detach_reset: bool = True,
     surrogate: str = "sigmoid",
-    alpha: float = 4.0,
+    alpha: float | None = None,
     smooth: bool = False,
 ) -> tuple[np.ndarray, LIFCache]:
     """Run a layer of LIF neurons over time.
@@ -94,8 +93,8 @@ def forward(
         decay_input: divide the input by ``tau_m`` (SpikingJelly default) or not (paper).
         detach_reset: stop the gradient through the spike in the reset factor.
         surrogate: ``"sigmoid"`` or ``"atan"`` (see :mod:`ds2ta_ref.surrogate`).
-        alpha: surrogate sharpness. The default 4 is the sigmoid's; pass
-           ``alpha=2.0`` for SpikingJelly's default ``atan``.
+        alpha: surrogate sharpness; ``None`` (the default) takes the surrogate's
+           own default (4 for ``sigmoid``, 2 for ``atan``, as in SpikingJelly).
         smooth: use the surrogate's primal as the emitted spike (gradient checks only).
 
     Returns:

@@ -26,7 +26,7 @@ Choices (SPEC §3, each an option where it can be one):
 * Scores must be integer counts in ``[0, head_dim]``; anything else is an error.
 * Backward, straight-through: the rounding passes the gradient unchanged, and
   the gate is differentiated by the neurons' surrogate derivative ``sg`` at
-  ``s - u`` (``surrogate`` and ``alpha`` options, default sigmoid with alpha 4)::
+  ``s - u`` (``surrogate`` and ``alpha`` options, default sigmoid with its own alpha, 4)::
 
       df/ds = 1(s > u) * g'(s) + sg(s - u) * g(s)
       df/du = -sg(s - u) * g(s)
@@ -221,7 +221,7 @@ def forward(
     *,
     head_dim: int,
     surrogate: str = "sigmoid",
-    alpha: float = 4.0,
+    alpha: float | None = None,
     rounding: str = "nearest",
     smooth: bool = False,
 ) -> tuple[np.ndarray, NSADCache]:
@@ -235,7 +235,8 @@ def forward(
            dtype of the output and of the gradients.
         head_dim: ``d = D // H``, the largest possible score.
         surrogate: derivative of the gate in the backward (``"sigmoid"`` or ``"atan"``).
-        alpha: surrogate sharpness (4 is the sigmoid's default, 2 the atan's).
+        alpha: surrogate sharpness; ``None`` takes the surrogate's own default
+           (4 for ``sigmoid``, 2 for ``atan``).
         rounding: ``"nearest"`` (half to even, default) or ``"floor"``; ignored in smooth mode.
         smooth: check mode: no rounding, gate ``primal(s - u)``, ``f`` evaluated per entry.
 
@@ -246,8 +247,7 @@ def forward(
     params = _check_params(params)
     head_dim = check_int(head_dim, "head_dim", minimum=1)
     rounding = _check_rounding(rounding)
-    alpha = check_finite_scalar(alpha, "alpha", minimum=0.0, strict=True)
-    sg = _surrogate.get(surrogate, alpha)
+    sg, alpha = _surrogate.resolve(surrogate, alpha)
     scores = _check_scores(scores, params, head_dim, bool(smooth))
     dtype = params.dtype
     if smooth:

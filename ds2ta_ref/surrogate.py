@@ -30,6 +30,7 @@ __all__ = [
     "Surrogate",
     "SURROGATES",
     "get",
+    "resolve",
     "heaviside",
     "sigmoid_primal",
     "sigmoid_grad",
@@ -102,3 +103,10 @@ def get(name: str, alpha: float | None = None) -> Surrogate:
         if not np.isscalar(alpha) or not np.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
     return SURROGATES[name]
+
+
+def resolve(name: str, alpha: float | None) -> tuple[Surrogate, float]:
+    """``(surrogate, alpha)`` with ``alpha=None`` meaning the surrogate's own default
+    (the one place the default sharpness of each surrogate is written down)."""
+    sg = get(name, alpha)
+    return sg, (sg.default_alpha if alpha is None else float(alpha))

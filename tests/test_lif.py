@@ -156,8 +156,8 @@ def test_bad_x(bad, match):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(tau_m=0.5), "tau_m must be >= 1"),
     (dict(tau_m=float("nan")), "tau_m must be finite"),
-    (dict(alpha=0.0), "alpha must be > 0"),
-    (dict(alpha=-2.0), "alpha must be > 0"),
+    (dict(alpha=0.0), "alpha must be a finite number > 0"),
+    (dict(alpha=-2.0), "alpha must be a finite number > 0"),
     (dict(surrogate="tanh"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
 ])
 def test_bad_options(kwargs, match):

@@ -9,7 +9,8 @@ from hypothesis.extra import numpy as hnp
 from ds2ta_ref import nsad, surrogate as surrogates
 from ds2ta_ref.gradcheck import check_gradients, rel_error
 
-ALPHA = {"sigmoid": 4.0, "atan": 2.0}
+from ds2ta_ref.surrogate import SURROGATES
+ALPHA = {name: sg.default_alpha for name, sg in SURROGATES.items()}
 ROUNDINGS = ["nearest", "floor"]
 
 
@@ -330,7 +331,7 @@ GOOD_PARAMS = nsad.init_params(2, 1.0)
     (GOOD_SCORES, np.array([[1.0, 1e308, 0, 0, 0, -1]] * 2), {}, "params must give a finite table"),
     (GOOD_SCORES, GOOD_PARAMS, dict(rounding="up"), r"rounding must be one of \['floor', 'nearest'\]"),
     (GOOD_SCORES, GOOD_PARAMS, dict(surrogate="relu"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(alpha=0.0), "alpha must be > 0"),
+    (GOOD_SCORES, GOOD_PARAMS, dict(alpha=0.0), "alpha must be a finite number > 0"),
     (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=0), "head_dim must be an integer >= 1"),
     (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=4.0), "head_dim must be an integer >= 1"),
 ])
