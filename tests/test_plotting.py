@@ -1,5 +1,7 @@
 """ds2ta_ref.plotting on small inputs (Agg), and figures/make_figures.py into a tmp dir."""
+import hashlib
 import importlib.util
+import struct
 from pathlib import Path
 
 import matplotlib
@@ -21,9 +23,11 @@ def drawn(ax) -> int:
 
 
 def assert_figure(fig, n_axes):
+    """``n_axes`` panels (colour bars not counted), each with something drawn; the figure renders."""
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == n_axes
-    assert all(drawn(ax) > 0 for ax in fig.axes)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == n_axes
+    assert all(drawn(ax) > 0 for ax in panels)
     fig.canvas.draw()  # the whole figure renders under Agg
 
 
@@ -93,10 +97,91 @@ def test_plot_attention_maps():
     A, _ = nsad.forward(S, nsad.init_params(1, 2.0), head_dim=4)
     fig = plotting.plot_attention_maps(S[0], A[0], title="toy")
     assert len(fig.axes) == 3  # S, A and the colour bar
-    assert_figure(fig, 3)
+    assert_figure(fig, 2)
     assert f"{nsad.sparsity(A[0]):.1%}" in fig.axes[1].get_title()
     with pytest.raises(ValueError, match="square"):
         plotting.plot_attention_maps(S[0], A[0, :5])
+
+
+def test_plot_membrane_labels_name_each_neuron():
+    x = np.linspace(0, 2, 8)[:, None] * np.array([0.8, 1.0])
+    fig = plotting.plot_membrane(x, *lif.membrane(x), 1.0, labels=["gain 0.8", "gain 1"])
+    assert [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["gain 0.8", "gain 1"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["gain 0.8", "gain 1"]
+    with pytest.raises(ValueError, match="labels"):
+        plotting.plot_membrane(x, *lif.membrane(x), 1.0, labels=["one"])
+
+
+def test_plot_tasa_spikes_draws_both_currents():
+    rng = np.random.default_rng(0)
+    s = (rng.random((6, 4)) < 0.5).astype(float)
+    W = rng.standard_normal((3, 4))
+    fig = plotting.plot_tasa_spikes(s, W, None, tau=1, window=3, neurons=2)
+    assert_figure(fig, 4)  # raster, two currents, Q raster
+    I_w, _ = tasa.forward(s, W, None, tau=1, window=3)
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), I_w[:, 0])
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), s @ W[0])
+    with pytest.raises(ValueError, match="D_in"):
+        plotting.plot_tasa_spikes(s[:, :3], W, None, tau=1, window=3)
+
+
+def test_plot_hashmap_table_shows_the_table():
+    p = np.array(plotting.NSAD_EXAMPLES[1][1])
+    fig = plotting.plot_hashmap_table(p, 6)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    table = nsad.hashmap(p[None], head_dim=6)[0]
+    assert texts[1::2] == [f"{v:g}" for v in table]
+    assert texts[0::2] == [str(s) for s in range(7)]
+
+
+def test_plot_nsad_pipeline_sparsity_in_titles():
+    rng = np.random.default_rng(0)
+    S = rng.integers(0, 5, size=(2, 4, 4)).astype(float)
+    params = nsad.init_params(2, 2.0)
+    fig = plotting.plot_nsad_pipeline(S, params, 4, labels=["x", "y"])
+    A, _ = nsad.forward(S, params, head_dim=4)
+    assert f"{nsad.sparsity(A[1]):.1%}" in fig.axes[7].get_title()
+    assert f"{nsad.sparsity(S[1]):.1%}" in fig.axes[6].get_title()
+    fig.canvas.draw()
+    with pytest.raises(ValueError, match="H = 2"):
+        plotting.plot_nsad_pipeline(S[:1], params, 4)
+
+
+def test_token_mask_and_attention_grid():
+    A = np.zeros((4, 4))
+    A[:, 1] = 2  # every query attends key token 1 only
+    mask = plotting.token_mask(A, 8)
+    np.testing.assert_array_equal(mask[:4, 4:], 1.0)
+    assert mask.sum() == 16
+    maps = [np.random.default_rng(i).integers(0, 3, size=(3, 4, 4)) for i in range(2)]
+    fig = plotting.plot_attention_grid(np.ones((8, 8)), maps)
+    assert len([a for a in fig.axes if a.images]) == 2 * 4
+    fig.canvas.draw()
+
+
+def test_plot_architecture_prints_the_shapes():
+    from ds2ta_ref import preset
+    cfg = preset("tiny")
+    fig = plotting.plot_architecture(cfg, batch=3)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert f"(T, B, N, D) = ({cfg.T}, 3, {cfg.num_tokens}, {cfg.dim})" in texts
+    assert f"(T, B, H, N, N) = ({cfg.T}, 3, {cfg.heads}, {cfg.num_tokens}, {cfg.num_tokens})" in texts
+    fig.canvas.draw()
+
+
+def test_result_charts():
+    from ds2ta_ref.energy import BlockEnergy
+    history = [dict(epoch=e, loss=1.0 / e, test_loss=1.1 / e, train_acc=0.5, test_acc=0.4, firing_rate=0.1,
+                    attention_sparsity=0.8) for e in (1, 2)]
+    assert_figure(plotting.plot_learning_curves({"a": history, "b": history}), 4)
+    rows = {"Spikformer": [BlockEnergy(0, 0.5, 100, 45.0)], "DS2TA": [BlockEnergy(0, 0.9, 100, 9.0)]}
+    fig = plotting.plot_block_energy(rows)
+    assert "-80.0%" in [t.get_text() for t in fig.axes[1].texts]
+    fig = plotting.plot_ablation({"x": [0.5, 0.7], "y": [0.9]})
+    assert "60.0 ± 14.1" in [t.get_text() for t in fig.axes[0].texts]
+    sweep = [dict(label="a", sparsity_scores=0.5, sparsity_maps=0.75, accuracy=0.9)]
+    fig = plotting.plot_denoising_sweep(sweep)
+    assert "50.0" in [t.get_text() for t in fig.axes[1].texts]  # half of the non-zero scores removed
 
 
 def load_make_figures():
@@ -106,16 +191,22 @@ def load_make_figures():
     return module
 
 
-def test_make_figures_writes_every_committed_png(tmp_path):
+def test_make_figures_regenerates_every_committed_png_byte_for_byte(tmp_path):
+    """The committed PNGs are exactly what the script draws today: a changed plot or model fails here."""
     make_figures = load_make_figures()
     written = make_figures.main(["--out", str(tmp_path)])
-    names = {p.name for p in written}
-    assert names == set(make_figures.FIGURES)
-    assert {"fig2_tasa.png", "fig4_nsad.png", "lif_membrane.png", "attention_denoising.png"} <= names
-    for path in written:
-        data = path.read_bytes()
-        assert data.startswith(b"\x89PNG"), path
-        assert 1_000 < len(data) < 200_000, (path, len(data))
-    # Every PNG under figures/ comes from the script (STYLE item 8).
+    assert {p.name for p in written} == set(make_figures.FIGURES)
     committed = {p.name for p in FIGURES_DIR.glob("*.png")}
-    assert committed <= names, f"PNGs under figures/ that make_figures.py does not write: {committed - names}"
+    assert committed == set(make_figures.FIGURES), "every PNG under figures/ comes from the script (STYLE 8)"
+    changed = [p.name for p in written
+               if hashlib.sha256(p.read_bytes()).hexdigest()
+               != hashlib.sha256((FIGURES_DIR / p.name).read_bytes()).hexdigest()]
+    assert not changed, f"regenerate with `python figures/make_figures.py`: {changed} differ"
+    for p in written:
+        assert p.read_bytes().startswith(b"\x89PNG")
+        width, height = struct.unpack(">II", p.read_bytes()[16:24])
+        assert min(width, height) >= 300, (p.name, width, height)  # 150 dpi on a figure of >= 2 inches
+
+
+def test_committed_checkpoint_is_small():
+    assert (FIGURES_DIR / "trained.npz").stat().st_size < 2_000_000
