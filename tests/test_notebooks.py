@@ -4,7 +4,15 @@ Each notebook's first code cell is tagged ``parameters`` (papermill's convention
 and holds its size knobs. The test inserts a cell tagged ``injected-parameters``
 right after it with smaller values, runs the notebook with nbclient in a fresh
 kernel, and fails on the first cell that raises (the notebooks assert their own
-claims: the hand-built neuron, mix and table equal the library's).
+claims: the hand-built neuron, mix and table equal the library's). It then
+checks what a reader would see:
+
+* every notebook displays its figures (at least ``MIN_FIGURES`` PNG outputs);
+* numbers stated in the prose are what the code computes: each entry of
+  ``CLAIMS`` is a pattern found in the notebook's markdown and an expression
+  evaluated in the executed kernel, and every match must equal it;
+* it is a course: it says what the reader will learn, and ends with a summary,
+  exercises and a link to the next notebook.
 
 The kernel is this interpreter (``sys.executable``), through a kernel spec
 written to a temporary ``JUPYTER_PATH``, so that a ``python3`` kernel installed
@@ -22,21 +30,64 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+pytest.importorskip("ipywidgets")
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
-CELL_TIMEOUT = 60  # seconds per cell; each notebook takes a few seconds in total
+CELL_TIMEOUT = 120  # seconds per cell; each notebook takes a few seconds in total
 
 # Small values injected after each notebook's parameters cell.
 SMALL = {
     "01_lif_neuron.ipynb": {"T": 12, "seed": 1},
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
+    "05_training.ipynb": {"epochs": 2, "train_subset": 48, "test_subset": 32},
+    "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 32, "test_subset": 24,
+                                           "seeds": (0,), "sweep_u0": (3.0,)},
+}
+
+# PNG outputs each notebook must display at least (widgets draw into their own output area).
+MIN_FIGURES = {
+    "01_lif_neuron.ipynb": 4,
+    "02_tasa_figure2.ipynb": 2,
+    "03_nsad_figure4.ipynb": 3,
+    "05_training.ipynb": 6,
+    "06_attention_sparsity_energy.ipynb": 4,
+}
+
+# (pattern with one group in the markdown, expression evaluated in the executed notebook).
+CLAIMS = {
+    "01_lif_neuron.ipynb": [
+        (r"\| `sigmoid` \|[^\n]*\| (\d+) \|", "f\"{surrogate.SURROGATES['sigmoid'].default_alpha:g}\""),
+        (r"\| `atan` \|[^\n]*\| (\d+) \|", "f\"{surrogate.SURROGATES['atan'].default_alpha:g}\""),
+    ],
+    "02_tasa_figure2.ipynb": [
+        (r"one step old counts \$1/(\d+)\$", "f'{1 / tasa.decay_factors(4, 3)[1]:g}'"),
+        (r"two steps old \$1/(\d+)\$", "f'{1 / tasa.decay_factors(4, 3)[2]:g}'"),
+    ],
+    "03_nsad_figure4.ipynb": [
+        (r"images, \$T = (\d+)\$", "str(cfg.T)"),
+        (r"\$D = (\d+)\$", "str(cfg.dim)"),
+        (r"(\d+) heads of \$d", "str(cfg.heads)"),
+        (r"heads of \$d = (\d+)\$", "str(cfg.head_dim)"),
+        (r"preset's threshold \$u_0 = (\d+)\$", "f'{cfg.u0:g}'"),
+    ],
+    "05_training.ipynb": [
+        (r"upsampled to (\d+)x", "str(cfg.img_size)"),
+    ],
+    "06_attention_sparsity_energy.ipynb": [
+        (r"\$E_\{AC\} = ([\d.]+)\$ pJ", "f'{ds2ta_ref.energy.E_AC * 1e12:g}'"),
+        (r"\$(\d) \\times \d\$ token grid", "str(int(round(cfg.num_tokens ** 0.5)))"),
+    ],
 }
 
 
 def read(name):
     return nbformat.read(TUTORIALS / name, as_version=4)
+
+
+def markdown(nb) -> str:
+    return "\n\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
 
 
 def parameters_cell_index(nb) -> int:
@@ -60,7 +111,8 @@ def kernel_env(tmp_path, monkeypatch):
 
 
 def test_every_notebook_is_executed_here():
-    assert {p.name for p in TUTORIALS.glob("*.ipynb")} == set(SMALL)
+    names = {p.name for p in TUTORIALS.glob("*.ipynb")}
+    assert names == set(SMALL) == set(MIN_FIGURES) == set(CLAIMS)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -73,7 +125,25 @@ def test_notebook_is_stored_without_outputs(name):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_notebook_runs_on_small_sizes(name, kernel_env):
+def test_notebook_is_a_lesson(name):
+    """Opens with what the reader will learn; closes with a summary, exercises and the next link."""
+    nb = read(name)
+    first, last = nb.cells[0], nb.cells[-1]
+    assert first.cell_type == "markdown" and "What you will learn" in first.source
+    assert last.cell_type == "markdown" and "## Summary" in last.source and "**Exercises**" in last.source
+    exercises = re.findall(r"^\d\. ", last.source.split("**Exercises**")[1], flags=re.MULTILINE)
+    assert 2 <= len(exercises) <= 3, f"{len(exercises)} exercises"
+    names = sorted(SMALL)
+    following = names[names.index(name) + 1] if name != names[-1] else None
+    if following:
+        assert f"]({following})" in last.source, f"the last cell must link to {following}"
+    text = markdown(nb)
+    assert "SPEC" not in text, "cite docs/spec.md §N, not SPEC"
+    for number in re.findall(r"docs/spec\.md §(\d+)", text):
+        assert 1 <= int(number) <= 6
+
+
+def execute(name, extra_code: str):
     nb = read(name)
     index = parameters_cell_index(nb)
     knobs = re.findall(r"^(\w+)\s*=", nb.cells[index].source, flags=re.MULTILINE)
@@ -83,12 +153,30 @@ def test_notebook_runs_on_small_sizes(name, kernel_env):
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]}))
     check = f"import sys\nassert sys.executable == {sys.executable!r}, sys.executable"
     nb.cells.insert(0, nbformat.v4.new_code_cell(check))
-
+    nb.cells.append(nbformat.v4.new_code_cell(extra_code))
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=60,
         resources={"metadata": {"path": str(TUTORIALS)}},  # the kernel's working directory
     )
     client.execute()  # raises CellExecutionError naming the failing cell
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if out.output_type == "error"]
-    assert not errors
+    return nb
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_notebook_runs_on_small_sizes(name, kernel_env):
+    claims = CLAIMS[name]
+    probe = "import json as _json\nprint('CLAIMS=' + _json.dumps([" + ", ".join(e for _, e in claims) + "]))"
+    nb = execute(name, probe)
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"]
+
+    figures = sum("image/png" in out.get("data", {}) for out in outputs)
+    assert figures >= MIN_FIGURES[name], f"{name} displayed {figures} figures, expected >= {MIN_FIGURES[name]}"
+
+    printed = "".join(out.get("text", "") for out in nb.cells[-1].outputs if out.output_type == "stream")
+    values = json.loads(printed.split("CLAIMS=", 1)[1])
+    text = markdown(read(name))
+    for (pattern, expr), value in zip(claims, values):
+        found = re.findall(pattern, text)
+        assert found, f"{name}: the prose no longer contains {pattern!r}"
+        assert all(f == value for f in found), f"{name}: prose says {found} for {expr}, the code computes {value}"
