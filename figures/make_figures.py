@@ -67,7 +67,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import ds2ta_ref
-from ds2ta_ref import checkpoint, config, data, energy, lif, nsad, optim, plotting, train
+from ds2ta_ref import checkpoint, config, lif, nsad, optim, plotting, train
 
 HERE = Path(__file__).resolve().parent
 DPI = 150
@@ -111,10 +111,8 @@ def frozen_nsad_u():
 
 def scores_and_maps(params, state, cfg, x):
     """Eval-mode forward: per block the score maps ``S = QKᵀ`` and the maps ``A``, ``(T, B, H, N, N)``."""
-    _, _, cache = ds2ta_ref.model_forward(params, state, data.to_time_major(x, cfg.T) if x.ndim == 5 else x,
-                                          cfg, training=False)
-    scores = [blk[0].q @ blk[0].k.swapaxes(-1, -2) for blk in cache.blocks]
-    return scores, list(cache.attention_maps)
+    _, _, cache = ds2ta_ref.model_forward(params, state, x, cfg, training=False, need_backward=False)
+    return cache.record.scores, cache.record.attention_maps
 
 
 def denoising_row(label, result, ds, u0, frozen):

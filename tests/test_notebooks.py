@@ -41,6 +41,7 @@ SMALL = {
     "01_lif_neuron.ipynb": {"T": 12, "seed": 1},
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
+    "04_model.ipynb": {"batch": 2, "T": 2, "depth": 1, "grad_entries": 1},
     "05_training.ipynb": {"epochs": 2, "train_subset": 48, "test_subset": 32},
     "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 32, "test_subset": 24,
                                            "seeds": (0,), "sweep_u0": (3.0,)},
@@ -51,6 +52,7 @@ MIN_FIGURES = {
     "01_lif_neuron.ipynb": 4,
     "02_tasa_figure2.ipynb": 2,
     "03_nsad_figure4.ipynb": 3,
+    "04_model.ipynb": 2,
     "05_training.ipynb": 6,
     "06_attention_sparsity_energy.ipynb": 4,
 }
@@ -71,6 +73,16 @@ CLAIMS = {
         (r"(\d+) heads of \$d", "str(cfg.heads)"),
         (r"heads of \$d = (\d+)\$", "str(cfg.head_dim)"),
         (r"preset's threshold \$u_0 = (\d+)\$", "f'{cfg.u0:g}'"),
+    ],
+    "04_model.ipynb": [
+        (r"window \$T_\{AW\}\$ = (\d)", "str(cfg.window)"),
+        (r"the tiny preset's (\d)", "f'{cfg.tau0:g}'"),
+        (r"one\s+step old counts 1/(\d+)", "f'{1 / ds2ta_ref.tasa.decay_factors(cfg.tau0, cfg.window)[1]:g}'"),
+        (r"two steps old 1/(\d+)", "f'{1 / ds2ta_ref.tasa.decay_factors(cfg.tau0, cfg.window)[2]:g}'"),
+        (r"\((\d+)x\d+ images, \d+\s+tokens", "str(gradcheck.small_model_config().img_size)"),
+        (r"\d+x\d+ images, (\d+)\s+tokens", "str(gradcheck.small_model_config().num_tokens)"),
+        (r"two blocks, \$T = (\d)\$", "str(gradcheck.small_model_config().T)"),
+        (r"TASA window (\d)", "str(gradcheck.small_model_config().window)"),
     ],
     "05_training.ipynb": [
         (r"upsampled to (\d+)x", "str(cfg.img_size)"),
