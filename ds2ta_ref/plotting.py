@@ -69,7 +69,9 @@ __all__ = [
     "plot_denoising_sweep",
 ]
 
-INT_TICKS = dict(ticks=MaxNLocator(integer=True))  # colour bar of an integer map
+def _int_ticks() -> dict:
+    """Colour-bar keyword arguments for an integer map (a fresh locator: one per axis)."""
+    return dict(ticks=MaxNLocator(integer=True))
 
 
 def _root(ax: Axes) -> Figure:
@@ -401,7 +403,7 @@ NSAD_EXAMPLES = (
 
 def _param_text(p) -> str:
     a, b, c, d, e, u = p
-    return f"a={a:.3g}  b={b:.3g}  c={c:.3g}\nd={d:.3g}  e={e:.3g}  u={u:.3g}"
+    return f"a={a:.3g}  b={b:.3g}  c={c:.3g}\nd={d:.3g}  e={e:.3g}  u={u:.4g}"
 
 
 def plot_nsad(params, head_dim: int, *, labels: Sequence[str] | None = None,
@@ -552,7 +554,7 @@ def plot_nsad_pipeline(S, params, head_dim: int, *, labels: Sequence[str] | None
             ax_i.set_xlabel("key token $j$")
             ax_i.set_ylabel("query token $i$")
             _integer_axes(ax_i)
-        ax_a.figure.colorbar(image, ax=[ax_s, ax_a], shrink=0.8, label="count", **INT_TICKS)
+        ax_a.figure.colorbar(image, ax=[ax_s, ax_a], shrink=0.8, label="count", **_int_ticks())
     return _root(axes[0])
 
 
@@ -583,7 +585,7 @@ def plot_attention_maps(S, A, *, title: str | None = None, ax=None) -> Figure:
         _integer_axes(ax_i)
     fig = _root(ax_s)
     if new:
-        fig.colorbar(image, ax=[ax_s, ax_a], shrink=0.85, label="count", **INT_TICKS)
+        fig.colorbar(image, ax=[ax_s, ax_a], shrink=0.85, label="count", **_int_ticks())
     if title:
         fig.suptitle(title)
     return fig
@@ -649,7 +651,7 @@ def plot_attention_grid(image, maps: Sequence, *, ax=None) -> Figure:
             ax_h.set_ylabel("query $i$", fontsize="small")
             _integer_axes(ax_h)
         if new:
-            _root(ax_img).colorbar(im, ax=list(axes[i, 1:]), shrink=0.85, label="$A$ count", **INT_TICKS)
+            _root(ax_img).colorbar(im, ax=list(axes[i, 1:]), shrink=0.85, label="$A$ count", **_int_ticks())
     axes[0, 0].set_title(f"input × head {H - 1}'s map", fontsize="medium")
     for h in range(H):
         axes[0, 1 + h].set_title(f"head {h}", fontsize="medium")
@@ -779,8 +781,10 @@ def plot_learning_curves(histories, ax=None) -> Figure:
         a.set_title(ti, fontsize="medium")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
-    for a in axes[:2] + (axes[2:] if len(histories) > 1 else []):
-        a.legend(fontsize="x-small", loc="best")
+    handles, labels = axes[1].get_legend_handles_labels()  # train/test per run: covers every panel
+    if len(histories) > 1 or handles:
+        _root(axes[0]).legend(handles, labels, loc="outside lower center", ncol=len(labels),
+                              fontsize="small", frameon=False)
     return _root(axes[0])
 
 
@@ -838,16 +842,18 @@ def plot_ablation(results: Mapping[str, Sequence[float]], ax=None) -> Figure:
     """
     (a,) = _axes(ax, 1, figsize=(6.5, 3.8))
     names = list(results)
+    every = 100 * np.concatenate([np.asarray(v, dtype=float) for v in results.values()])
+    bottom = max(0.0, 5 * np.floor((every.min() - 5) / 5))  # zoomed in: the differences are a few %
     for i, name in enumerate(names):
         acc = 100 * np.asarray(results[name], dtype=float)
         mean, std = acc.mean(), (acc.std(ddof=1) if len(acc) > 1 else 0.0)
-        a.bar(i, mean, 0.6, color=f"C{i}", alpha=0.75, yerr=std, capsize=5)
+        a.bar(i, mean - bottom, 0.6, bottom=bottom, color=f"C{i}", alpha=0.75, yerr=std, capsize=5)
         a.plot(np.full(len(acc), i) + np.linspace(-0.12, 0.12, len(acc)), acc, "o", color="k", ms=4)
-        a.text(i, 1.5, f"{mean:.1f} ± {std:.1f}", ha="center", va="bottom", fontsize=8, color="w")
+        a.text(i, bottom + 0.5, f"{mean:.1f} ± {std:.1f}", ha="center", va="bottom", fontsize=8)
     a.set_xticks(range(len(names)))
     a.set_xticklabels(names, fontsize="small")
-    a.set_ylabel("test accuracy (%)")
-    a.set_ylim(0, 100)
+    a.set_ylabel(f"test accuracy (%), axis from {bottom:g}")
+    a.set_ylim(bottom, 100)
     n_seeds = sorted({len(v) for v in results.values()})
     a.set_title(f"mean ± std over {'/'.join(map(str, n_seeds))} seeds (dots: each seed)", fontsize="medium")
     a.grid(axis="y", alpha=0.3)
