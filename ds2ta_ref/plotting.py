@@ -788,13 +788,17 @@ def plot_learning_curves(histories, ax=None) -> Figure:
     return _root(axes[0])
 
 
-def plot_block_energy(rows: Mapping[str, Sequence], ax=None) -> Figure:
+def plot_block_energy(rows: Mapping[str, Sequence], *, scores_sparsity: Sequence[float] | None = None,
+                      ax=None) -> Figure:
     """Table 3 as a chart: per block, attention-map sparsity and attention energy of each model.
 
     Args:
         rows: ``{model name: [BlockEnergy per block]}`` (:func:`ds2ta_ref.train.evaluate`'s
             ``energy``); the first model is the baseline (e.g. Spikformer), and
             the energy panel is annotated with the reduction of the last one.
+        scores_sparsity: optionally, per block, the sparsity of the last model's
+            score maps ``S`` before NSAD, drawn as a black mark on its bars: the
+            gap to the bar is what NSAD removed.
         ax: ``None`` or two Axes.
 
     Returns:
@@ -813,6 +817,10 @@ def plot_block_energy(rows: Mapping[str, Sequence], ax=None) -> Figure:
         ax_e.bar(x, en, width, color=f"C{m}", label=name)
         for xi, v in zip(x, sp):
             ax_s.text(xi, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    if scores_sparsity is not None:
+        x_last = blocks - 0.4 + width * (len(names) - 0.5)
+        ax_s.hlines(100 * np.asarray(scores_sparsity), x_last - width / 2, x_last + width / 2, colors="k",
+                    lw=2.5, label=f"{names[-1]}: $S = QK^\\top$ before NSAD")
     base, last = rows[names[0]], rows[names[-1]]
     if len(names) > 1:
         for i in range(depth):
@@ -866,12 +874,15 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
     Args:
         rows: one mapping per trained setting with ``label``, ``sparsity_scores``
             (zeros of ``S = QKᵀ``), ``sparsity_maps`` (zeros of ``A``),
-            ``accuracy`` (test, in ``[0, 1]``), measured on the test set.
+            ``accuracy`` (test, in ``[0, 1]``), measured on the test set, and
+            optionally ``u_final`` (the thresholds after training, their mean
+            is printed under the label).
         ax: ``None`` or three Axes.
     """
-    ax_s, ax_r, ax_a = _axes(ax, 3, figsize=(13.0, 3.9))
+    ax_s, ax_r, ax_a = _axes(ax, 3, figsize=(14.0, 4.4))
     x = np.arange(len(rows))
-    labels = [r["label"] for r in rows]
+    labels = [r["label"].replace(", ", "\n") + (f"\n(u → {np.mean(r['u_final']):.2f})" if "u_final" in r else "")
+              for r in rows]
     before = np.array([100 * r["sparsity_scores"] for r in rows])
     after = np.array([100 * r["sparsity_maps"] for r in rows])
     removed = np.where(before < 100, 100 * (after - before) / np.maximum(100 - before, 1e-12), 0.0)
@@ -886,9 +897,10 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
     ax_r.set_title("what the denoiser removes", fontsize="medium")
     ax_r.set_ylim(0, max(10.0, 1.15 * removed.max()))
     acc = np.array([100 * r["accuracy"] for r in rows])
-    ax_a.bar(x, acc, 0.6, color="C0")
-    ax_a.set_ylim(0, 100)
-    ax_a.set_ylabel("test accuracy (%)")
+    bottom = max(0.0, 5 * np.floor((acc.min() - 5) / 5))  # zoomed in: the costs are a few %
+    ax_a.bar(x, acc - bottom, 0.6, bottom=bottom, color="C0")
+    ax_a.set_ylim(bottom, 100)
+    ax_a.set_ylabel(f"test accuracy (%), axis from {bottom:g}")
     ax_a.set_title("its accuracy cost", fontsize="medium")
     for a, values in ((ax_r, removed), (ax_a, acc)):
         for xi, v in zip(x, values):

@@ -5,7 +5,8 @@ Usage::
     python figures/make_figures.py [--out figures] [--retrain]
 
 Figures that need trained models read two committed files written by
-``--retrain`` (about 5 CPU minutes on one core):
+``--retrain`` (15 training runs on one BLAS thread; 22 minutes on the shared 2-core
+machine, of which 73 s for the DS2TA model of Figures 3 and 4):
 
 * ``trained.npz``: the parameters and BatchNorm statistics of two ``tiny``
   models with two encoder blocks (DS2TA and Spikformer, seed 0, 3 epochs on
@@ -178,13 +179,14 @@ def load_trained(out: Path):
         raise SystemExit(f"{path} or {rpath} is missing: run `python figures/make_figures.py --retrain`")
     arrays, meta = checkpoint.load(path)
     models = {}
+    ds = train.build_data(train.TrainConfig(**meta["main_run"]))
     for name, on in (("Spikformer", False), ("DS2TA", True)):
         tc = train.TrainConfig(tasa=on, nsad=on, **meta["main_run"])
-        cfg = train.model_config(tc, train.build_data(tc))
+        cfg = train.model_config(tc, ds)
         params = {k.split(".param.", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}.param.")}
         state = {k.split(".state.", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}.state.")}
         models[name] = (params, state, cfg)
-    return models, json.loads(rpath.read_text())
+    return models, ds, json.loads(rpath.read_text())
 
 
 # ----------------------------------------------------------------------------- figures
@@ -235,8 +237,7 @@ def fig2_tasa(ctx):
 
 def _test_digit(ctx):
     """The first test digit (16x16) and its label."""
-    _, _, cfg = ctx["models"]["DS2TA"]
-    ds = train.build_data(train.TrainConfig(**MAIN_RUN))
+    ds = ctx["data"]
     return ds.test_x[:1], int(ds.test_y[0])
 
 
@@ -274,12 +275,13 @@ def fig4_nsad(ctx):
 
 
 def table3_energy(ctx):
-    ds = train.build_data(train.TrainConfig(**MAIN_RUN))
+    ds = ctx["data"]
     rows = {}
     for name in ("Spikformer", "DS2TA"):
         params, state, cfg = ctx["models"][name]
         rows[name] = train.evaluate(params, state, cfg, ds.test_x, ds.test_y).energy
-    fig = plotting.plot_block_energy(rows)
+    S, _ = scores_and_maps(params, state, cfg, ds.test_x)  # DS2TA's score maps before NSAD
+    fig = plotting.plot_block_energy(rows, scores_sparsity=[nsad.sparsity(s) for s in S])
     fig.suptitle(f"Table 3 as a chart: trained tiny models ({cfg.depth} blocks), test set of {len(ds.test_y)} digits")
     return fig
 
@@ -337,8 +339,8 @@ def main(argv=None) -> list[Path]:
     if args.retrain:
         retrain(args.out)
     source = args.out if (args.out / TRAINED).exists() else HERE
-    models, results = load_trained(source)
-    ctx = dict(models=models, results=results)
+    models, ds, results = load_trained(source)
+    ctx = dict(models=models, data=ds, results=results)
     written = []
     with matplotlib.rc_context(RC):
         for name, make in FIGURES.items():
