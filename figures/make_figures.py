@@ -68,7 +68,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import ds2ta_ref
-from ds2ta_ref import checkpoint, config, lif, nsad, optim, plotting, train
+from ds2ta_ref import checkpoint, config, energy, lif, nsad, optim, plotting, train
 
 HERE = Path(__file__).resolve().parent
 DPI = 150
@@ -275,13 +275,14 @@ def fig4_nsad(ctx):
 
 
 def table3_energy(ctx):
+    """Per-block sparsity and energy as ``train.evaluate`` computes them, from one forward per model."""
     ds = ctx["data"]
     rows = {}
     for name in ("Spikformer", "DS2TA"):
         params, state, cfg = ctx["models"][name]
-        rows[name] = train.evaluate(params, state, cfg, ds.test_x, ds.test_y).energy
-    S, _ = scores_and_maps(params, state, cfg, ds.test_x)  # DS2TA's score maps before NSAD
-    fig = plotting.plot_block_energy(rows, scores_sparsity=[nsad.sparsity(s) for s in S])
+        S, A = scores_and_maps(params, state, cfg, ds.test_x)
+        rows[name] = energy.block_energy(cfg, *energy.count_zeros(A))
+    fig = plotting.plot_block_energy(rows, scores_sparsity=[nsad.sparsity(s) for s in S])  # DS2TA's S
     fig.suptitle(f"Table 3 as a chart: trained tiny models ({cfg.depth} blocks), test set of {len(ds.test_y)} digits")
     return fig
 

@@ -42,8 +42,8 @@ SMALL = {
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
     "04_model.ipynb": {"batch": 2, "T": 2, "depth": 1, "grad_entries": 1},
-    "05_training.ipynb": {"epochs": 2, "train_subset": 48, "test_subset": 32},
-    "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 32, "test_subset": 24,
+    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16},
+    "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 24, "test_subset": 16,
                                            "seeds": (0,), "sweep_u0": (3.0,)},
 }
 
