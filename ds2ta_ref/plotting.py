@@ -671,16 +671,18 @@ def plot_architecture(cfg, *, batch: int = 8, ax=None) -> Figure:
     """Figure 1 as a block diagram, with this package's tensor shapes on every arrow.
 
     Left: the model (input, direct encoding, SPS, encoder blocks, pooling,
-    head); right: one encoder block opened up (TASA q/k/v, ``QKᵀ``, NSAD,
-    ``A V``, projection, MLP). Shapes use the letters of the docstrings
-    (time-major ``T, B, N, D``, heads ``H`` of size ``d``) and the sizes of
-    ``cfg`` for a batch of ``batch``.
+    head); middle: one encoder block opened up (TASA q/k/v, ``QKᵀ``, NSAD,
+    ``A V``, projection, MLP); right: which presynaptic spikes drive a Q
+    neuron at time ``t``, spatial-only (Spikformer) vs spatiotemporal (TASA,
+    line width ``2^(-tau*lag)`` with ``cfg.tau0``). Shapes use the letters of
+    the docstrings (time-major ``T, B, N, D``, heads ``H`` of size ``d``) and
+    the sizes of ``cfg`` for a batch of ``batch``.
     """
-    (ax_d,) = _axes(ax, 1, figsize=(13.0, 7.6))
+    (ax_d,) = _axes(ax, 1, figsize=(16.5, 7.6))
     z = dict(T=cfg.T, B=batch, C=cfg.in_channels, S=cfg.img_size, N=cfg.num_tokens, D=cfg.dim,
              H=cfg.heads, d=cfg.head_dim, K=cfg.num_classes)
     z["4D"] = cfg.dim * cfg.mlp_ratio
-    ax_d.set_xlim(0, 13)
+    ax_d.set_xlim(0, 16.5)
     ax_d.set_ylim(0, 7.6)
     ax_d.axis("off")
 
@@ -739,7 +741,35 @@ def plot_architecture(cfg, *, batch: int = 8, ax=None) -> Figure:
              _shape("T B N D", z), _shape("T B N D", z), _shape("T B N D", z)]
     for i, text in enumerate(right):
         arrow(xr, rs[i] - rh[i] / 2 - 0.04, rs[i + 1] + rh[i + 1] / 2 + 0.04, text)
+    _connectivity(ax_d, cfg, x0=12.85, y0=4.1, title="spatial-only (Spikformer, $T_{AW}$ = 1)", window=1)
+    _connectivity(ax_d, cfg, x0=12.85, y0=0.45, title=f"spatiotemporal (TASA, $T_{{AW}}$ = {cfg.window})",
+                  window=cfg.window)
     return _root(ax_d)
+
+
+def _connectivity(ax_d: Axes, cfg, *, x0: float, y0: float, title: str, window: int) -> None:
+    """Presynaptic neurons at t-2, t-1, t and the Q neuron at t they drive (line width = weight)."""
+    lags = 3
+    xs = [x0 + 0.55 + 0.85 * i for i in range(lags)]  # times t-2, t-1, t
+    ys = [y0 + 0.55 + 0.62 * j for j in range(3)]  # three presynaptic neurons
+    post = (x0 + 3.25, y0 + 1.17)
+    factors = tasa.decay_factors(tasa.tau_used(cfg.tau0), window)
+    for i, x in enumerate(xs):
+        lag = lags - 1 - i
+        for y in ys:
+            if lag < window:
+                ax_d.plot([x, post[0]], [y, post[1]], color="C0", lw=0.4 + 2.6 * factors[lag], zorder=1)
+            ax_d.plot(x, y, "o", ms=9, mfc="white", mec="0.3", zorder=2)
+        ax_d.text(x, y0 + 0.15, ["$t-2$", "$t-1$", "$t$"][i], ha="center", va="center", fontsize=8.5)
+    ax_d.plot(*post, "o", ms=13, mfc="#d5e8d4", mec="0.3", zorder=2)
+    ax_d.text(post[0], post[1] - 0.4, "$Q$ at $t$", ha="center", va="top", fontsize=8.5)
+    ax_d.text(x0 + 1.7, y0 + 2.55, title, ha="center", va="bottom", fontsize=9)
+    if window > 1:
+        weights = ", ".join(f"lag {lag}: {_power_of_two_label(f)}" for lag, f in enumerate(factors))
+        ax_d.text(x0 + 1.7, y0 + 2.3, rf"$\tau$ = {tasa.tau_used(cfg.tau0):g}; {weights}", ha="center",
+                  va="bottom", fontsize=8)
+    else:
+        ax_d.text(x0 + 1.7, y0 + 2.3, "only the spikes of the same step", ha="center", va="bottom", fontsize=8)
 
 
 # ----------------------------------------------------------------------------- training results
