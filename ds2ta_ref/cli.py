@@ -66,24 +66,19 @@ def _config_error(exc: ConfigError, names=None) -> UsageError:
     return UsageError(f"argument {flag}: {exc.problem}")
 
 
-def _last_checkpoint(out: str) -> str:
-    path = os.path.join(out, CHECKPOINT)
+def _interrupted(out: str | None, epochs: int | None) -> int:
+    """After Ctrl-C: one line naming the last checkpoint and the command that
+    resumes it (with ``--add-epochs`` if an extension had not saved an epoch yet)."""
+    path = os.path.join(out or ".", CHECKPOINT)
     try:
         _, meta = checkpoint.load(path, verify=False)
-        epochs = meta["train_config"]["epochs"]
+        done, total = int(meta["epoch"]), int(meta["train_config"]["epochs"])
     except (ValueError, KeyError, TypeError):
-        return ""
-    return f"{path} (epoch {meta['epoch']} of {epochs})"
-
-
-def _interrupted(out: str | None) -> int:
-    last = _last_checkpoint(out) if out else ""
-    if last:
-        path = os.path.join(out, CHECKPOINT)
-        print(f"{PROG}: interrupted; the last checkpoint is {last}; continue with: "
-              f"{PROG} train --resume {path}", file=sys.stderr)
-    else:
         print(f"{PROG}: interrupted before the first checkpoint was written; nothing to resume", file=sys.stderr)
+        return 130
+    more = f" --add-epochs {epochs - total}" if epochs is not None and epochs > total else ""
+    print(f"{PROG}: interrupted; the last checkpoint is {path} (epoch {done} of {total}); continue with: "
+          f"{PROG} train --resume {path}{more}", file=sys.stderr)
     return 130
 
 
@@ -96,7 +91,7 @@ def cmd_train(args) -> int:
             tc = TrainConfig(**given)
         except ConfigError as exc:
             raise _config_error(exc) from None
-        out, resume = args.out or default_out(tc), None
+        out, resume, epochs = args.out or default_out(tc), None, tc.epochs
     else:
         if args.overwrite:
             raise UsageError("argument --overwrite: not allowed with --resume, which continues a run in its own "
@@ -124,13 +119,13 @@ def cmd_train(args) -> int:
                   f"epochs: {PROG} train --resume {resume} --add-epochs N")
             return 0
         out = os.path.dirname(resume) or "."  # for messages, as the user wrote it
-        tc = None
+        tc, epochs = None, total + (args.add_epochs or 0)
     t0 = time.perf_counter()
     try:
         result = train(tc, out if resume is None else None, resume=resume,
                        add_epochs=args.add_epochs or 0, overwrite=args.overwrite, progress=not args.no_progress)
     except KeyboardInterrupt:
-        return _interrupted(out)
+        return _interrupted(out, epochs)
     except TrainingError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
@@ -194,7 +189,7 @@ def cmd_ablate(args) -> int:
         try:
             result = train(tc, out, overwrite=args.overwrite, progress=not args.no_progress)
         except KeyboardInterrupt:
-            return _interrupted(out)
+            return _interrupted(out, tc.epochs)
         except TrainingError as exc:
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
