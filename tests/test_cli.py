@@ -215,6 +215,41 @@ def test_option_errors_are_one_line_before_any_work(argv, names, tmp_path, capsy
     assert os.listdir(tmp_path) == []  # nothing written
 
 
+@pytest.mark.parametrize("argv,names", [
+    (["ablate", "--seeds", "-1"], ["--seeds", "-1"]),
+    (["ablate", "--epochs", "0"], ["--epochs", ">= 1"]),
+    (["ablate", "--datasets", "cifar"], ["--datasets", "'cifar'"]),
+    (["gradcheck", "nope"], ["KERNEL", "'nope'"]),
+    (["evaluate", "missing.npz"], ["missing.npz", "no such file"]),
+    (["train", "--resume"], ["--resume", "expected one argument"]),
+    (["frobnicate"], ["'frobnicate'"]),
+])
+def test_other_subcommands_errors_are_one_line(argv, names, tmp_path, monkeypatch, capsys, no_data):
+    monkeypatch.chdir(tmp_path)
+    assert status(argv) == 2
+    line = error_line(capsys.readouterr().err)
+    for name in names:
+        assert name in line, name
+    assert os.listdir(tmp_path) == []
+
+
+def test_ablate_refuses_an_out_holding_runs_before_any_work(run, capsys, no_data):
+    target = run.parent / "ablate" / "digits" / "DS2TA" / "seed0"
+    shutil.copytree(run, target)
+    assert main(["ablate", "--datasets", "digits", "--seeds", "0", "--out", str(run.parent / "ablate")]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "already holds 1 of the 3 runs" in line and "--overwrite" in line
+
+
+def test_an_internal_bug_keeps_its_traceback(monkeypatch):
+    def bug(*args, **kwargs):
+        raise KeyError("not a user mistake")
+
+    monkeypatch.setattr(cli, "train", bug)
+    with pytest.raises(KeyError, match="not a user mistake"):
+        main(["train", "--epochs", "1"])
+
+
 def test_a_cli_error_in_a_real_process_is_one_line_with_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ds2ta_ref", "train", "--seed", "-1"], cwd=tmp_path,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
