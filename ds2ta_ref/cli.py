@@ -268,9 +268,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default_text=d.seed, help="parameters and minibatch order")
     add("--data-seed", type=int, default_text=d.data_seed, help="train/test split and generated events")
     add("--dtype", choices=["float32", "float64"], default_text=d.dtype, help="floating-point type")
-    add("--train-subset", type=int, metavar="N", default_text=f"{d.train_subset}, all",
+    add("--train-subset", type=int, metavar="N", default_text=d.train_subset,
         help="train on the first N training samples only (0: all)")
-    add("--test-subset", type=int, metavar="N", default_text=f"{d.test_subset}, all",
+    add("--test-subset", type=int, metavar="N", default_text=d.test_subset,
         help="test on the first N test samples only (0: all)")
 
 
@@ -285,7 +285,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "DS2TA, a pure-NumPy reference implementation: train, evaluate, ablate, gradient-check.\n\n"
+        "A mistake in a command (an option, a path, a file) is one line, 'ds2ta-ref: error: ...', with exit\n"
+        "status 2, before any data is loaded or any file written. A diverging run ends with one such line\n"
+        "and status 1; Ctrl-C with one line naming the last checkpoint and the command that resumes it,\n"
+        "and status 130."))
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -369,8 +369,10 @@ def _hold_run_folder(out_dir: str, *, resuming: bool, overwrite: bool, log: Call
         os.makedirs(out_dir, exist_ok=True)
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        _check_lock(out_dir)  # another process took it between the check and here
-        raise
+        if not os.path.isdir(out_dir):
+            raise RunFolderError(f"output folder {out_dir!r} cannot be created: a file of that name exists") from None
+        _check_lock(out_dir)  # another process took the lock between the first check and here
+        raise RunFolderError(f"{out_dir!r} was locked by another run at the same moment; try again") from None
     except OSError as exc:
         raise RunFolderError(f"output folder {out_dir!r} cannot be written ({exc.strerror or exc})") from None
     try:
