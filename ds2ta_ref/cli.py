@@ -102,11 +102,11 @@ def cmd_train(args) -> int:
         recorded, _, _, _, _, meta = load_run(resume)
         conflicts = resume_conflicts(recorded, given)
         if conflicts:
-            hint = ("; to train more epochs use --add-epochs N" if any(f == "epochs" for f, _, _ in conflicts)
-                    else "")
+            listed = "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
+                               for f, old, new in conflicts)
+            hint = "; to train more epochs use --add-epochs N" if any(f == "epochs" for f, _, _ in conflicts) else ""
             raise UsageError(f"--resume continues {resume} with its recorded settings, which these options "
-                             f"contradict: " + "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
-                                                        for f, old, new in conflicts) + hint)
+                             f"contradict: {listed}{hint}")
         out = os.path.dirname(os.path.abspath(resume))
         if args.out is not None and os.path.abspath(args.out) != out:
             raise UsageError(f"argument --out: a resumed run continues in its checkpoint's folder {out}, "
