@@ -315,7 +315,7 @@ def config_from_json(text) -> ModelConfig:
 
 # --------------------------------------------------------------------------- compare
 class TensorResult(NamedTuple):
-    """One tensor's comparison: ``max_abs = max|c - r|``, ``max_rel = max_abs / max(max|r|, floor)``."""
+    """One tensor's comparison: ``max_abs = max|c - r|``, ``max_rel = max_abs / scale`` (see :func:`compare`)."""
 
     key: str
     shape: tuple
@@ -334,7 +334,7 @@ class Comparison(NamedTuple):
     first_departure: str | None  # the first key in forward order that fails or is missing
     rtol: float
     atol: float
-    floor: float
+    floor: float  # relative to the largest magnitude of the tensor's group
 
     @property
     def passed(self) -> bool:
@@ -354,8 +354,8 @@ class Comparison(NamedTuple):
             failing = sum(not r.ok for r in rest)
             lines.append(f"... {len(rest)} more rows ({failing} failing) not shown")
         failed = sum(not r.ok for r in self.results)
-        lines.append(f"compared {len(self.results)} tensors: {failed} fail "
-                     f"(pass: max abs <= atol + rtol * max(max|reference|, floor), "
+        lines.append(f"compared {len(self.results)} tensors: {failed} fail (pass: max abs <= atol + rtol * scale, "
+                     f"scale = max(max|reference|, floor * largest max|reference| of its group); "
                      f"rtol={self.rtol:g}, atol={self.atol:g}, floor={self.floor:g})")
         if self.missing:
             lines.append(f"missing from the candidate ({len(self.missing)}): {', '.join(self.missing)}")
@@ -370,8 +370,18 @@ class Comparison(NamedTuple):
         return self.table()
 
 
+def _group(key: str) -> str:
+    """``grad/head.bias`` -> ``grad``; ``lif/grad/x`` -> ``lif``; ``logits`` -> ``logits``."""
+    return key.split("/", 1)[0]
+
+
+def _max_abs(arr: np.ndarray) -> float:
+    return float(np.max(np.abs(arr))) if arr.dtype.kind in "biuf" and arr.size else 0.0
+
+
 def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float,
                  floor: float) -> TensorResult:
+    """``floor`` here is absolute: the floor times the largest magnitude of the key's group."""
     shape = tuple(ref.shape)
     numeric = "biuf"
     if ref.dtype.kind not in numeric or cand.dtype.kind not in numeric:  # text: config, options
@@ -386,12 +396,12 @@ def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol:
     c = cand.astype(np.float64)
     diff = np.abs(c - r)
     max_abs = float(np.max(diff)) if np.all(np.isfinite(diff)) else math.inf
-    scale = max(float(np.max(np.abs(r))), floor)
+    scale = max(_max_abs(r), floor)
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
     return TensorResult(key, shape, max_abs, max_rel, max_abs <= atol + rtol * scale)
 
 
-def compare(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0, floor: float = 1e-6,
+def compare(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0, floor: float = 1e-4,
             only: Sequence[str] | None = None) -> Comparison:
     """Compare a candidate's tensors with a golden file's, key by key.
 
@@ -399,17 +409,21 @@ def compare(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0, floo
     ``only``, if given) present in ``candidate``::
 
         max_abs = max |candidate - reference|
-        max_rel = max_abs / max(max |reference|, floor)
-        pass   <=>  max_abs <= atol + rtol * max(max |reference|, floor)
+        scale   = max(max |reference|, floor * G)
+        max_rel = max_abs / scale
+        pass   <=>  max_abs <= atol + rtol * scale
 
-    ``floor`` is the scale below which a tensor counts as ~0 and is compared
-    absolutely: the gradient of a bias that feeds a training-mode BatchNorm is
-    exactly 0 in exact arithmetic and ~1e-17 in float64 on both sides. Text
-    entries (``config``, ``*/options``) must be equal; a shape mismatch fails.
+    where ``G`` is the largest ``max |reference|`` of the key's group (the part
+    before the first ``/``: every ``grad/`` tensor is one group, ``lif/...``
+    another; a key without ``/`` is its own group). The floor makes a tensor
+    whose true value is ~0 count as small *relative to its kind*: the gradient
+    of a bias that feeds a training-mode BatchNorm is exactly 0 in exact
+    arithmetic and ~1e-16 of the largest gradient in float64, on either side.
+    Text entries (``config``, ``*/options``) must be equal; a shape mismatch fails.
 
     Args:
         reference, candidate: paths of ``.npz`` files or mappings of arrays.
-        rtol, atol, floor: tolerances (>= 0) as above.
+        rtol, atol, floor: tolerances (>= 0) as above; ``floor`` is relative to the group.
         only: key prefixes, e.g. ``["lif/"]`` or ``["grad/", "logits"]``.
 
     Returns:
@@ -433,13 +447,17 @@ def compare(reference, candidate, *, rtol: float = 1e-7, atol: float = 0.0, floo
     def selected(key):
         return not only or any(key.startswith(prefix) for prefix in only)
 
+    group_max = {}
+    for key, value in ref.items():
+        group_max[_group(key)] = max(group_max.get(_group(key), 0.0), _max_abs(np.asarray(value)))
     order = forward_order(config_from_json(ref["config"]))
     order += sorted(set(ref) - set(order))  # keys of a newer writer, compared after the known ones
     keys = [k for k in order if k in ref and selected(k)]
     results, missing = [], []
     for key in keys:
         if key in cand:
-            results.append(_compare_one(key, np.asarray(ref[key]), np.asarray(cand[key]), rtol, atol, floor))
+            results.append(_compare_one(key, np.asarray(ref[key]), np.asarray(cand[key]), rtol, atol,
+                                        floor * group_max[_group(key)]))
         elif not is_input(key):
             missing.append(key)
     failed = {r.key for r in results if not r.ok} | set(missing)
@@ -538,8 +556,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("candidate", metavar="CANDIDATE")
     p.add_argument("--rtol", type=float, default=1e-7, help="relative tolerance (float32: try 1e-4)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance")
-    p.add_argument("--floor", type=float, default=1e-6,
-                   help="scale below which a tensor counts as ~0 and is compared absolutely")
+    p.add_argument("--floor", type=float, default=1e-4,
+                   help="a tensor whose largest magnitude is below FLOOR times the largest of its group "
+                        "(grad/, act/, lif/, ...) counts as ~0 and is compared on that scale")
     p.add_argument("--only", action="append", default=None, metavar="PREFIX",
                    help="compare only the keys starting with PREFIX, e.g. --only lif/ (repeatable)")
     p.add_argument("--max-rows", type=int, default=25, help="rows of the table (0: all)")
