@@ -354,9 +354,8 @@ class Comparison(NamedTuple):
             failing = sum(not r.ok for r in rest)
             lines.append(f"... {len(rest)} more rows ({failing} failing) not shown")
         failed = sum(not r.ok for r in self.results)
-        lines.append(f"compared {len(self.results)} tensors: {failed} fail (pass: max abs <= atol + rtol * scale, "
-                     f"scale = max(max|reference|, floor * largest max|reference| of its group); "
-                     f"rtol={self.rtol:g}, atol={self.atol:g}, floor={self.floor:g})")
+        lines.append(f"compared {len(self.results)} tensors, {failed} fail: rtol={self.rtol:g}, atol={self.atol:g}, "
+                     f"floor={self.floor:g} of each group's scale (docs/golden.md)")
         if self.missing:
             lines.append(f"missing from the candidate ({len(self.missing)}): {', '.join(self.missing)}")
         if self.unexpected:
