@@ -239,6 +239,18 @@ def test_user_torch_implementation_passes_at_1e_10(torch, mine, ref):
     assert not result.missing and len(result.results) == sum(not golden.is_input(k) for k in ref)
 
 
+@pytest.mark.parametrize("changes", [
+    dict(tasa=False, nsad=False, decay_input=True),  # Spikformer
+    dict(tau_per_site=True, surrogate="atan", detach_reset=False, nsad_rounding="floor"),
+    dict(img_size=32, sps="dvs", qkv_bias=False, depth=1, frozen_tau=True, alpha=3.0),
+])
+def test_user_torch_implementation_follows_the_config(torch, mine, changes):
+    cfg = CFG.replace(**changes)
+    ref = golden.build(cfg, seed=2)
+    result = golden.compare(ref, mine.run(ref), rtol=1e-10)
+    assert result.passed, result.table()
+
+
 def test_test_suite_twin_in_golden_layout_passes_at_1e_10(torch, ref):
     """The test suite's own twin (tests/torch_twin_model.py) gives the model's logits,
     loss, gradients and BatchNorm statistics in the golden layout."""

@@ -213,7 +213,8 @@ def run(golden, bugs=()):
 
     # The whole model: one training step, mean cross-entropy
     cfg = json.loads(str(golden["config"]))
-    P = {k[6:]: tensor(k, grad=True) for k in golden if k.startswith("param/")}
+    frozen = (".tau", ".proj_tau") if cfg["frozen_tau"] else ()  # a frozen tau is not learned: no gradient
+    P = {k[6:]: tensor(k, grad=not k.endswith(frozen)) for k in golden if k.startswith("param/")}
     St = {k[6:]: torch.tensor(np.asarray(golden[k])) for k in golden if k.startswith("state/")}
     logits, new_state, act = model(P, St, tensor("input"), cfg, bugs)
     loss = F.cross_entropy(logits, torch.tensor(np.asarray(golden["target"])))
