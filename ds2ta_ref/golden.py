@@ -21,7 +21,6 @@ be in it.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -63,7 +62,8 @@ def _param_use_order(cfg: ModelConfig) -> list[str]:
     """Every parameter's full name in the order the forward first uses it.
 
     The backward produces the gradients in the reverse of this order; a shared
-    ``tau`` is first used at the ``q`` site (its gradient is complete there, last).
+    ``tau`` is first used at the ``q`` site, so the backward completes its
+    gradient there, after those of the other sites.
     """
     order = [f"patch_embed.{name}" for name in sps.param_shapes(cfg)]  # the stem runs in parameter order
     for i in range(cfg.depth):
@@ -530,35 +530,34 @@ def cmd_compare(args) -> int:
 
 def add_commands(subparsers) -> None:
     """Add the ``golden`` and ``compare`` subcommands to the ``ds2ta-ref`` parser's subparsers."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
-        "golden", formatter_class=fmt, help="write a golden file: reference tensors for another implementation",
+        "golden", help="write a golden file: reference tensors for another implementation",
         description="Write one float64 .npz holding a whole training step of the model (input, target, "
                     "parameters, BatchNorm state before and after, logits, loss, every gradient, per-block "
                     "spikes and attention maps) and each kernel (LIF, TASA, NSAD) alone. Layout: docs/golden.md.")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="model preset")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (same seed: same bytes)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw; the same seed gives the same bytes (default 0)")
     p.add_argument("--out", required=True, metavar="FILE", help="the .npz file to write")
-    p.add_argument("--batch", type=int, default=2, help="batch size B (>= 2)")
+    p.add_argument("--batch", type=int, default=2, help="batch size B, at least 2 (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a ModelConfig field, e.g. --set depth=2 --set nsad_rounding=floor (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=cmd_golden)
 
     p = subparsers.add_parser(
-        "compare", formatter_class=fmt, help="compare another implementation's tensors with a golden file",
+        "compare", help="compare another implementation's tensors with a golden file",
         description="Compare CANDIDATE (an .npz with the golden keys your implementation computes) with "
                     "REFERENCE (a golden file): max abs and rel error per tensor, worst first, missing and "
                     "unexpected keys, and the first tensor in forward order that departs. Exit status 0 only "
                     "when everything passes, 1 when something departs, 2 on errors.")
     p.add_argument("reference", metavar="REFERENCE")
     p.add_argument("candidate", metavar="CANDIDATE")
-    p.add_argument("--rtol", type=float, default=1e-7, help="relative tolerance (float32: try 1e-4)")
-    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance")
+    p.add_argument("--rtol", type=float, default=1e-7, help="relative tolerance (default 1e-7; float32: try 1e-4)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--floor", type=float, default=1e-4,
                    help="a tensor whose largest magnitude is below FLOOR times the largest of its group "
-                        "(grad/, act/, lif/, ...) counts as ~0 and is compared on that scale")
+                        "(grad/, act/, lif/, ...) counts as ~0 and is compared on that scale (default 1e-4)")
     p.add_argument("--only", action="append", default=None, metavar="PREFIX",
                    help="compare only the keys starting with PREFIX, e.g. --only lif/ (repeatable)")
-    p.add_argument("--max-rows", type=int, default=25, help="rows of the table (0: all)")
+    p.add_argument("--max-rows", type=int, default=25, help="rows of the table, failures first (default 25; 0: all)")
     p.set_defaults(func=cmd_compare)
