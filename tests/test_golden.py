@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds2ta_ref import golden
+from ds2ta_ref import golden, preset
 from ds2ta_ref.cli import main
 from ds2ta_ref.gradcheck import small_model_config
 
@@ -73,8 +73,11 @@ def test_model_section_fires_and_every_gradient_is_exercised(ref):
             assert np.abs(g).max() > 1e-6, key
     tau = ref["param/block.0.attn.tau"]
     assert tau != np.round(tau) and ref["tasa/in/tau"] != np.round(ref["tasa/in/tau"])
-    assert np.any(np.floor(ref["nsad/out/table"]) != ref["nsad/out/table"]) is np.False_  # integer table
-    assert ref["lif/in/x"].shape[0] >= 4
+    assert np.array_equal(ref["nsad/out/table"], np.rint(ref["nsad/out/table"]))  # an integer table
+    for key, value in ref.items():  # as docs/golden.md says: BatchNorm weights in [1, 2), biases in [-0.2, 0.5)
+        if key.startswith("param/") and "_bn." in key:
+            low, high = (1.0, 2.0) if key.endswith("weight") else (-0.2, 0.5)
+            assert low <= value.min() and value.max() < high, key
 
 
 @pytest.mark.parametrize("changes", [dict(tasa=False, nsad=False), dict(frozen_tau=True),
@@ -98,6 +101,28 @@ def test_every_key_is_documented(ref):
         patterns.add(re.sub(r"block\.\d+", "block.{i}", key))
     undocumented = sorted(p for p in patterns if f"`{p}`" not in doc)
     assert not undocumented, undocumented
+
+
+def test_documented_shapes_are_those_of_the_tiny_preset():
+    """docs/golden.md gives each key's shape in letters, and their values for the tiny preset."""
+    doc = (ROOT / "docs" / "golden.md").read_text()
+    stated = re.search(r"Shapes for the `tiny` preset \((.*?)\)", doc, flags=re.DOTALL).group(1)
+    letters = {k: int(v) for k, v in re.findall(r"`(\w+) = (\d+)`", stated)}
+    cfg = preset("tiny")
+    assert letters == dict(T=cfg.T, B=2, C=cfg.in_channels, S=cfg.img_size, N=cfg.num_tokens, D=cfg.dim,
+                           H=cfg.heads, d=cfg.head_dim, K=cfg.num_classes)
+    assert re.search(r"`Tk = max\(T, window \+ 1, 4\)` \(4 for `tiny`\)", doc) and max(cfg.T, cfg.window + 1, 4) == 4
+    arrays = golden.build(cfg, seed=0)
+    env = dict(letters, Tk=4, head_dim=cfg.head_dim)
+    checked = 0
+    for key, rest in re.findall(r"^\| `([^`]+)` \|(.*)$", doc, flags=re.MULTILINE):
+        shape = re.search(r"`(\([^`]*\))`", rest)
+        if "<name>" in key or key not in arrays and "{i}" not in key or shape is None:
+            continue
+        expected = eval(re.sub(r"(\d)([A-Za-z])", r"\1*\2", shape.group(1)), {}, env)  # "4D" -> 4*D
+        assert arrays[key.replace("{i}", "0")].shape == expected, key
+        checked += 1
+    assert checked == 36  # every row with a shape in letters or numbers
 
 
 # ------------------------------------------------------------------ compare
