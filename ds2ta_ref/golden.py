@@ -137,7 +137,7 @@ def _nsad_params(rng: np.random.Generator, heads: int, head_dim: int) -> np.ndar
 
 
 def _tau(rng: np.random.Generator, cfg: ModelConfig) -> np.ndarray:
-    """A ``tau`` near ``tau0`` but not an integer (so rounding it matters), ``>= 0.6``."""
+    """A ``tau`` within 0.4 of ``max(tau0, 1)``, so not an integer (rounding it matters) and ``>= 0.6``."""
     return np.array(max(cfg.tau0, 1.0) + rng.uniform(-0.4, 0.4))
 
 
