@@ -137,7 +137,7 @@ def model(P, St, x, cfg, bugs=()):
 
     for i in range(cfg["depth"]):
         pre = f"block.{i}.attn"
-        tau = P.get(f"{pre}.tau", torch.tensor(0.0))
+        tau = P.get(f"{pre}.tau", torch.tensor(0.0, dtype=torch.float64))
 
         def site(inp, name):
             tau_ = P.get(f"{pre}.proj_tau", tau) if name == "proj" else tau
