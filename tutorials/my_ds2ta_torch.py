@@ -108,22 +108,22 @@ def bn_tokens(x, P, St, new_state, name, cfg):
 
 
 def model(P, St, x, cfg, bugs=()):
-    """``(logits, new_state, act)`` for images ``x`` ``(B, C, H, W)``; ``act`` holds the golden ``act/`` tensors."""
+    """``(logits, new_state, act)`` for images ``x`` ``(B, C, S, S)``; ``act`` holds the golden ``act/`` tensors."""
     alpha = cfg["alpha"] if cfg["alpha"] is not None else DEFAULT_ALPHA[cfg["surrogate"]]
     opts = dict(tau_m=cfg["tau_m"], v_threshold=cfg["v_threshold"], decay_input=cfg["decay_input"],
                 detach_reset=cfg["detach_reset"], surrogate=cfg["surrogate"], alpha=alpha, bugs=bugs)
     T, B, D, H = cfg["T"], x.shape[0], cfg["dim"], cfg["heads"]
     new_state, act = {}, {}
-    frames = x.unsqueeze(0).expand(T, *x.shape)  # (T, B, C, H, W): the image at every step
+    frames = x.unsqueeze(0).expand(T, *x.shape)  # (T, B, C, S, S): the image at every step
 
     # Spiking patch splitting: four conv-BN-LIF stages, max-pools, a relative-position branch.
     h = frames
     pools = (False, False, True, True) if cfg["sps"] == "cifar" else (True,) * 4
     names = ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3", "rpe_conv")
     for i, conv in enumerate(names):
-        z = F.conv2d(h.flatten(0, 1), P[f"patch_embed.{conv}.weight"], padding=1)  # (TB, C', H, W)
+        z = F.conv2d(h.flatten(0, 1), P[f"patch_embed.{conv}.weight"], padding=1)  # (TB, C', S', S')
         bn = "patch_embed." + ("rpe_bn" if conv == "rpe_conv" else conv.replace("conv", "bn"))
-        s = lif(batchnorm(z, P, St, new_state, bn, cfg).unflatten(0, (T, B)), **opts)  # (T, B, C', H, W)
+        s = lif(batchnorm(z, P, St, new_state, bn, cfg).unflatten(0, (T, B)), **opts)  # (T, B, C', S', S')
         if conv == "rpe_conv":
             h = h + s
         elif pools[i]:
