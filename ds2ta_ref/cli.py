@@ -129,6 +129,11 @@ def cmd_train(args) -> int:
     except TrainingError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a full disk: the files written before are intact (atomic writes)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: cannot write{where}: {exc.strerror or exc}; files already written in {out}/ are "
+              f"intact", file=sys.stderr)
+        return 1
     last = result.history[-1]
     print(f"final test accuracy: {100 * last['test_acc']:.2f}% after {last['epoch']} epochs "
           f"({time.perf_counter() - t0:.0f} s); parameters: {model.count_params(result.params):,}")

@@ -153,6 +153,31 @@ def test_an_unwritable_out_fails_before_the_data(tmp_path, capsys, no_data):
     assert str(blocker / "run") in line and "cannot be written" in line
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_a_read_only_out_fails_before_the_data(tmp_path, capsys, no_data):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert main(["train", "--out", str(locked / "run")] + TINY_ARGS) == 2
+        assert "cannot be written (Permission denied)" in error_line(capsys.readouterr().err)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_full_disk_during_a_run_is_one_line_and_keeps_the_checkpoint(run, monkeypatch, capsys):
+    before = snapshot(run)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert main(["train", "--resume", str(run), "--add-epochs", "1", "--no-progress"]) == 1
+    monkeypatch.undo()
+    assert "No space left on device" in error_line(capsys.readouterr().err)
+    assert snapshot(run) == before
+
+
 # --------------------------------------------------------------------------- resume
 def test_resume_from_another_directory_writes_only_into_the_checkpoint_folder(run, tmp_path, monkeypatch, capsys):
     elsewhere = tmp_path / "elsewhere"
