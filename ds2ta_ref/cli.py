@@ -86,7 +86,7 @@ def cmd_train(args) -> int:
     given = _given(args)
     if args.resume is None:
         if args.add_epochs is not None:
-            raise UsageError("argument --add-epochs: extends a finished (or running) run, so it needs --resume")
+            raise UsageError("argument --add-epochs: extends the run given by --resume, so it needs --resume")
         try:
             tc = TrainConfig(**given)
         except ConfigError as exc:
@@ -107,9 +107,9 @@ def cmd_train(args) -> int:
             hint = "; to train more epochs use --add-epochs N" if any(f == "epochs" for f, _, _ in conflicts) else ""
             raise UsageError(f"--resume continues {resume} with its recorded settings, which these options "
                              f"contradict: {listed}{hint}")
-        out = os.path.dirname(os.path.abspath(resume))
-        if args.out is not None and os.path.abspath(args.out) != out:
-            raise UsageError(f"argument --out: a resumed run continues in its checkpoint's folder {out}, "
+        folder = os.path.dirname(os.path.abspath(resume))
+        if args.out is not None and os.path.abspath(args.out) != folder:
+            raise UsageError(f"argument --out: a resumed run continues in its checkpoint's folder {folder}, "
                              f"not in {args.out}; leave out --out")
         done, total = int(meta["epoch"]), recorded.epochs
         if done >= total and not args.add_epochs:
