@@ -1,6 +1,6 @@
 """Training, evaluation and the ablation study on small built-in data (issue 6).
 
-The recipe is the paper's (SPEC §4) scaled to a CPU: AdamW with decoupled
+The recipe is the paper's (docs/spec.md §4.11) scaled to a CPU: AdamW with decoupled
 weight decay (none on biases, BatchNorm, ``tau`` and NSAD parameters), a
 cosine schedule with linear warmup, optional label smoothing and gradient
 clipping, cross-entropy on the time- and token-averaged logits.
