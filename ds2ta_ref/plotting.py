@@ -5,7 +5,7 @@ Which figure each function draws:
 * :func:`plot_membrane`: LIF neurons over time (Eq. 2-3): input current,
   membrane before and after the reset, threshold, spikes. Not a paper figure;
   the snnTorch-tutorial view of a neuron built by hand.
-* :func:`plot_surrogates`: the step and the two surrogates of ``docs/spec.md §1``,
+* :func:`plot_surrogates`: the step and the two surrogates of ``docs/spec.md §1.2``,
   primals and derivatives.
 * :func:`plot_tasa`: the weights of the paper's **Figure 2** (TASA, Eq. 1, 4, 5):
   the decay factors ``2^(-tau*lag)``, the weight replicas ``W(lag) = W(0) df(lag)``
@@ -393,7 +393,7 @@ def plot_tasa_spikes(s, weight, bias=None, *, tau: float, window: int, tau_m: fl
 # ----------------------------------------------------------------------------- NSAD (Figure 4)
 
 # Labelled parameter sets (a, b, c, d, e, u) drawn in figures/fig4_nsad.png and tutorial 03:
-# the initialisation of docs/spec.md §3 with the paper's CIFAR threshold, and two nonlinear shapes.
+# the initialisation of docs/spec.md §3.2 with the paper's CIFAR threshold, and two nonlinear shapes.
 NSAD_EXAMPLES = (
     ("initialisation, u = 3", (1.0, 0.0, 0.0, 0.0, 0.0, 3.0)),
     ("b, d != 0: low scores pushed down", (1.0, 0.03, 8.0, -3.0, 5.0, 2.0)),
