@@ -21,7 +21,8 @@ files from their seeds; it reports whether every array came out identical to
 the committed one (its SHA-256 is stored in the file), which it does on the
 same machine type, single-threaded.
 
-Writes (150 dpi, no timestamps or version strings in the files):
+Writes (150 dpi, no timestamps or version strings in the files), and ``environment.json``
+with the matplotlib, FreeType and numpy versions that drew them:
 
 * ``lif_membrane.png``: a LIF neuron driven by a noisy step current (Eq. 2-3).
 * ``surrogates.png``: the step, the sigmoid and atan primals and their derivatives.
@@ -76,6 +77,7 @@ SEED = 0
 RC = {"svg.hashsalt": "ds2ta_ref", "figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 10}
 TRAINED = "trained.npz"
 RESULTS = "results.json"
+ENVIRONMENT = "environment.json"  # the versions the PNGs were drawn with
 
 # Stopgap until TrainConfig can set the depth: a named preset for the two-block tiny model.
 config.PRESETS.setdefault("tiny2", config.PRESETS["tiny"].replace(depth=2))
@@ -321,6 +323,14 @@ FIGURES = {
 }
 
 
+def environment() -> dict:
+    """The versions that decide the PNG bytes: the renderer (matplotlib, its FreeType) and numpy."""
+    from matplotlib import ft2font
+
+    return {"matplotlib": matplotlib.__version__, "freetype": ft2font.__freetype_version__,
+            "numpy": np.__version__}
+
+
 def save_png(fig: Figure, path: Path) -> None:
     """Write ``fig`` atomically, without the metadata that would change between runs."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -351,6 +361,10 @@ def main(argv=None) -> list[Path]:
             save_png(make(ctx), path)
             print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")
             written.append(path)
+    if args.only is None:
+        tmp = args.out / (ENVIRONMENT + ".tmp")
+        tmp.write_text(json.dumps(environment(), indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, args.out / ENVIRONMENT)
     return written
 
 

@@ -158,6 +158,8 @@ def test_notebook_is_a_lesson(name):
     headings = set(re.findall(r"^#+ §([\d.]+) ", (ROOT / "docs" / "spec.md").read_text(), flags=re.MULTILINE))
     cited = set(re.findall(r"docs/spec\.md §(\d+(?:\.\d+)?)", text))
     assert cited <= headings, f"cited sections missing from docs/spec.md: {sorted(cited - headings)}"
+    files = set(re.findall(r"`((?:figures|tutorials|docs)/[\w./-]+)`", text))
+    assert all((ROOT / f).exists() for f in files), f"missing: {[f for f in files if not (ROOT / f).exists()]}"
 
 
 def execute(name, extra_code: str):
