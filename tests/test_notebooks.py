@@ -60,6 +60,9 @@ MIN_FIGURES = {
     "06_attention_sparsity_energy.ipynb": 4,
 }
 
+# Notebooks with sliders: their interact callback must draw (into its Output widget) without error.
+SLIDERS = {"01_lif_neuron.ipynb", "02_tasa_figure2.ipynb", "03_nsad_figure4.ipynb"}
+
 # (pattern with one group in the markdown, expression evaluated in the executed notebook).
 CLAIMS = {
     "01_lif_neuron.ipynb": [
@@ -127,7 +130,7 @@ def kernel_env(tmp_path, monkeypatch):
 
 def test_every_notebook_is_executed():
     names = {p.name for p in TUTORIALS.glob("*.ipynb")}
-    assert set(SMALL) == set(MIN_FIGURES) == set(CLAIMS)
+    assert set(SMALL) == set(MIN_FIGURES) == set(CLAIMS) and SLIDERS <= set(SMALL)
     assert names == set(SMALL) | set(EXECUTED_ELSEWHERE)
 
 
@@ -191,6 +194,15 @@ def test_notebook_runs_on_small_sizes(name, kernel_env):
 
     figures = sum("image/png" in out.get("data", {}) for out in outputs)
     assert figures >= MIN_FIGURES[name], f"{name} displayed {figures} figures, expected >= {MIN_FIGURES[name]}"
+
+    # ipywidgets catch a callback's exception and show it in the widget's Output area, which
+    # nbclient stores in the notebook's widget state: look there too.
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    widget_outputs = [out for model in state.values() if model.get("model_name") == "OutputModel"
+                      for out in model["state"].get("outputs", [])]
+    assert not [out for out in widget_outputs if out.get("output_type") == "error"], "a slider callback raised"
+    if name in SLIDERS:
+        assert any("image/png" in out.get("data", {}) for out in widget_outputs), "the sliders drew nothing"
 
     printed = "".join(out.get("text", "") for out in nb.cells[-1].outputs if out.output_type == "stream")
     values = json.loads(printed.split("CLAIMS=", 1)[1])
