@@ -5,8 +5,8 @@ Usage::
     python figures/make_figures.py [--out figures] [--retrain]
 
 Figures that need trained models read two committed files written by
-``--retrain`` (15 training runs on one BLAS thread; 22 minutes on the shared 2-core
-machine, of which 73 s for the DS2TA model of Figures 3 and 4):
+``--retrain`` (15 training runs on one BLAS thread; 22 minutes on the shared, loaded
+2-core machine; the DS2TA model of Figures 3 and 4 alone takes about 40 s):
 
 * ``trained.npz``: the parameters and BatchNorm statistics of two ``tiny``
   models with two encoder blocks (DS2TA and Spikformer, seed 0, 3 epochs on
