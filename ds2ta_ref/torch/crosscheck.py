@@ -1,0 +1,118 @@
+"""The PyTorch model against the NumPy reference in float64, configuration by configuration.
+
+:func:`compare` runs one training-mode step of both models from the same
+parameters on the same batch (loss: cross-entropy with label smoothing) and
+returns the worst relative error of the logits, the loss, every parameter
+gradient and every updated BatchNorm statistic. :data:`CASES` are the
+configurations the test suite holds to ``1e-10``; ``python -m
+ds2ta_ref.torch.crosscheck`` prints the table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import layers
+from .. import model as np_model
+from ..gradcheck import firing_model_inputs, rel_error, small_model_config
+from .model import from_numpy
+
+__all__ = ["CASES", "case_inputs", "compare", "main"]
+
+
+def _random_nsad(params, rng):
+    """NSAD parameters that make a non-trivial table: every coefficient non-zero, thresholds in [0, 1.5]."""
+    for name in [k for k in params if k.endswith(".nsad")]:
+        H = params[name].shape[0]
+        cols = [rng.uniform(0.5, 1.5, H), rng.uniform(-0.2, 0.2, H), rng.uniform(0, 3, H),
+                rng.uniform(-2, 2, H), rng.uniform(0, 4, H), rng.uniform(0, 1.5, H)]
+        params[name] = np.stack(cols, axis=1)
+
+
+def _odd_tau(params, rng):
+    """``tau`` values away from integers and on both sides of 0, so rounding and the clip both act."""
+    for name in [k for k in params if k.endswith(("tau",))]:
+        params[name] = np.array(rng.choice([-0.8, 0.3, 1.4, 2.6]))
+
+
+SMALL = small_model_config()
+# name -> (config, gain of the BatchNorm weights, preparation of the parameters, event input?)
+CASES = {
+    "ds2ta": (SMALL, 25.0, None, False),
+    "spikformer_decay_input": (SMALL.replace(tasa=False, nsad=False, decay_input=True), 2.0, None, False),
+    "random_nsad_tables": (SMALL, 25.0, _random_nsad, False),
+    "random_nsad_floor": (SMALL.replace(nsad_rounding="floor"), 25.0, _random_nsad, False),
+    "tau_per_site": (SMALL.replace(tau_per_site=True, window=3, T=3), 25.0, _odd_tau, False),
+    "frozen_tau": (SMALL.replace(frozen_tau=True), 25.0, _odd_tau, False),
+    "dvs_splitter_events": (SMALL.replace(img_size=32, sps="dvs", qkv_bias=False, scale=0.25, depth=1),
+                            25.0, None, True),
+    "detach_reset_false": (SMALL.replace(detach_reset=False), 25.0, None, False),
+    "atan": (SMALL.replace(surrogate="atan"), 25.0, _random_nsad, False),
+    "atan_alpha3_decay_input": (SMALL.replace(surrogate="atan", alpha=3.0, decay_input=True), 25.0, None, False),
+}
+
+
+def case_inputs(name: str, seed: int = 0):
+    """``(cfg, params, state, x, labels)`` of a case, float64, from ``default_rng(seed)``."""
+    cfg, gain, prepare, events = CASES[name]
+    rng = np.random.default_rng(seed)
+    params, state, x = firing_model_inputs(cfg, rng, batch=3, gain=gain)
+    if prepare is not None:
+        prepare(params, rng)
+    if events:
+        x = (rng.random((cfg.T,) + x.shape) < 0.3).astype(np.float64)  # (T, B, C, H, W) event frames
+    labels = rng.integers(0, cfg.num_classes, size=x.shape[-4])
+    return cfg, params, state, x, labels
+
+
+def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1) -> dict[str, float]:
+    """One float64 training-mode step of both models: ``{quantity: relative error}``.
+
+    Keys: ``logits``, ``loss``, ``grad.<name>`` for every trainable parameter
+    (and the check that a frozen ``tau`` gets no gradient in either), ``state.<name>``
+    for every running statistic. Gradients that are exactly zero in theory
+    (biases feeding a training-mode BatchNorm) are compared against the largest
+    gradient of the model (``floor`` of :func:`ds2ta_ref.gradcheck.rel_error`):
+    their computed values are rounding noise of the size of that gradient times
+    the machine epsilon, on both sides.
+    """
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    logits, new_state, cache = np_model.forward(params, state, x, cfg, training=True)
+    loss, dlogits = layers.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    grads = np_model.backward(dlogits, cache)
+
+    net = from_numpy(params, state, cfg).train()
+    out = net(torch.from_numpy(np.asarray(x, dtype=np.float64)))
+    t_loss = F.cross_entropy(out, torch.from_numpy(labels), label_smoothing=label_smoothing)
+    t_loss.backward()
+    named = dict(net.named_parameters())
+    t_grads = {k: p.grad for k, p in named.items() if p.grad is not None}
+    if set(t_grads) != set(grads):
+        raise AssertionError(f"gradients for different parameters: numpy only {sorted(set(grads) - set(t_grads))}, "
+                             f"torch only {sorted(set(t_grads) - set(grads))}")
+    scale = max(float(np.abs(g).max()) for g in grads.values())
+    floor = {k: scale if k.endswith("_linear.bias") else 0.0 for k in grads}  # the biases feeding a BatchNorm
+    errors = {"logits": rel_error(logits, out.detach().numpy()),
+              "loss": abs(loss - t_loss.item()) / abs(loss)}
+    errors.update({f"grad.{k}": rel_error(grads[k], t_grads[k].numpy(), floor[k]) for k in grads})
+    sd = net.state_dict()
+    errors.update({f"state.{k}": rel_error(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
+                   for k, v in new_state.items()})
+    return errors
+
+
+def main() -> None:
+    """Print the worst relative error per case and quantity kind."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print("case | logits | loss | worst gradient (name) | worst BN statistic")
+    print("---|---|---|---|---")
+    for name in CASES:
+        errors = compare(*case_inputs(name))
+        g = max((k for k in errors if k.startswith("grad.")), key=errors.get)
+        s = max(errors[k] for k in errors if k.startswith("state."))
+        print(f"{name} | {errors['logits']:.1e} | {errors['loss']:.1e} | {errors[g]:.1e} ({g[5:]}) | {s:.1e}")
+
+
+if __name__ == "__main__":
+    main()

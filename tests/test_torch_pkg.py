@@ -1,0 +1,169 @@
+"""ds2ta_ref.torch: the PyTorch model equals the NumPy reference (float64), kernel by kernel and end to end."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ds2ta_ref
+from ds2ta_ref import lif, model, nsad, tasa
+from ds2ta_ref.gradcheck import firing_model_inputs, rel_error, small_model_config
+
+SMALL = small_model_config()
+
+
+def test_importing_ds2ta_ref_never_imports_torch():
+    code = "import ds2ta_ref, ds2ta_ref.train, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(scope="module")
+def dt(torch):
+    import ds2ta_ref.torch as dt
+    return dt
+
+
+# ------------------------------------------------------------------ names, shapes, round trips
+@pytest.mark.parametrize("cfg", [ds2ta_ref.preset("tiny"), SMALL.replace(tasa=False, nsad=False),
+                                 SMALL.replace(tau_per_site=True, frozen_tau=True),
+                                 SMALL.replace(img_size=16, sps="dvs", qkv_bias=False)])
+def test_state_dict_is_the_reference_names_and_shapes(dt, cfg):
+    net = dt.DS2TA(cfg)
+    sd = net.state_dict()
+    expected = {**model.param_shapes(cfg), **model.state_shapes(cfg)}
+    assert set(sd) == set(expected)
+    assert all(tuple(sd[k].shape) == expected[k] for k in expected)
+    # DS2TA(cfg, seed) is the NumPy initialization, number for number
+    params = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32)
+    p, s = dt.to_numpy(net)
+    assert list(p) == list(params) and all(np.array_equal(p[k], params[k]) for k in params)
+    assert all(np.array_equal(s[k], v) for k, v in model.init_state(cfg, dtype=np.float32).items())
+    frozen = [n for n, q in net.named_parameters() if not q.requires_grad]
+    assert frozen == ([k for k in params if k.endswith("tau")] if cfg.frozen_tau else [])
+
+
+def test_from_numpy_to_numpy_round_trip_and_plain_load_state_dict(dt, torch):
+    params, state, _ = firing_model_inputs(SMALL, np.random.default_rng(1))
+    state = {k: v + 0.25 if v.dtype.kind == "f" else v + 3 for k, v in state.items()}
+    net = dt.from_numpy(params, state, SMALL)
+    assert net.head.weight.dtype == torch.float64
+    p, s = dt.to_numpy(net)
+    assert all(np.array_equal(p[k], params[k]) and p[k].dtype == params[k].dtype for k in params)
+    assert all(np.array_equal(s[k], state[k]) for k in state)
+    other = dt.DS2TA(SMALL, seed=5).double()
+    other.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in {**params, **state}.items()})
+    assert all(torch.equal(other.state_dict()[k], net.state_dict()[k]) for k in net.state_dict())
+
+
+def test_from_numpy_names_every_bad_entry(dt):
+    params, state, _ = firing_model_inputs(SMALL, np.random.default_rng(1))
+    params.pop("head.bias")
+    params["block.0.attn.nsad"] = np.zeros((3, 6))
+    with pytest.raises(ValueError, match=r"head\.bias[\s\S]*block\.0\.attn\.nsad|block\.0\.attn\.nsad[\s\S]*head\.bias"):
+        dt.from_numpy(params, state, SMALL)
+
+
+def test_bad_input_shape_is_a_one_line_error(dt, torch):
+    with pytest.raises(ValueError, match=r"x must be static images \(B, 2, 8, 8\)"):
+        dt.DS2TA(SMALL)(torch.zeros(2, 3, 8, 8))
+
+
+# ------------------------------------------------------------------ kernels against NumPy
+@pytest.mark.parametrize("options", [dict(), dict(decay_input=True, detach_reset=False),
+                                     dict(surrogate="atan", alpha=3.0, v_threshold=0.5, tau_m=3.0)])
+def test_lif_kernel_matches_numpy(dt, torch, options):
+    rng = np.random.default_rng(0)
+    x, dspikes = rng.normal(0.8, 1.0, (5, 3, 7)), rng.standard_normal((5, 3, 7))
+    s, cache = lif.forward(x, **options)
+    xt = torch.tensor(x, requires_grad=True)
+    st = dt.functional.lif(xt, **options)
+    st.backward(torch.tensor(dspikes))
+    assert np.array_equal(s, st.detach().numpy()) and 0 < s.sum() < s.size
+    assert rel_error(lif.backward(dspikes, cache), xt.grad.numpy()) <= 1e-14
+
+
+@pytest.mark.parametrize("tau", [-0.8, 0.5, 1.4, 2.5])
+def test_tasa_mix_matches_numpy(dt, torch, tau):
+    rng = np.random.default_rng(0)
+    s, w, dout = rng.integers(0, 3, (4, 2, 3, 5)).astype(float), rng.standard_normal((6, 5)), rng.standard_normal((4, 2, 3, 6))
+    out, cache = tasa.forward(s, w, None, tau=tau, window=3)
+    ds, dw, _, dtau = tasa.backward(dout, cache)
+    st, wt, taut = (torch.tensor(a, requires_grad=True) for a in (s, w, tau))
+    ot = dt.functional.tasa_mix(st, taut, 3) @ wt.T
+    ot.backward(torch.tensor(dout))
+    assert np.array_equal(out, ot.detach().numpy())
+    assert rel_error(ds, st.grad.numpy()) <= 1e-14 and rel_error(dw, wt.grad.numpy()) <= 1e-14
+    assert abs(dtau - taut.grad.item()) <= 1e-12 * abs(dtau)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "floor"])
+@pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
+def test_nsad_kernel_matches_numpy(dt, torch, rounding, surrogate):
+    rng = np.random.default_rng(0)
+    head_dim, H = 6, 3
+    scores = rng.integers(0, head_dim + 1, (2, 2, H, 5, 5)).astype(float)
+    params = np.stack([rng.uniform(0.5, 1.5, H), rng.uniform(-0.3, 0.3, H), rng.uniform(0, 3, H),
+                       rng.uniform(-2, 2, H), rng.uniform(0, 4, H), rng.uniform(0, 2, H)], axis=1)
+    dA = rng.standard_normal(scores.shape)
+    A, cache = nsad.forward(scores, params, head_dim=head_dim, surrogate=surrogate, rounding=rounding)
+    dS, dP = nsad.backward(dA, cache)
+    St, Pt = torch.tensor(scores, requires_grad=True), torch.tensor(params, requires_grad=True)
+    At = dt.functional.nsad(St, Pt, head_dim=head_dim, surrogate=surrogate, rounding=rounding)
+    At.backward(torch.tensor(dA))
+    assert np.array_equal(A, At.detach().numpy()) and np.count_nonzero(A) > 0
+    assert rel_error(dS, St.grad.numpy()) <= 1e-13 and rel_error(dP, Pt.grad.numpy()) <= 1e-13
+
+
+# ------------------------------------------------------------------ the whole model, float64
+@pytest.fixture(scope="module")
+def crosscheck(dt):
+    from ds2ta_ref.torch import crosscheck
+    return crosscheck
+
+
+CASE_NAMES = ["ds2ta", "spikformer_decay_input", "random_nsad_tables", "random_nsad_floor", "tau_per_site",
+              "frozen_tau", "dvs_splitter_events", "detach_reset_false", "atan", "atan_alpha3_decay_input"]
+
+
+def test_case_list_is_complete(crosscheck):
+    assert list(crosscheck.CASES) == CASE_NAMES
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_whole_model_matches_numpy_float64(crosscheck, name):
+    cfg, params, state, x, labels = crosscheck.case_inputs(name)
+    errors = crosscheck.compare(cfg, params, state, x, labels)
+    assert {k[5:] for k in errors if k.startswith("grad.")} == set(model.trainable(cfg))
+    assert {k[6:] for k in errors if k.startswith("state.")} == set(model.state_shapes(cfg))
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= 1e-10, (worst, errors[worst])
+    # the case is not vacuous: every weight of the model receives gradient
+    _, _, cache = model.forward(params, state, x, cfg, training=True)
+    grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)) * np.arange(cfg.num_classes), cache)
+    silent = [k for k, g in grads.items() if not k.endswith("_linear.bias") and not np.any(g)]
+    assert not silent, silent
+    assert all(A.any() for A in cache.attention_maps)
+
+
+def test_eval_mode_and_record_match_numpy(dt, torch):
+    params, state, x = firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)
+    _, state, _ = model.forward(params, state, x, SMALL, training=True)  # non-trivial running statistics
+    logits, new_state, cache = model.forward(params, state, x, SMALL, training=False, need_backward=False)
+    net = dt.from_numpy(params, state, SMALL).eval()
+    with torch.no_grad():
+        out, rec = net(torch.tensor(x), record=True)
+    assert rel_error(logits, out.numpy()) <= 1e-12
+    assert rec.spike_count.item() == cache.record.spike_count and rec.neuron_count == cache.record.neuron_count
+    assert rec.zeros.tolist() == [int(np.count_nonzero(A == 0)) for A in cache.record.attention_maps]
+    assert rec.entries == [A.size for A in cache.record.attention_maps]
+    _, s = dt.to_numpy(net)
+    assert all(np.array_equal(s[k], state[k]) for k in state)
+
+
+def test_no_state_leaks_between_forwards(dt, torch):
+    net = dt.from_numpy(*firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)[:2], SMALL).eval()
+    x = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first = net(x)
+        net(torch.rand(5, 2, 8, 8, dtype=torch.float64) * 3)
+        assert torch.equal(net(x), first)
