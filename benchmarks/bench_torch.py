@@ -1,0 +1,73 @@
+"""One training step (forward + backward) of the ``cifar10`` preset: ds2ta_ref.torch against the NumPy model.
+
+Same run, same CPU, same float32 parameters and batch; each timed ``--repeats``
+times after one warm-up step, the best time kept. Prints one line::
+
+    python benchmarks/bench_torch.py [--batch 4] [--repeats 3] [--threads N] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import ds2ta_ref
+import ds2ta_ref.torch as dt
+from ds2ta_ref import layers, model
+
+
+def best_of(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip-numpy", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = ds2ta_ref.preset("cifar10")
+    rng = np.random.default_rng(0)
+    params = model.init_params(cfg, rng, dtype=np.float32)
+    state = model.init_state(cfg, dtype=np.float32)
+    x = rng.uniform(-2, 2, (args.batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, args.batch)
+
+    net = dt.from_numpy(params, state, cfg).to(args.device).train()
+    xt, yt = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
+
+    def torch_step():
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(xt), yt).backward()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def numpy_step():
+        logits, _, cache = model.forward(params, state, x, cfg, training=True)
+        _, dlogits = layers.cross_entropy(logits, y)
+        model.backward(dlogits, cache)
+
+    t_torch = best_of(torch_step, args.repeats)
+    line = (f"cifar10 preset (T=4, D=384, depth 4, 64 tokens), batch {args.batch}, float32, forward+backward: "
+            f"ds2ta_ref.torch {t_torch:.3f} s on {args.device} ({torch.get_num_threads()} threads)")
+    if not args.skip_numpy:
+        t_numpy = best_of(numpy_step, args.repeats)
+        line += f", NumPy {t_numpy:.3f} s: {t_numpy / t_torch:.1f}x"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
