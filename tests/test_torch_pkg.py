@@ -167,3 +167,147 @@ def test_no_state_leaks_between_forwards(dt, torch):
         first = net(x)
         net(torch.rand(5, 2, 8, 8, dtype=torch.float64) * 3)
         assert torch.equal(net(x), first)
+
+
+# ------------------------------------------------------------------ training: the same run in both backends
+def _quiet():
+    return dict(progress=False, log=lambda _: None)
+
+
+def _bn_fed(name):
+    return name.endswith("_linear.bias")  # exactly-zero gradient in theory: its values are rounding noise
+
+
+def _close(a: dict, b: dict, tol, *, skip=_bn_fed):
+    assert set(a) == set(b)
+    errors = {k: rel_error(np.asarray(a[k], dtype=float), np.asarray(b[k], dtype=float)) for k in a if not skip(k)}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= tol, (worst, errors[worst])
+
+
+def _history_close(h1, h2, tol):
+    assert len(h1) == len(h2)
+    for r1, r2 in zip(h1, h2):
+        assert set(r1) == set(r2)
+        for key in r1:
+            if key != "seconds":
+                assert abs(r1[key] - r2[key]) <= tol * max(1.0, abs(r1[key])), (key, r1[key], r2[key])
+
+
+@pytest.fixture(scope="module")
+def runs(dt, torch, tmp_path_factory):
+    """float64 runs of the tiny preset on 48 digits (2 epochs of 2 steps, shift augmentation):
+    NumPy, torch, torch interrupted after epoch 1 and resumed by torch and by NumPy."""
+    from ds2ta_ref.train import TrainConfig, train
+    from ds2ta_ref.torch.train import train_torch
+
+    torch.set_num_threads(1)  # the machines running the tests are shared; one thread is fastest there
+    tc = TrainConfig(train_subset=32, test_subset=16, epochs=2, batch_size=16, shift=1, dtype="float64")
+    d = tmp_path_factory.mktemp("runs")
+    out = {"tc": tc, "dir": d}
+    out["numpy"] = train(tc, str(d / "numpy"), **_quiet())
+    out["torch"] = train_torch(tc, str(d / "torch"), **_quiet())
+    train_torch(tc, str(d / "half"), stop_after=1, **_quiet())
+    out["torch_resumed"] = train_torch(tc, str(d / "torch_resumed"), resume=str(d / "half" / "checkpoint.npz"), **_quiet())
+    out["numpy_resumed"] = train(tc, str(d / "numpy_resumed"), resume=str(d / "half" / "checkpoint.npz"), **_quiet())
+    return out
+
+
+def test_torch_training_equals_numpy_training_float64(runs):
+    """Same batches, augmentation, initialization, schedule, clipping and AdamW: the same run."""
+    a, b = runs["numpy"], runs["torch"]
+    _close(a.params, b.params, 1e-10)
+    # The running means follow the biases that feed each BatchNorm, whose values are rounding
+    # noise (~1e-12 after Adam normalizes it): relative to the means, 1e-9.
+    _close(a.state, b.state, 1e-9)
+    _history_close(a.history, b.history, 1e-10)
+    # the checkpoints hold the same arrays under the same names (optimizer moments included)
+    from ds2ta_ref import checkpoint
+    arrays_np, meta_np = checkpoint.load(runs["dir"] / "numpy" / "checkpoint.npz")
+    arrays_t, meta_t = checkpoint.load(runs["dir"] / "torch" / "checkpoint.npz")
+    assert set(arrays_np) == set(arrays_t) and meta_t["backend"] == "torch"
+    assert all(arrays_np[k].dtype == arrays_t[k].dtype for k in arrays_np)
+    _close(arrays_np, arrays_t, 1e-10, skip=lambda k: _bn_fed(k) or k.startswith(("rng.", "state.")))
+    _close(arrays_np, arrays_t, 1e-9, skip=lambda k: not k.startswith("state."))
+    assert all(np.array_equal(arrays_np[k], arrays_t[k]) for k in arrays_np if k.startswith("rng."))
+    assert (runs["dir"] / "torch" / "metrics.csv").read_text().splitlines()[0] == \
+        (runs["dir"] / "numpy" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_torch_checkpoint_resumes_in_both_backends(runs):
+    full = runs["torch"]
+    resumed = runs["torch_resumed"]
+    assert all(np.array_equal(full.params[k], resumed.params[k]) for k in full.params)  # bit for bit
+    _history_close(full.history, resumed.history, 1e-15)
+    _close(full.params, runs["numpy_resumed"].params, 1e-10)
+    _history_close(full.history, runs["numpy_resumed"].history, 1e-10)
+
+
+def test_torch_checkpoint_evaluates_in_numpy(runs):
+    from ds2ta_ref.train import build_data, evaluate, load_run
+
+    tc, cfg, params, state, _, meta = load_run(runs["dir"] / "torch" / "checkpoint.npz")
+    ds = build_data(tc)
+    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
+    assert result.accuracy == meta["history"][-1]["test_acc"]
+    assert abs(result.loss - meta["history"][-1]["test_loss"]) <= 1e-10
+
+
+def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):
+    """float32: the first step's logits and gradients agree to float32 round-off; over a few
+    steps a spike that flips at a threshold (or an Adam step on a near-zero gradient) makes
+    the runs drift apart by at most a small fraction of one learning-rate step."""
+    from ds2ta_ref import data, layers
+    from ds2ta_ref.train import TrainConfig, train
+    from ds2ta_ref.torch.train import train_torch
+    import torch.nn.functional as F
+
+    cfg = ds2ta_ref.preset("tiny")
+    ds = data.load_digits(size=16)
+    x, y = ds.train_x[:24].astype(np.float32), ds.train_y[:24]
+    params, state = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32), model.init_state(cfg)
+    logits, _, cache = model.forward(params, state, x, cfg, training=True)
+    loss, dlogits = layers.cross_entropy(logits, y, label_smoothing=0.1)
+    grads = model.backward(dlogits, cache)
+    net = dt.from_numpy(params, state, cfg).train()
+    out = net(torch.from_numpy(x))
+    assert out.dtype == torch.float32
+    F.cross_entropy(out, torch.from_numpy(y), label_smoothing=0.1).backward()
+    assert rel_error(logits, out.detach().numpy()) <= 1e-5
+    _close(grads, {k: p.grad.numpy() for k, p in net.named_parameters()}, 1e-4)
+
+    tc = TrainConfig(train_subset=24, test_subset=16, epochs=3, batch_size=24, dtype="float32")  # 1 step per epoch
+    a, b = train(tc, **_quiet()), train_torch(tc, **_quiet())
+    for r1, r2 in zip(a.history, b.history):
+        assert abs(r1["loss"] - r2["loss"]) <= 1e-3 * r1["loss"]
+    steps = sum(r["lr"] for r in a.history)  # no parameter moves more than ~lr per AdamW step
+    drift = max(float(np.abs(a.params[k] - b.params[k]).max()) for k in a.params if not _bn_fed(k))
+    assert drift <= 0.1 * steps, (drift, steps)
+
+
+# ------------------------------------------------------------------ DistributedDataParallel (gloo, 2 CPU processes)
+def test_ddp_gradient_is_the_combined_batch_gradient(dt):
+    from ds2ta_ref.torch.distributed import gradient_check
+
+    errors = gradient_check(world_size=2)
+    assert errors["eval_bn"] <= 1e-12  # BatchNorm on running statistics: exactly the combined batch
+    assert errors["train_bn_vs_shards"] <= 1e-10  # per-process statistics: the mean of the shards' gradients
+    assert errors["train_bn_vs_combined"] > 1e-3  # ... which is not the combined batch's (documented)
+
+
+def test_ddp_training_rank0_checkpoint_evaluates_and_resumes(dt, tmp_path):
+    from ds2ta_ref.train import TrainConfig, build_data, evaluate, load_run
+    from ds2ta_ref.torch.distributed import train_processes
+    from ds2ta_ref.torch.train import train_torch
+
+    tc = TrainConfig(train_subset=48, test_subset=16, epochs=2, batch_size=24, dtype="float64")
+    train_processes(tc, str(tmp_path / "ddp"), world_size=2, stop_after=1)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.npz", "metrics.csv", "metrics.json"]
+    tc2, cfg, params, state, arrays, meta = load_run(tmp_path / "ddp" / "checkpoint.npz")
+    assert meta["world_size"] == 2 and meta["epoch"] == 1 and meta["step"] == 2 and tc2 == tc
+    ds = build_data(tc)
+    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
+    assert result.accuracy == meta["history"][0]["test_acc"]
+    assert abs(result.loss - meta["history"][0]["test_loss"]) <= 1e-10
+    resumed = train_torch(tc, str(tmp_path / "resumed"), resume=str(tmp_path / "ddp" / "checkpoint.npz"), **_quiet())
+    assert [r["epoch"] for r in resumed.history] == [1, 2] and resumed.history[1]["step"] == 4

@@ -172,8 +172,9 @@ class DS2TA(nn.Module):
     """DS2TA (or, with ``cfg.tasa = cfg.nsad = False``, Spikformer) for any :class:`ModelConfig`.
 
     ``DS2TA(cfg, seed=0)`` starts from :func:`ds2ta_ref.params.init_params` with
-    ``numpy.random.default_rng(seed)`` (float32; ``.double()`` or ``.to(...)`` to
-    change), i.e. the NumPy model's initialization, number for number.
+    ``numpy.random.default_rng(seed)`` (drawn in float32, held in torch's default
+    dtype; ``.double()`` or ``.to(...)`` to change), i.e. the NumPy model's
+    initialization, number for number; ``seed=None`` leaves PyTorch's own.
 
     ``forward(x)``: static images ``(B, C, H, W)`` (repeated over the ``T`` steps)
     or time-major frames ``(T, B, C, H, W)`` -> logits ``(B, classes)``. With
