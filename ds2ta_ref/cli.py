@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"kernels to check, among {', '.join(gradcheck.TOLERANCE)}, or case names (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.set_defaults(func=cmd_gradcheck)
+    from . import golden  # golden and compare: reference tensors for other implementations
+    golden.add_commands(sub)
     return parser
 
 
