@@ -311,3 +311,21 @@ def test_ddp_training_rank0_checkpoint_evaluates_and_resumes(dt, tmp_path):
     assert abs(result.loss - meta["history"][0]["test_loss"]) <= 1e-10
     resumed = train_torch(tc, str(tmp_path / "resumed"), resume=str(tmp_path / "ddp" / "checkpoint.npz"), **_quiet())
     assert [r["epoch"] for r in resumed.history] == [1, 2] and resumed.history[1]["step"] == 4
+
+
+# ------------------------------------------------------------------ through the golden files
+@pytest.mark.parametrize("changes", [dict(), dict(tasa=False, nsad=False, decay_input=True),
+                                     dict(tau_per_site=True, surrogate="atan", detach_reset=False,
+                                          nsad_rounding="floor")])
+def test_golden_file_comparison_at_1e_10(crosscheck, changes):
+    from ds2ta_ref import golden
+
+    ref = golden.build(SMALL.replace(**changes), seed=0, batch=3)
+    cand = crosscheck.golden_candidate(ref)
+    result = golden.compare(ref, cand, rtol=1e-10, only=list(cand))
+    assert result.passed, result.table(10)
+    # everything the golden file holds is compared, except the activations inside attention and MLP
+    left = {k for k in ref if not golden.is_input(k)} - set(cand)
+    inner = ("q", "k", "v", "scores", "A", "y")
+    assert left == {f"act/block.{i}.attn.{n}" for i in range(SMALL.depth) for n in inner} | \
+        {f"act/block.{i}.mlp.hidden" for i in range(SMALL.depth)}

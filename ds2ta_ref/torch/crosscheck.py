@@ -66,7 +66,8 @@ def case_inputs(name: str, seed: int = 0):
     return cfg, params, state, x, labels
 
 
-def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1) -> dict[str, float]:
+def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
+            absolute: bool = False) -> dict[str, float]:
     """One float64 training-mode step of both models: ``{quantity: relative error}``.
 
     Keys: ``logits``, ``loss``, ``grad.<name>`` for every trainable parameter
@@ -75,7 +76,8 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1) -> d
     (biases feeding a training-mode BatchNorm) are compared against the largest
     gradient of the model (``floor`` of :func:`ds2ta_ref.gradcheck.rel_error`):
     their computed values are rounding noise of the size of that gradient times
-    the machine epsilon, on both sides.
+    the machine epsilon, on both sides. ``absolute=True``: the largest absolute
+    differences instead.
     """
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     logits, new_state, cache = np_model.forward(params, state, x, cfg, training=True)
@@ -93,26 +95,99 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1) -> d
                              f"torch only {sorted(set(t_grads) - set(grads))}")
     scale = max(float(np.abs(g).max()) for g in grads.values())
     floor = {k: scale if k.endswith("_linear.bias") else 0.0 for k in grads}  # the biases feeding a BatchNorm
-    errors = {"logits": rel_error(logits, out.detach().numpy()),
-              "loss": abs(loss - t_loss.item()) / abs(loss)}
-    errors.update({f"grad.{k}": rel_error(grads[k], t_grads[k].numpy(), floor[k]) for k in grads})
+    if absolute:
+        def err(a, b, _floor=0.0):
+            return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+    else:
+        err = rel_error
+    errors = {"logits": err(logits, out.detach().numpy()),
+              "loss": abs(loss - t_loss.item()) / (1.0 if absolute else abs(loss))}
+    errors.update({f"grad.{k}": err(grads[k], t_grads[k].numpy(), floor[k]) for k in grads})
     sd = net.state_dict()
-    errors.update({f"state.{k}": rel_error(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
+    errors.update({f"state.{k}": err(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
                    for k, v in new_state.items()})
     return errors
 
 
 def main() -> None:
-    """Print the worst relative error per case and quantity kind."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    print("case | logits | loss | worst gradient (name) | worst BN statistic")
+    """Print the worst relative and absolute error per case and kind of quantity."""
+    print("case | logits rel (abs) | loss rel | worst gradient rel (abs) | worst BN statistic rel (abs)")
     print("---|---|---|---|---")
     for name in CASES:
-        errors = compare(*case_inputs(name))
-        g = max((k for k in errors if k.startswith("grad.")), key=errors.get)
-        s = max(errors[k] for k in errors if k.startswith("state."))
-        print(f"{name} | {errors['logits']:.1e} | {errors['loss']:.1e} | {errors[g]:.1e} ({g[5:]}) | {s:.1e}")
+        inputs = case_inputs(name)
+        rel, ab = compare(*inputs), compare(*inputs, absolute=True)
+
+        def worst(prefix):
+            keys = [k for k in rel if k.startswith(prefix)]
+            k = max(keys, key=rel.get)
+            return f"{rel[k]:.1e} ({max(ab[j] for j in keys):.1e})" + (f" {k[5:]}" if prefix == "grad." else "")
+
+        print(f"{name} | {rel['logits']:.1e} ({ab['logits']:.1e}) | {rel['loss']:.1e} | {worst('grad.')} | "
+              f"{worst('state.')}")
 
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- golden files
+def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
+    """The outputs of ``ds2ta_ref.torch`` for the inputs of a golden file (:mod:`ds2ta_ref.golden`), float64.
+
+    Every kernel key (``lif/``, ``tasa/``, ``nsad/``), ``logits``, ``loss``, every
+    ``grad/`` and ``new_state/``, and the activations that are module outputs
+    (``act/patch_embed.out``, ``act/block.{i}.attn.out``, ``act/block.{i}.mlp.out``,
+    ``act/block.{i}.out``, ``act/pooled``). Not produced: the activations inside
+    the attention block and the MLP (``q``, ``k``, ``v``, ``scores``, ``A``, ``y``,
+    ``hidden``), which the fused module does not expose. Compare with
+    ``golden.compare(ref, candidate, only=list(candidate))``.
+    """
+    import json
+
+    from .. import golden
+    from . import functional as TF
+
+    def t(key, grad=False):
+        return torch.tensor(np.asarray(ref[key], dtype=np.float64), requires_grad=grad)
+
+    out = {}
+    # kernels
+    options = json.loads(str(ref["lif/options"]))
+    x = t("lif/in/x", True)
+    spikes = TF.lif(x, **options)
+    spikes.backward(t("lif/in/dspikes"))
+    out.update({"lif/out/spikes": spikes, "lif/grad/x": x.grad})
+    window = json.loads(str(ref["tasa/options"]))["window"]
+    s, w, b, tau = (t(f"tasa/in/{k}", True) for k in ("s", "weight", "bias", "tau"))
+    y = TF.tasa_mix(s, tau, window) @ w.T + b
+    y.backward(t("tasa/in/dout"))
+    out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
+                "tasa/grad/tau": tau.grad})
+    options = json.loads(str(ref["nsad/options"]))
+    scores, params = t("nsad/in/scores", True), t("nsad/in/params", True)
+    table, _ = TF.nsad_tables(params, options["head_dim"], surrogate=options["surrogate"], alpha=options["alpha"],
+                              rounding=options["rounding"])
+    A = TF.nsad(scores, params, **options)
+    A.backward(t("nsad/in/dA"))
+    out.update({"nsad/out/table": table, "nsad/out/A": A, "nsad/grad/scores": scores.grad,
+                "nsad/grad/params": params.grad})
+    # the model
+    cfg = golden.config_from_json(ref["config"])
+    net = from_numpy({k[6:]: v for k, v in ref.items() if k.startswith("param/")},
+                     {k[6:]: v for k, v in ref.items() if k.startswith("state/")}, cfg).train()
+    hooks = [net.patch_embed.register_forward_hook(lambda m, i, o: out.__setitem__("act/patch_embed.out", o)),
+             net.head.register_forward_hook(lambda m, i, o: out.__setitem__("act/pooled", i[0]))]
+    for i, block in enumerate(net.block):
+        for name, module in ((f"block.{i}.attn.out", block.attn), (f"block.{i}.mlp.out", block.mlp),
+                             (f"block.{i}.out", block)):
+            hooks.append(module.register_forward_hook(lambda m, i, o, key=f"act/{name}": out.__setitem__(key, o)))
+    logits = net(t("input"))
+    for h in hooks:
+        h.remove()
+    loss = F.cross_entropy(logits, torch.from_numpy(np.asarray(ref["target"])))
+    loss.backward()
+    out.update({"logits": logits, "loss": loss})
+    out.update({f"grad/{k}": p.grad for k, p in net.named_parameters() if p.grad is not None})
+    out.update({f"new_state/{k}": v for k, v in net.state_dict().items()
+                if k.endswith(("running_mean", "running_var", "num_batches_tracked"))})
+    return {k: v.detach().numpy().copy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
