@@ -1,22 +1,46 @@
 """One training step (forward + backward) of the ``cifar10`` preset: ds2ta_ref.torch against the NumPy model.
 
-Same run, same CPU, same float32 parameters and batch; each timed ``--repeats``
-times after one warm-up step, the best time kept. Prints one line::
+Same run, same CPU, same float32 parameters and batch, the same number of
+threads for NumPy's BLAS and for PyTorch (``--threads``, default 1: on a
+machine shared with other jobs, more threads than free cores makes PyTorch's
+OpenMP barriers wait on descheduled threads, and the times scatter by 10x);
+each timed ``--repeats`` times after one warm-up step, the best time kept.
+Prints one line::
 
-    python benchmarks/bench_torch.py [--batch 4] [--repeats 3] [--threads N] [--device cpu]
+    python benchmarks/bench_torch.py [--batch 4] [--repeats 3] [--threads 1] [--device cpu]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 
-import ds2ta_ref
-import ds2ta_ref.torch as dt
-from ds2ta_ref import layers, model
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="threads of NumPy's BLAS and of PyTorch")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip-numpy", action="store_true")
+    return ap.parse_args()
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    if "numpy" in sys.modules:
+        raise RuntimeError("the thread count must be set before NumPy is imported")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402  (after the thread count is set)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import ds2ta_ref  # noqa: E402
+import ds2ta_ref.torch as dt  # noqa: E402
+from ds2ta_ref import layers, model  # noqa: E402
 
 
 def best_of(fn, repeats):
@@ -29,16 +53,8 @@ def best_of(fn, repeats):
     return min(times)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--skip-numpy", action="store_true")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def main(args):
+    torch.set_num_threads(args.threads)
     cfg = ds2ta_ref.preset("cifar10")
     rng = np.random.default_rng(0)
     params = model.init_params(cfg, rng, dtype=np.float32)
@@ -62,7 +78,7 @@ def main():
 
     t_torch = best_of(torch_step, args.repeats)
     line = (f"cifar10 preset (T=4, D=384, depth 4, 64 tokens), batch {args.batch}, float32, forward+backward: "
-            f"ds2ta_ref.torch {t_torch:.3f} s on {args.device} ({torch.get_num_threads()} threads)")
+            f"ds2ta_ref.torch {t_torch:.3f} s on {args.device}, {args.threads} thread(s)")
     if not args.skip_numpy:
         t_numpy = best_of(numpy_step, args.repeats)
         line += f", NumPy {t_numpy:.3f} s: {t_numpy / t_torch:.1f}x"
@@ -70,4 +86,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

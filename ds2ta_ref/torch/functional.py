@@ -68,19 +68,25 @@ def gate(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float | None = None
 
 
 class _LIF(torch.autograd.Function):
-    """Multi-step LIF with hard reset to 0 (Eq. 2-3), BPTT by hand as in :func:`ds2ta_ref.lif.backward`."""
+    """Multi-step LIF with hard reset to 0 (Eq. 2-3), BPTT by hand as in :func:`ds2ta_ref.lif.backward`.
+
+    Only the recurrence runs step by step (two or three tensor operations per
+    step); everything that does not depend on the previous step is computed for
+    all time steps at once.
+    """
 
     @staticmethod
     def forward(ctx, x, tau_m, v_threshold, decay_input, detach_reset, name, alpha):
         k = 1.0 - 1.0 / tau_m
         current = x / tau_m if decay_input else x  # (T, ...)
         h = torch.empty_like(x)  # membrane before reset
-        s = torch.empty_like(x)  # spikes
+        fired = torch.empty(x.shape, dtype=torch.bool, device=x.device)
         v = torch.zeros_like(x[0])  # v[-1] = 0: every call starts at rest
         for t in range(x.shape[0]):
-            h[t] = k * v + current[t]  # charge
-            s[t] = h[t] >= v_threshold  # fire
-            v = h[t] * (1 - s[t])  # hard reset
+            torch.add(current[t], v, alpha=k, out=h[t])  # charge: h = k v[t-1] + I
+            torch.ge(h[t], v_threshold, out=fired[t])  # fire: s = 1(h >= theta)
+            v = h[t].masked_fill(fired[t], 0.0)  # hard reset: v = h (1 - s)
+        s = fired.to(x.dtype)
         ctx.save_for_backward(h, s)
         ctx.options = (tau_m, v_threshold, decay_input, detach_reset, name, alpha)
         return s
@@ -90,18 +96,16 @@ class _LIF(torch.autograd.Function):
         h, s = ctx.saved_tensors
         tau_m, v_threshold, decay_input, detach_reset, name, alpha = ctx.options
         k = 1.0 - 1.0 / tau_m
-        dx = torch.empty_like(h)
+        sg = surrogate_grad(h - v_threshold, name, alpha)  # (T, ...) surrogate derivative at every step
+        direct = dspikes * sg  # (T, ...) gradient into h through the emitted spike
+        dv_dh = 1 - s if detach_reset else 1 - s - h * sg  # (T, ...) through the reset v = h (1 - s)
+        dh = torch.empty_like(h)
         dv = torch.zeros_like(h[0])  # gradient reaching v[t] from step t+1
         for t in reversed(range(h.shape[0])):
             # forward was: h = k v[t-1] + I; s = 1(h >= theta); v = h (1 - s), so now:
-            sg = surrogate_grad(h[t] - v_threshold, name, alpha)
-            dv_dh = 1 - s[t]
-            if not detach_reset:
-                dv_dh = dv_dh - h[t] * sg
-            dh = dspikes[t] * sg + dv * dv_dh
-            dx[t] = dh / tau_m if decay_input else dh
-            dv = dh * k
-        return dx, None, None, None, None, None, None
+            torch.addcmul(direct[t], dv, dv_dh[t], out=dh[t])  # dh = ds sg + dv dv/dh
+            dv = dh[t] * k  # to v[t-1]
+        return (dh / tau_m if decay_input else dh), None, None, None, None, None, None
 
 
 def lif(x: torch.Tensor, *, tau_m: float = 2.0, v_threshold: float = 1.0, decay_input: bool = False,
