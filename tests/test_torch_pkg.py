@@ -243,14 +243,20 @@ def test_torch_checkpoint_resumes_in_both_backends(runs):
     _history_close(full.history, runs["numpy_resumed"].history, 1e-10)
 
 
-def test_torch_checkpoint_evaluates_in_numpy(runs):
+def test_checkpoints_evaluate_in_the_other_backend(dt, runs):
     from ds2ta_ref.train import build_data, evaluate, load_run
+    from ds2ta_ref.torch.train import evaluate_torch
 
     tc, cfg, params, state, _, meta = load_run(runs["dir"] / "torch" / "checkpoint.npz")
     ds = build_data(tc)
-    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
+    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)  # torch's checkpoint, NumPy's model
     assert result.accuracy == meta["history"][-1]["test_acc"]
     assert abs(result.loss - meta["history"][-1]["test_loss"]) <= 1e-10
+    tc, cfg, params, state, _, meta = load_run(runs["dir"] / "numpy" / "checkpoint.npz")
+    result = evaluate_torch(dt.from_numpy(params, state, cfg), ds.test_x, ds.test_y)  # and the reverse
+    assert result.accuracy == meta["history"][-1]["test_acc"]
+    assert abs(result.loss - meta["history"][-1]["test_loss"]) <= 1e-10
+    assert abs(result.spike_rate - evaluate(params, state, cfg, ds.test_x, ds.test_y).spike_rate) <= 1e-12
 
 
 def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):

@@ -18,5 +18,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import functional
 from .model import DS2TA, Record, from_numpy, load_numpy, to_numpy
+from .train import evaluate_torch, train_torch
 
-__all__ = ["DS2TA", "Record", "from_numpy", "load_numpy", "to_numpy", "functional"]
+__all__ = ["DS2TA", "Record", "from_numpy", "load_numpy", "to_numpy", "functional", "train_torch", "evaluate_torch"]
