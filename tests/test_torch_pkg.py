@@ -299,39 +299,45 @@ def test_ddp_gradient_is_the_combined_batch_gradient(dt):
     assert errors["eval_bn"] <= 1e-12  # BatchNorm on running statistics: exactly the combined batch
     assert errors["train_bn_vs_shards"] <= 1e-10  # per-process statistics: the mean of the shards' gradients
     assert errors["train_bn_vs_combined"] > 1e-3  # ... which is not the combined batch's (documented)
+    assert errors["sync_bn_vs_combined"] <= 1e-10  # synchronized statistics: the combined batch again
+    assert errors["sync_bn_running_stats"] <= 1e-12
 
 
-def test_ddp_training_rank0_checkpoint_evaluates_and_resumes(dt, tmp_path):
-    from ds2ta_ref.train import TrainConfig, build_data, evaluate, load_run
+def test_ddp_training_is_the_single_process_run_and_rank0_checkpoints(dt, runs, tmp_path):
+    """2 processes (gloo, synchronized BatchNorm) train the very run of one process: rank 0's
+    checkpoint after epoch 1 is the single-process one, evaluates in NumPy, and resumed in a
+    single process it ends where the uninterrupted single-process run ends."""
+    from ds2ta_ref.train import build_data, evaluate, load_run
     from ds2ta_ref.torch.distributed import train_processes
     from ds2ta_ref.torch.train import train_torch
 
-    tc = TrainConfig(train_subset=48, test_subset=16, epochs=2, batch_size=24, dtype="float64")
-    train_processes(tc, str(tmp_path / "ddp"), world_size=2, stop_after=1)
+    tc = runs["tc"]
+    train_processes(tc, str(tmp_path / "ddp"), world_size=2, stop_after=1, sync_bn=True)
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.npz", "metrics.csv", "metrics.json"]
     tc2, cfg, params, state, arrays, meta = load_run(tmp_path / "ddp" / "checkpoint.npz")
     assert meta["world_size"] == 2 and meta["epoch"] == 1 and meta["step"] == 2 and tc2 == tc
+    _, _, params1, state1, _, meta1 = load_run(runs["dir"] / "half" / "checkpoint.npz")  # one process
+    _close(params, params1, 1e-10)
+    _close(state, state1, 1e-9)
+    _history_close(meta["history"], meta1["history"], 1e-10)
     ds = build_data(tc)
     result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
     assert result.accuracy == meta["history"][0]["test_acc"]
-    assert abs(result.loss - meta["history"][0]["test_loss"]) <= 1e-10
     resumed = train_torch(tc, str(tmp_path / "resumed"), resume=str(tmp_path / "ddp" / "checkpoint.npz"), **_quiet())
-    assert [r["epoch"] for r in resumed.history] == [1, 2] and resumed.history[1]["step"] == 4
+    _close(resumed.params, runs["torch"].params, 1e-10)
+    _history_close(resumed.history, runs["torch"].history, 1e-10)
 
 
-# ------------------------------------------------------------------ through the golden files
-@pytest.mark.parametrize("changes", [dict(), dict(tasa=False, nsad=False, decay_input=True),
-                                     dict(tau_per_site=True, surrogate="atan", detach_reset=False,
-                                          nsad_rounding="floor")])
-def test_golden_file_comparison_at_1e_10(crosscheck, changes):
-    from ds2ta_ref import golden
+def test_convert_sync_batchnorm_keeps_the_tensors_and_is_plain_batchnorm_in_one_process(dt, torch):
+    from ds2ta_ref.torch.distributed import SyncBatchNorm1d, SyncBatchNorm2d, convert_sync_batchnorm
 
-    ref = golden.build(SMALL.replace(**changes), seed=0, batch=3)
-    cand = crosscheck.golden_candidate(ref)
-    result = golden.compare(ref, cand, rtol=1e-10, only=list(cand))
-    assert result.passed, result.table(10)
-    # everything the golden file holds is compared, except the activations inside attention and MLP
-    left = {k for k in ref if not golden.is_input(k)} - set(cand)
-    inner = ("q", "k", "v", "scores", "A", "y")
-    assert left == {f"act/block.{i}.attn.{n}" for i in range(SMALL.depth) for n in inner} | \
-        {f"act/block.{i}.mlp.hidden" for i in range(SMALL.depth)}
+    net = dt.from_numpy(*firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)[:2], SMALL).train()
+    before = dict(net.named_parameters())
+    buffers = dict(net.named_buffers())
+    x = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = dt.from_numpy(*dt.to_numpy(net), SMALL).train()(x)
+    convert_sync_batchnorm(net)
+    assert isinstance(net.patch_embed.proj_bn, SyncBatchNorm2d) and isinstance(net.block[0].mlp.fc1_bn, SyncBatchNorm1d)
+    assert all(p is before[k] for k, p in net.named_parameters())
+    assert all(b is buffers[k] for k, b in net.named_buffers())
+    assert torch.equal(net(x), expected)  # no process group: the plain BatchNorm

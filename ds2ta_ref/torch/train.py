@@ -30,13 +30,17 @@ whatever ``N`` is. The loss of a shard is its summed cross-entropy times
 ``N / global batch size``, so that DDP's gradient average is the gradient of
 the mean loss over the global batch.
 
-BatchNorm statistics are per process unless ``sync_bn=True`` (``SyncBatchNorm``,
-CUDA only): each process normalizes its shard with the shard's own batch
-statistics, so a step differs from a single-process step on the global batch
-exactly as a smaller batch's statistics differ (the gradient equals the mean of
-the per-shard gradients; see ``ds2ta_ref.torch.distributed.gradient_check``).
-The running statistics are rank 0's: DDP broadcasts rank 0's buffers before
-every forward, and rank 0 alone writes the checkpoint and the metrics.
+BatchNorm statistics are per process unless ``sync_bn=True``: each process
+normalizes its shard with the shard's own batch statistics, so a step differs
+from a single-process step on the global batch exactly as a smaller batch's
+statistics differ (the gradient equals the mean of the per-shard gradients;
+see ``ds2ta_ref.torch.distributed.gradient_check``), and the running
+statistics are rank 0's (DDP broadcasts rank 0's buffers before every
+forward). With ``sync_bn=True``
+(:func:`ds2ta_ref.torch.distributed.convert_sync_batchnorm`, any device and
+backend) the statistics are the global batch's and a data-parallel run is the
+single-process run, up to round-off. Rank 0 alone writes the checkpoint and
+the metrics.
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ from .. import checkpoint, cifar, data, optim
 from .. import model as np_model
 from .. import train as reference
 from ..energy import block_energy
+from .distributed import convert_sync_batchnorm
 from .model import DS2TA, from_numpy, to_numpy
 
 __all__ = ["train_torch", "evaluate_torch", "make_optimizer", "optimizer_to_arrays", "optimizer_from_arrays"]
@@ -210,7 +215,7 @@ def train_torch(tc: reference.TrainConfig, out_dir: str | None = None, *, device
     Args:
         device: ``"cpu"``, ``"cuda"`` (under torchrun: ``cuda:LOCAL_RANK``) or any torch device.
         data_set: use this :class:`~ds2ta_ref.data.Dataset` instead of ``build_data(tc)``.
-        sync_bn: synchronized BatchNorm across processes (CUDA); default per process.
+        sync_bn: BatchNorm statistics over the global batch under DDP; default per process.
 
     Raises:
         TrainingError: a non-finite gradient norm (hence loss), naming the epoch and step;
@@ -242,17 +247,13 @@ def _train(tc, out_dir, dev, resume, stop_after, progress, log, data_set, sync_b
         start_epoch, step, history = 0, 0, []
     dtype = getattr(torch, tc.dtype)
     net = from_numpy(params, state, cfg).to(device=dev, dtype=dtype).train()
+    if world > 1 and sync_bn:
+        convert_sync_batchnorm(net)  # in place; names, parameters and buffers unchanged
     opt = make_optimizer(net, tc)
     if resume is not None:
         optimizer_from_arrays(opt, {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
     model = net
     if world > 1:
-        if sync_bn:
-            if dev.type != "cuda":
-                raise ValueError("sync_bn needs CUDA devices (torch.nn.SyncBatchNorm); on the CPU the "
-                                 "BatchNorm statistics are per process")
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = model
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dev.index] if dev.type == "cuda" else None)
     if out_dir is not None and rank == 0:
