@@ -341,3 +341,21 @@ def test_convert_sync_batchnorm_keeps_the_tensors_and_is_plain_batchnorm_in_one_
     assert all(p is before[k] for k, p in net.named_parameters())
     assert all(b is buffers[k] for k, b in net.named_buffers())
     assert torch.equal(net(x), expected)  # no process group: the plain BatchNorm
+
+
+def test_dtype_agnostic_float32_bfloat16_and_autocast(dt, torch):
+    import torch.nn.functional as F
+
+    cfg = ds2ta_ref.preset("tiny", depth=1)
+    x, y = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3])
+    for dtype in (torch.float32, torch.bfloat16):
+        net = dt.DS2TA(cfg).to(dtype)
+        out = net(x)  # the input is cast to the model's dtype
+        assert out.dtype == dtype
+        F.cross_entropy(out.float(), y).backward()
+        assert all(p.grad.dtype == dtype and torch.isfinite(p.grad).all() for p in net.parameters())
+    net = dt.DS2TA(cfg).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    assert net.head.weight.grad.dtype == torch.float32 and torch.isfinite(loss)
