@@ -1,5 +1,5 @@
 """The DS2TA attention block: spiking self-attention (Spikformer's SSA) with
-TASA on its inputs and NSAD on its score maps (docs/spec.md §4)::
+TASA on its inputs and NSAD on its score maps (docs/spec.md §4.5)::
 
     q = LIF(BN(TASA_q(x)));  k = LIF(BN(TASA_k(x)));  v = LIF(BN(TASA_v(x)))
     S = q_h @ k_h^T                        per head, integer counts in [0, d]

@@ -1,5 +1,5 @@
 """The "BatchNorm then LIF" unit that follows every convolution and linear map
-in Spikformer (docs/spec.md §4)::
+in Spikformer (docs/spec.md §4.3)::
 
     y = BN(x)                  statistics of the flattened T*B batch (training)
                                or the running statistics (eval)

@@ -19,11 +19,14 @@ the same random stream.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Mapping
 
 import numpy as np
@@ -33,6 +36,10 @@ __all__ = [
     "META_KEY",
     "save",
     "load",
+    "read_npz",
+    "check_numeric",
+    "atomic_write",
+    "remove_stale_temporary_files",
     "validate",
     "rng_state_to_arrays",
     "rng_from_arrays",
@@ -66,11 +73,8 @@ def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mappin
     ``meta``: a JSON-serializable dict (numpy scalars are converted; tuples
     come back as lists). With ``checksum`` the SHA-256 of every array is stored.
 
-    The file is first written to a temporary file in the same directory,
-    flushed and fsync'ed, then moved onto ``path`` with ``os.replace`` (and
-    the directory fsync'ed): ``path`` holds either its previous content or the
-    complete new checkpoint, never a partial one, and the temporary file is
-    removed on any failure. The file is written at exactly ``path`` (no
+    The file is written by :func:`atomic_write`: ``path`` holds either its
+    previous content or the complete new checkpoint, never a partial one. It is written at exactly ``path`` (no
     ``.npz`` suffix is added). It is written with ``zipfile`` and
     ``np.lib.format.write_array``, which is what ``np.savez`` does, because
     ``np.savez(file, **arrays)`` cannot take an array named ``file``.
@@ -100,18 +104,35 @@ def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mappin
     except (TypeError, ValueError) as exc:
         raise ValueError(f"meta must be JSON-serializable: {exc}") from exc
 
+    with atomic_write(path) as f:
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+            for name, arr in [(META_KEY, np.array(text))] + list(checked.items()):
+                with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike):
+    """Write the file ``path`` atomically: ``with atomic_write(path) as f: f.write(...)``.
+
+    ``f`` is a binary file opened on a temporary file ``.<name>.<random>.tmp``
+    in the same directory. When the ``with`` body ends normally the file is
+    flushed, fsync'ed and moved onto ``path`` with ``os.replace`` (and the
+    directory fsync'ed): ``path`` holds either its previous content or the
+    complete new one, never a partial file. On any failure (an exception, a
+    full disk, Ctrl-C) the temporary file is removed and ``path`` is untouched.
+    Only a process killed outright leaves the temporary file behind;
+    :func:`remove_stale_temporary_files` clears it at the next start.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
-                for name, arr in [(META_KEY, np.array(text))] + list(checked.items()):
-                    with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary files
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -120,6 +141,19 @@ def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mappin
             pass
         raise
     _fsync_directory(directory)
+
+
+def remove_stale_temporary_files(directory: str | os.PathLike, names) -> list[str]:
+    """Delete the temporary files :func:`atomic_write` left in ``directory`` for
+    the files ``names`` (``.<name>.<random>.tmp``), as a process killed in the
+    middle of a write does. Returns the paths removed. Call it only while no
+    other process writes there (a training run holds its folder's lock)."""
+    removed = []
+    for name in names:
+        for tmp in sorted(glob.glob(os.path.join(glob.escape(os.fspath(directory)), f".{glob.escape(name)}.*.tmp"))):
+            os.unlink(tmp)
+            removed.append(tmp)
+    return removed
 
 
 def _fsync_directory(directory: str) -> None:
@@ -136,41 +170,101 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first member, or an empty zip
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLE_REFUSED = ("this loader refuses pickled data, which can run arbitrary code when loaded; "
+                   "store the arrays with numpy.savez instead")
+
+
+def read_npz(path: str | os.PathLike, *, what: str = "checkpoint") -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file ``path`` (``np.savez`` format), never unpickling.
+
+    Raises :class:`CheckpointError` (a ``ValueError``) starting with
+    ``"<what> '<path>': "`` and naming the problem, and the array where one
+    is at fault: a missing, empty or non-zip file, a single ``.npy`` array, a
+    pickle (a PyTorch ``.pth`` written by ``torch.save``, zipped or not), a
+    truncated or corrupted archive (bad CRC, damaged header), a member that is
+    not a ``.npy`` array, or an array of Python objects.
+    """
+    path = os.fspath(path)
+
+    def fail(problem: str):
+        raise CheckpointError(f"{what} {path!r}: {problem}") from None
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except FileNotFoundError:
+        fail("no such file")
+    except IsADirectoryError:
+        fail("is a directory, not a .npz file")
+    except OSError as exc:
+        fail(f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})")
+    if not magic:
+        fail("is empty, not a .npz file")
+    if magic.startswith(_NPY_MAGIC):
+        fail("holds a single .npy array, not a .npz archive of named arrays")
+    if magic[:1] == b"\x80":  # pickle protocol 2 or later: torch.save(..., _use_new_zipfile_serialization=False)
+        fail(f"is a pickle (such as an old-style PyTorch .pth), not a .npz file; {_PICKLE_REFUSED}")
+    if magic[:4] not in _ZIP_MAGIC:
+        fail("is not a .npz file: empty, truncated or not a zip archive (no zip header)")
+
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if any(name.endswith(".pkl") for name in names):
+                fail(f"is a PyTorch file written by torch.save (pickled objects in a zip), not a .npz file; "
+                     f"{_PICKLE_REFUSED}")
+            for name in names:
+                if not name.endswith(".npy"):
+                    fail(f"member {name!r} is not a .npy array: not a .npz file written by numpy.savez")
+                key = name[: -len(".npy")]
+                try:
+                    with zf.open(name) as member:
+                        arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):  # an object array: numpy would unpickle it
+                        fail(f"array {key!r} cannot be read: it holds Python objects; {_PICKLE_REFUSED}")
+                    fail(f"array {key!r} cannot be read: damaged .npy header ({exc})")
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                    fail(f"array {key!r} cannot be read: the archive is corrupted or truncated "
+                         f"({type(exc).__name__}: {exc})")
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        fail(f"not a readable .npz file: empty, truncated or corrupted zip archive ({type(exc).__name__}: {exc})")
+    return arrays
+
+
+def check_numeric(arrays: Mapping[str, np.ndarray], *, path, what: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the array if any array
+    is not numbers (booleans, integers or reals) or holds NaN or infinity."""
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise CheckpointError(f"{what} {os.fspath(path)!r}: array {name!r} has dtype {arr.dtype}, "
+                                  f"expected numbers")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise CheckpointError(f"{what} {os.fspath(path)!r}: array {name!r} holds NaN or infinity")
+
+
 def load(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``.
 
-    Reads with ``np.load(path, allow_pickle=False)``. Every failure raises
+    Reads with :func:`read_npz` (no pickles). Every failure raises
     :class:`CheckpointError` naming ``path`` and the problem: a missing,
-    empty, truncated or non-zip file, a member that cannot be read (bad CRC,
-    corrupted header, object array), a missing or invalid ``__meta__``, an
-    array missing from or not listed in the metadata, and, with ``verify``,
-    an array whose dtype, shape or SHA-256 differs from the one recorded at
-    save time (the array is named).
+    empty, truncated or non-zip file, a pickle, a member that cannot be read
+    (bad CRC, corrupted header, object array), a missing or invalid
+    ``__meta__``, an array missing from or not listed in the metadata, and,
+    with ``verify``, an array whose dtype, shape or SHA-256 differs from the
+    one recorded at save time (the array is named).
     """
     path = os.fspath(path)
 
     def fail(problem: str, exc: BaseException | None = None):
         raise CheckpointError(f"checkpoint {path!r}: {problem}") from exc
 
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        fail("no such file", exc)
-    except OSError as exc:
-        fail(f"cannot be read ({type(exc).__name__}: {exc})", exc)
-    except Exception as exc:  # numpy/zipfile raise many types for a damaged file
-        fail(f"not a readable .npz file: empty, truncated or not a zip archive ({type(exc).__name__}: {exc})", exc)
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        fail("holds a single .npy array, not a .npz checkpoint")
-
-    arrays = {}
-    with npz:
-        for key in npz.files:
-            try:
-                arrays[key] = npz[key]
-            except Exception as exc:
-                fail(f"member {key!r} cannot be read ({type(exc).__name__}: {exc})", exc)
-
+    arrays = read_npz(path)
     if META_KEY not in arrays:
         fail(f"no {META_KEY!r} entry: not written by ds2ta_ref.checkpoint.save")
     text = arrays.pop(META_KEY)

@@ -1,87 +1,166 @@
 """The ``ds2ta-ref`` command line (also ``python -m ds2ta_ref``).
 
 Subcommands: ``train`` (the main job), ``evaluate``, ``ablate`` and ``gradcheck``.
+
+Every mistake in what is asked (an option, a path, a file) ends the command
+with one line on stderr, ``ds2ta-ref: error: ...``, naming the option or file
+and what was expected, and exit status 2, before any data is loaded or any
+file written. A run that diverges ends with one such line and status 1;
+Ctrl-C with one line naming the last checkpoint and the command that resumes
+it, and status 130. Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
 
 import numpy as np
 
-from . import checkpoint, gradcheck, model
+from . import __version__, checkpoint, gradcheck, model
+from .config import PRESETS
 from .energy import format_table
-from .train import TrainConfig, TrainingError, build_data, evaluate, load_run, train
+from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
+                    TrainingError, build_data, check_data_matches, default_out, evaluate, load_run,
+                    resume_conflicts, train, variant_name)
 
-VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
-    "Spikformer": (False, False),
-    "NSAD only": (False, True),
-    "DS2TA": (True, True),
-}
-
-
-def variant_name(tasa_on: bool, nsad_on: bool) -> str:
-    for name, switches in VARIANTS.items():
-        if switches == (tasa_on, nsad_on):
-            return name
-    return "TASA only"
+PROG = "ds2ta-ref"
+USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError)
 
 
-# --------------------------------------------------------------------------- gradcheck
-def cmd_gradcheck(args) -> int:
-    try:
-        results = list(gradcheck.run_cases(args.kernels, seed=args.seed))
-    except ValueError as exc:
-        raise SystemExit(f"ds2ta-ref gradcheck: {exc}")
-    worst = 0.0
-    for name, report, tol in results:
-        print(gradcheck.format_report(name, report, tol))
-        worst = max(worst, max(report.values()) / tol)
-    print(f"worst relative error / tolerance: {worst:.2e} ({'ok' if worst <= 1 else 'FAIL'})")
-    return 0 if worst <= 1 else 1
+class UsageError(Exception):
+    """A mistake on the command line; ``main`` prints it as one line and exits with status 2."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the same single line as every other error."""
+
+    def error(self, message):
+        sys.stderr.write(f"{PROG}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+        sys.exit(2)
 
 
 # --------------------------------------------------------------------------- train
-def _train_config(args) -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    return TrainConfig(**values)
+TRAIN_FIELDS = ("dataset", "preset", "tasa", "nsad", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
+                "warmup_epochs", "label_smoothing", "clip_grad", "shift", "seed", "data_seed", "dtype",
+                "train_subset", "test_subset")
+
+
+def option(field: str) -> str:
+    """The command-line option of a ``TrainConfig`` field."""
+    return {"tasa": "--no-tasa", "nsad": "--no-nsad"}.get(field, "--" + field.replace("_", "-"))
+
+
+def _given(args) -> dict:
+    """The training settings given on the command line (every train option defaults to None)."""
+    return {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None}
+
+
+def _config_error(exc: ConfigError, names=None) -> UsageError:
+    flag = (names or {}).get(exc.field, option(exc.field))
+    return UsageError(f"argument {flag}: {exc.problem}")
+
+
+def _interrupted(out: str | None, epochs: int | None) -> int:
+    """After Ctrl-C: one line naming the last checkpoint and the command that
+    resumes it (with ``--add-epochs`` if an extension had not saved an epoch yet)."""
+    path = os.path.join(out or ".", CHECKPOINT)
+    try:
+        _, meta = checkpoint.load(path, verify=False)
+        done, total = int(meta["epoch"]), int(meta["train_config"]["epochs"])
+    except (ValueError, KeyError, TypeError):
+        print(f"{PROG}: interrupted before the first checkpoint was written; nothing to resume", file=sys.stderr)
+        return 130
+    more = f" --add-epochs {epochs - total}" if epochs is not None and epochs > total else ""
+    print(f"{PROG}: interrupted; the last checkpoint is {path} (epoch {done} of {total}); continue with: "
+          f"{PROG} train --resume {path}{more}", file=sys.stderr)
+    return 130
 
 
 def cmd_train(args) -> int:
-    tc = _train_config(args)
-    out = args.out or os.path.join("runs", tc.dataset)
+    given = _given(args)
     if args.resume is None:
-        print(f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, seed {tc.seed}; "
-              f"checkpoints and metrics in {out}/")
+        if args.add_epochs is not None:
+            raise UsageError("argument --add-epochs: extends the run given by --resume, so it needs --resume")
+        try:
+            tc = TrainConfig(**given)
+        except ConfigError as exc:
+            raise _config_error(exc) from None
+        out, resume, epochs = args.out or default_out(tc), None, tc.epochs
+    else:
+        if args.overwrite:
+            raise UsageError("argument --overwrite: not allowed with --resume, which continues a run in its own "
+                             "folder")
+        if args.add_epochs is not None and args.add_epochs < 1:
+            raise UsageError(f"argument --add-epochs: must be an integer >= 1, got {args.add_epochs}")
+        resume = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
+        recorded, _, _, _, _, meta = load_run(resume)
+        conflicts = resume_conflicts(recorded, given)
+        if conflicts:
+            listed = "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
+                               for f, old, new in conflicts)
+            hint = "; to train more epochs use --add-epochs N" if any(f == "epochs" for f, _, _ in conflicts) else ""
+            raise UsageError(f"--resume continues {resume} with its recorded settings, which these options "
+                             f"contradict: {listed}{hint}")
+        folder = os.path.dirname(os.path.abspath(resume))
+        if args.out is not None and os.path.abspath(args.out) != folder:
+            raise UsageError(f"argument --out: a resumed run continues in its checkpoint's folder {folder}, "
+                             f"not in {args.out}; leave out --out")
+        done, total = int(meta["epoch"]), recorded.epochs
+        if done >= total and not args.add_epochs:
+            last = meta["history"][-1] if meta["history"] else None
+            acc = f", final test accuracy {100 * last['test_acc']:.2f}%" if last else ""
+            print(f"{resume} is a finished run ({done} of {total} epochs{acc}); nothing to do. To train more "
+                  f"epochs: {PROG} train --resume {resume} --add-epochs N")
+            return 0
+        out = os.path.dirname(resume) or "."  # for messages, as the user wrote it
+        tc, epochs = None, total + (args.add_epochs or 0)
     t0 = time.perf_counter()
     try:
-        result = train(tc, out, resume=args.resume, progress=not args.no_progress)
-    except (TrainingError, checkpoint.CheckpointError) as exc:
-        print(f"ds2ta-ref train: {exc}", file=sys.stderr)
+        result = train(tc, out if resume is None else None, resume=resume,
+                       add_epochs=args.add_epochs or 0, overwrite=args.overwrite, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return _interrupted(out, epochs)
+    except TrainingError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    if not result.history:
-        print("nothing to do: the checkpoint has already run all its epochs")
-        return 0
+    except OSError as exc:  # e.g. a full disk: the files written before are intact (atomic writes)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: cannot write{where}: {exc.strerror or exc}; files already written in {out}/ are "
+              f"intact", file=sys.stderr)
+        return 1
     last = result.history[-1]
     print(f"final test accuracy: {100 * last['test_acc']:.2f}% after {last['epoch']} epochs "
           f"({time.perf_counter() - t0:.0f} s); parameters: {model.count_params(result.params):,}")
     return 0
 
 
+def _show(field: str, value) -> str:
+    if field in ("tasa", "nsad"):
+        return f"{field.upper()} {'on' if value else 'off'}"
+    return str(value)
+
+
 # --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    rows = {}
+    runs = []  # every checkpoint is read and checked before anything is evaluated
     for path in args.checkpoints:
-        try:
-            tc, cfg, params, state, _, meta = load_run(path)
-        except ValueError as exc:
-            print(f"ds2ta-ref evaluate: {exc}", file=sys.stderr)
-            return 1
-        ds = build_data(tc)
+        tc, cfg, params, state, _, meta = load_run(path)
+        runs.append((path, tc, cfg, params, state, meta))
+    datasets = {}
+    for path, tc, cfg, *_ in runs:
+        key = (tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)
+        if key not in datasets:
+            datasets[key] = build_data(tc)
+        check_data_matches(cfg, datasets[key], path)
+    rows = {}
+    for path, tc, cfg, params, state, meta in runs:
+        ds = datasets[(tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)]
         result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
         name = f"{variant_name(cfg.tasa, cfg.nsad)} [{path}]"
         print(f"{name}: test accuracy {100 * result.accuracy:.2f}% on {tc.dataset} (epoch {meta['epoch']}), "
@@ -94,19 +173,35 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------- ablate
 def cmd_ablate(args) -> int:
-    results = {}  # (variant, dataset) -> [accuracy per seed]
-    energy = {}  # (variant, dataset) -> [list of BlockEnergy per seed]
+    plan = []  # (dataset, variant, seed, TrainConfig, folder), all checked before the first run
     for dataset in args.datasets:
         for name, (tasa_on, nsad_on) in VARIANTS.items():
             for seed in args.seeds:
-                tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs)
-                out = os.path.join(args.out, dataset, name.replace(" ", "_"), f"seed{seed}")
-                print(f"--- {dataset}: {name}, seed {seed}")
-                result = train(tc, out, progress=not args.no_progress)
-                ds = build_data(tc)
-                ev = evaluate(result.params, result.state, result.cfg, ds.test_x, ds.test_y)
-                results.setdefault((name, dataset), []).append(ev.accuracy)
-                energy.setdefault((name, dataset), []).append(ev.energy)
+                try:
+                    tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs)
+                except ConfigError as exc:
+                    raise _config_error(exc, {"seed": "--seeds", "dataset": "--datasets"}) from None
+                plan.append((dataset, name, seed, tc, os.path.join(args.out, dataset, name.replace(" ", "_"),
+                                                                   f"seed{seed}")))
+    taken = [out for *_, out in plan if os.path.exists(os.path.join(out, CHECKPOINT))]
+    if taken and not args.overwrite:
+        raise UsageError(f"argument --out: {args.out} already holds {len(taken)} of the {len(plan)} runs "
+                         f"(e.g. {taken[0]}); choose another --out or pass --overwrite to replace them")
+    results = {}  # (variant, dataset) -> [accuracy per seed]
+    energy = {}  # (variant, dataset) -> [list of BlockEnergy per seed]
+    for dataset, name, seed, tc, out in plan:
+        print(f"--- {dataset}: {name}, seed {seed}")
+        try:
+            result = train(tc, out, overwrite=args.overwrite, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            return _interrupted(out, tc.epochs)
+        except TrainingError as exc:
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        ds = build_data(tc)
+        ev = evaluate(result.params, result.state, result.cfg, ds.test_x, ds.test_y)
+        results.setdefault((name, dataset), []).append(ev.accuracy)
+        energy.setdefault((name, dataset), []).append(ev.energy)
     print(f"\ntest accuracy (%), mean ± std over seeds {list(args.seeds)} (paper Table 4 form):")
     print("model | " + " | ".join(args.datasets))
     print("|".join(["---"] * (1 + len(args.datasets))))
@@ -128,73 +223,123 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- gradcheck
+def cmd_gradcheck(args) -> int:
+    try:
+        results = list(gradcheck.run_cases(args.kernels, seed=args.seed))
+    except ValueError as exc:
+        raise UsageError(f"argument KERNEL: {exc}") from None
+    worst = 0.0
+    for name, report, tol in results:
+        print(gradcheck.format_report(name, report, tol))
+        worst = max(worst, max(report.values()) / tol)
+    print(f"worst relative error / tolerance: {worst:.2e} ({'ok' if worst <= 1 else 'FAIL'})")
+    return 0 if worst <= 1 else 1
+
+
 # --------------------------------------------------------------------------- parser
+def _by_dataset(field: str) -> str:
+    return ", ".join(f"{DATASET_DEFAULTS[d][field]} for {d}" for d in DATASET_DEFAULTS)
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """The training settings. Every one defaults to None here, so that ``--resume``
+    can tell which were given; the help states the real default."""
     d = TrainConfig()
-    p.add_argument("--dataset", choices=["digits", "events"], default=d.dataset,
-                   help="digits: scikit-learn's 8x8 handwritten digits upsampled to 16x16 (static, repeated "
-                        "over T); events: generated DVS-like clips whose class is the direction of a moving square")
-    p.add_argument("--preset", default=d.preset, help="model preset (cifar10, cifar100, dvs, tiny)")
-    p.add_argument("--no-tasa", dest="tasa", action="store_false", help="spatial-only attention inputs (T_AW = 1)")
-    p.add_argument("--no-nsad", dest="nsad", action="store_false", help="no attention denoiser")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 12 for digits, 10 for events)")
-    p.add_argument("--batch-size", type=int, default=None, help="(default: 64 for digits, 32 for events)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate of AdamW (default: 0.004 for digits, 0.003 for events)")
-    p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="decoupled weight decay (not on biases, BatchNorm, tau, NSAD)")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warmup length")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="max gradient norm (0: no clipping)")
-    p.add_argument("--shift", type=int, default=d.shift,
-                   help="augmentation: random translation of each training sample by up to N pixels (0: none)")
-    p.add_argument("--seed", type=int, default=d.seed, help="parameters and minibatch order")
-    p.add_argument("--data-seed", type=int, default=d.data_seed, help="train/test split and generated events")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)
-    p.add_argument("--train-subset", type=int, default=d.train_subset,
-                   help="train on the first N training samples only (0: all)")
-    p.add_argument("--test-subset", type=int, default=d.test_subset,
-                   help="test on the first N test samples only (0: all)")
+
+    def add(*flags, default_text, help, **kwargs):
+        p.add_argument(*flags, default=None, help=f"{help} (default: {default_text})", **kwargs)
+
+    add("--dataset", choices=sorted(DATASET_DEFAULTS), default_text=d.dataset,
+        help="digits: scikit-learn's 8x8 handwritten digits upsampled to 16x16 (static, repeated over T); "
+             "events: generated DVS-like clips whose class is the direction of a moving square")
+    add("--preset", choices=sorted(PRESETS), default_text=d.preset, help="model preset")
+    add("--no-tasa", dest="tasa", action="store_const", const=False, default_text="TASA on",
+        help="switch TASA off: spatial-only attention inputs (T_AW = 1)")
+    add("--no-nsad", dest="nsad", action="store_const", const=False, default_text="NSAD on",
+        help="switch the attention denoiser NSAD off")
+    add("--epochs", type=int, metavar="N", default_text=_by_dataset("epochs"), help="epochs")
+    add("--batch-size", type=int, metavar="N", default_text=_by_dataset("batch_size"), help="minibatch size")
+    add("--lr", type=float, default_text=_by_dataset("lr"), help="peak learning rate of AdamW")
+    add("--min-lr", type=float, default_text=d.min_lr, help="learning rate at the end of the cosine")
+    add("--weight-decay", type=float, default_text=d.weight_decay,
+        help="decoupled weight decay (not on biases, BatchNorm, tau, NSAD)")
+    add("--warmup-epochs", type=float, default_text=d.warmup_epochs, help="linear warmup length in epochs")
+    add("--label-smoothing", type=float, default_text=d.label_smoothing,
+        help="cross-entropy label smoothing (0: none)")
+    add("--clip-grad", type=float, default_text=d.clip_grad, help="max gradient norm (0: no clipping)")
+    add("--shift", type=int, metavar="N", default_text=d.shift,
+        help="augmentation: random translation of each training sample by up to N pixels (0: none)")
+    add("--seed", type=int, default_text=d.seed, help="parameters and minibatch order")
+    add("--data-seed", type=int, default_text=d.data_seed, help="train/test split and generated events")
+    add("--dtype", choices=["float32", "float64"], default_text=d.dtype, help="floating-point type")
+    add("--train-subset", type=int, metavar="N", default_text=d.train_subset,
+        help="train on the first N training samples only (0: all)")
+    add("--test-subset", type=int, metavar="N", default_text=d.test_subset,
+        help="test on the first N test samples only (0: all)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except where it is None (the help text then says it)."""
+    """Adds "(default: ...)" to an option's help unless it is None or the help states it."""
 
     def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+        if action.default is None or action.default is argparse.SUPPRESS or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
-    parser = argparse.ArgumentParser(prog="ds2ta-ref", description=__doc__, formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "DS2TA, a pure-NumPy reference implementation: train, evaluate, ablate, gradient-check.\n\n"
+        "A mistake in a command (an option, a path, a file) is one line, 'ds2ta-ref: error: ...', with exit\n"
+        "status 2, before any data is loaded or any file written. A diverging run ends with one such line\n"
+        "and status 1; Ctrl-C with one line naming the last checkpoint and the command that resumes it,\n"
+        "and status 130."))
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", formatter_class=fmt, help="train a model (the main job)",
                        description="Train DS2TA (or an ablation) on built-in data with AdamW and a cosine "
-                                   "schedule; a checkpoint and metrics are written after every epoch.")
+                                   "schedule; a checkpoint and metrics are written after every epoch. A folder "
+                                   "that holds a run is never overwritten without --overwrite, and a lock file "
+                                   "(run.lock) keeps a second process out while a run is going.")
     _add_train_options(p)
-    p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: runs/<dataset>-<variant>-seed<seed>, e.g. runs/digits-ds2ta-seed0; "
+                        "with --resume: the checkpoint's own folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the output folder (default: refuse)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue the run stored in this checkpoint, with its own settings")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="continue the run stored in this checkpoint (or folder), in its folder and with its "
+                        "recorded settings: any other training option must agree with them (default: a new run)")
+    p.add_argument("--add-epochs", type=int, default=None, metavar="N",
+                   help="with --resume: train N epochs more than the run was set to (a finished run too). The "
+                        "cosine schedule is stretched over the new total, so the learning rate rises from where "
+                        "it stood to the new curve's value and decays to --min-lr at the new end; the warmup is "
+                        "not repeated (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", formatter_class=fmt, help="test accuracy, sparsity and energy of checkpoints",
                        description="Evaluate training checkpoints on their test split and print attention-map "
-                                   "sparsity and energy per block side by side (paper Table 3 form).")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+                                   "sparsity and energy per block side by side (paper Table 3 form). Every "
+                                   "checkpoint is checked before any is evaluated.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="training checkpoints (checkpoint.npz)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("ablate", formatter_class=fmt, help="Spikformer vs NSAD only vs DS2TA over seeds",
                        description="Train Spikformer (both switches off), NSAD only and DS2TA on the same data "
                                    "and seeds, and print the paper's Table 4 and Table 3 forms.")
-    p.add_argument("--datasets", nargs="+", choices=["digits", "events"], default=["digits", "events"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per run (default: train's, 12 for digits and 10 for events)")
-    p.add_argument("--out", default=os.path.join("runs", "ablate"))
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--datasets", nargs="+", choices=sorted(DATASET_DEFAULTS), default=["digits", "events"],
+                   help="data sets (default: digits events)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help=f"epochs per run (default: train's, {_by_dataset('epochs')})")
+    p.add_argument("--out", default=os.path.join("runs", "ablate"), metavar="DIR",
+                   help="output folder, one subfolder per data set, model and seed")
+    p.add_argument("--overwrite", action="store_true", help="replace runs already in --out (default: refuse)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("gradcheck", formatter_class=fmt,
@@ -212,8 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit status (2 after a one-line error)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        message = str(exc)
+    except USER_ERRORS as exc:  # raised before any work: bad settings, folder or checkpoint
+        message = str(_config_error(exc)) if isinstance(exc, ConfigError) else str(exc)
+    except KeyboardInterrupt:  # outside a run (a run's own handler names its checkpoint)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,8 @@
-"""Model configuration: one frozen dataclass and the named presets (SPEC §4).
+"""Model configuration: one frozen dataclass and the named presets (docs/spec.md §4.10).
 
 Every convention on which the paper, the Spikformer code and SpikingJelly
-disagree is a field here, with the paper's choice as the default; see
-``docs/spec-notes.md`` for the alternatives.
+disagree is a field here, with the paper's choice as the default; docs/spec.md §8
+lists every field with its alternatives.
 """
 from __future__ import annotations
 

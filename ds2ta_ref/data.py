@@ -4,7 +4,7 @@ Two data sets, both tiny and fully reproducible from a seed:
 
 * :func:`load_digits` -- scikit-learn's 8x8 handwritten digits (static images,
   the stand-in for CIFAR). The model sees them through *direct encoding*
-  (SPEC §4): the analog image is repeated ``T`` times and the first LIF of the
+  (docs/spec.md §4.1): the analog image is repeated ``T`` times and the first LIF of the
   patch splitter acts as the encoder.
 * :func:`make_events` -- a procedurally generated DVS-like event stream (the
   stand-in for CIFAR10-DVS / DVS-Gesture) whose class is carried only by the

@@ -1,4 +1,4 @@
-"""Attention-map sparsity and the energy estimate of the paper's Table 3 (SPEC §5).
+"""Attention-map sparsity and the energy estimate of the paper's Table 3 (docs/spec.md §5).
 
     Energy = E_AC * #OPs * (1 - sparsity),        E_AC = 0.9 pJ (45 nm accumulate)
 

@@ -1,4 +1,4 @@
-"""The MLP of an encoder block (docs/spec.md §4)::
+"""The MLP of an encoder block (docs/spec.md §4.6)::
 
     h = LIF(BN(fc1(x)))        D -> 4D
     out = LIF(BN(fc2(h)))      4D -> D

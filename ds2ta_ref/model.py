@@ -1,4 +1,4 @@
-"""The DS2TA spiking vision transformer, end to end (docs/spec.md §4)::
+"""The DS2TA spiking vision transformer, end to end (docs/spec.md §4.7)::
 
     frames (T, B, C, H, W)  -- a static image is repeated T times (direct encoding)
     x = SPS(frames)                                  (T, B, N, D) spiking tokens

@@ -1,4 +1,4 @@
-"""The training recipe's optimizer (SPEC §4): AdamW, a cosine schedule with
+"""The training recipe's optimizer (docs/spec.md §4.11): AdamW, a cosine schedule with
 linear warmup, and gradient-norm clipping.
 
 All three follow PyTorch exactly (``torch.optim.AdamW``,
@@ -36,7 +36,7 @@ class AdamW:
     decay, either a collection of names (each must be a parameter) or a
     predicate ``name -> bool`` (e.g. biases, BatchNorm, ``tau`` and NSAD
     parameters). The defaults are PyTorch's; the paper uses ``lr=1e-3`` and
-    ``weight_decay=0.06`` (SPEC §4).
+    ``weight_decay=0.06`` (docs/spec.md §4.11).
     """
 
     def __init__(

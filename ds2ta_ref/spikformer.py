@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from .checkpoint import CheckpointError, check_numeric, read_npz
 from .config import ModelConfig
 from .params import init_params, init_state, param_shapes, state_shapes, validate
 
@@ -40,6 +41,11 @@ def translate_spikformer_names(arrays: dict) -> dict:
     return out
 
 
+def _is_count(value: np.ndarray) -> bool:
+    """One whole number >= 0 (PyTorch stores ``num_batches_tracked`` as a 0-d int64)."""
+    return value.shape == () and float(value).is_integer() and float(value) >= 0
+
+
 def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
                         dtype=np.float64) -> tuple[dict, dict]:
     """Load a Spikformer checkpoint exported as ``.npz`` (``state_dict`` key -> array).
@@ -54,12 +60,23 @@ def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
 
     Returns:
         ``(params, state)`` as :func:`ds2ta_ref.model.forward` takes them.
+
+    Raises:
+        ValueError (:class:`~ds2ta_ref.checkpoint.CheckpointError`) naming the
+        path, and the array where one is at fault: a missing file, a ``.npy``
+        or pickled file (a ``.pth``: pickles are refused, export with
+        ``np.savez`` as above), a truncated or corrupted archive, an array
+        that is not numbers or holds NaN or infinity, a ``num_batches_tracked``
+        that is not one integer >= 0, or names and shapes that do not match
+        ``cfg``.
     """
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"path {str(path)!r} is not a readable .npz checkpoint: {exc}") from None
+    what = "Spikformer checkpoint"
+    arrays = read_npz(path, what=what)  # no pickles; errors name the path (and the array)
+    check_numeric(arrays, path=path, what=what)
+    for name, value in arrays.items():
+        if name.endswith("num_batches_tracked") and not _is_count(value):
+            raise CheckpointError(f"{what} {str(path)!r}: array {name!r} must be one integer >= 0 "
+                                  f"(a BatchNorm's batch count), got shape {value.shape} and dtype {value.dtype}")
     arrays = translate_spikformer_names(arrays)
     state_keys = state_shapes(cfg)
     params = {k: v for k, v in arrays.items() if k not in state_keys}
@@ -72,14 +89,14 @@ def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
     full_state = init_state(cfg, dtype=dtype)
     counters = {k: v for k, v in full_state.items() if k.endswith("num_batches_tracked")}  # optional in a file
     problems = []
-    for arrays_, expected, what in ((params, param_shapes(cfg), "parameters"),
+    for arrays_, expected, part in ((params, param_shapes(cfg), "parameters"),
                                     ({**counters, **state}, state_shapes(cfg), "BatchNorm state")):
         try:
-            validate(arrays_, expected, what=what)
+            validate(arrays_, expected, what=part)
         except ValueError as exc:
             problems.append(str(exc))
     if problems:
-        raise ValueError(f"checkpoint {str(path)!r} does not match the config: " + "; ".join(problems))
+        raise CheckpointError(f"{what} {str(path)!r} does not match the config: " + "; ".join(problems))
     params = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
     for k, v in state.items():
         full_state[k] = np.asarray(v, dtype=np.int64 if k.endswith("num_batches_tracked") else dtype)

@@ -1,5 +1,5 @@
 """Spiking patch splitting (SPS): the convolutional stem that turns an image
-into spiking tokens, with Spikformer's relative-position branch (docs/spec.md §4).
+into spiking tokens, with Spikformer's relative-position branch (docs/spec.md §4.4).
 
 CIFAR variant (32x32 input, embedding D)::
 

@@ -1,6 +1,6 @@
 """Training, evaluation and the ablation study on small built-in data (issue 6).
 
-The recipe is the paper's (SPEC §4) scaled to a CPU: AdamW with decoupled
+The recipe is the paper's (docs/spec.md §4.11) scaled to a CPU: AdamW with decoupled
 weight decay (none on biases, BatchNorm, ``tau`` and NSAD parameters), a
 cosine schedule with linear warmup, optional label smoothing and gradient
 clipping, cross-entropy on the time- and token-averaged logits.
@@ -9,34 +9,57 @@ Everything random comes from one seed: the parameters from
 ``default_rng(seed)``, the minibatch order from a second generator whose state
 is saved in every checkpoint, so a resumed run ends with the same parameters,
 bit for bit, as an uninterrupted one.
+
+A run lives in one folder (``checkpoint.npz``, ``metrics.csv``,
+``metrics.json``, all written atomically after every epoch) that is never
+overwritten by accident: a new run refuses a folder that holds one, a lock
+file ``run.lock`` keeps a second process out while a run is going, and a
+resumed run continues in its checkpoint's own folder with its recorded
+settings. A diverging run stops naming the epoch, step, learning rate and the
+first non-finite tensor, and its last good checkpoint stays as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
+import numbers
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
 from . import checkpoint, data, layers, model, optim
-from .config import ModelConfig, preset
+from .config import PRESETS, ModelConfig, preset
 from .energy import BlockEnergy, block_energy, count_zeros
 
-__all__ = ["TrainConfig", "TrainingError", "TrainResult", "build_data", "model_config", "train",
-           "evaluate", "load_run", "EvalResult"]
+__all__ = ["TrainConfig", "ConfigError", "RunFolderError", "TrainingError", "TrainResult", "build_data",
+           "model_config", "train", "evaluate", "load_run", "resume_conflicts", "default_out", "variant_name",
+           "VARIANTS", "EvalResult"]
 
 CHECKPOINT = "checkpoint.npz"
+METRICS = ("metrics.csv", "metrics.json")
+LOCK = "run.lock"
+VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
+    "Spikformer": (False, False),
+    "NSAD only": (False, True),
+    "DS2TA": (True, True),
+}
 # What fits the 2-minute budget on 2 cores (measured; see the README).
 DATASET_DEFAULTS = {
     "digits": dict(epochs=12, batch_size=64, lr=4e-3),
     "events": dict(epochs=10, batch_size=32, lr=3e-3),
 }
+# (train, test) sizes of each data set's split, so that --train-subset and
+# --test-subset are checked before the data is loaded (pinned by a test).
+SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120)}
 
 
 @dataclass(frozen=True)
@@ -63,29 +86,54 @@ class TrainConfig:
     test_subset: int = 0  # likewise for the test split
 
     def __post_init__(self):
-        if self.dataset not in DATASET_DEFAULTS:
-            raise ValueError(f"dataset must be 'digits' or 'events', got {self.dataset!r}")
+        def need(ok: bool, field: str, problem: str):
+            if not ok:
+                raise ConfigError(field, problem, getattr(self, field))
+
+        need(self.dataset in DATASET_DEFAULTS, "dataset", f"must be one of {sorted(DATASET_DEFAULTS)}")
         for name, value in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset", "shift"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.preset in PRESETS, "preset", f"must be one of {sorted(PRESETS)}")
+        need(self.dtype in ("float32", "float64"), "dtype", "must be 'float32' or 'float64'")
+        for name in ("tasa", "nsad"):
+            need(isinstance(getattr(self, name), bool), name, "must be True or False")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("data_seed", 0),
+                              ("train_subset", 0), ("test_subset", 0), ("shift", 0)):
+            value = getattr(self, name)
+            need(isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum,
+                 name, f"must be an integer >= {minimum}")
         for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing", "clip_grad"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.label_smoothing >= 1:
-            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
+            need(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+                 and value >= 0, name, "must be a finite number >= 0")
+        need(self.lr > 0, "lr", "must be > 0")
+        need(self.min_lr <= self.lr, "min_lr", f"must be <= the peak learning rate lr={self.lr}")
+        need(self.label_smoothing < 1, "label_smoothing", "must be < 1")
+        for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
+            need(getattr(self, field) <= available, field,
+                 f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
+
+
+class ConfigError(ValueError):
+    """A training setting is invalid. ``field`` names the :class:`TrainConfig`
+    field (the command line shows it as its option, ``min_lr`` as ``--min-lr``)."""
+
+    def __init__(self, field: str, problem: str, *value):
+        self.field = field
+        self.problem = problem + (f", got {value[0]!r}" if value else "")
+        super().__init__(f"{field} {self.problem}")
+
+
+class RunFolderError(ValueError):
+    """An output folder cannot take this run: it holds another run, another
+    process holds its lock (or left a stale one), or it cannot be written.
+    Raised before any work is done; the message says what to do instead."""
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss or gradient); the message names the epoch and step."""
+    """Training diverged: the message names the epoch, step, learning rate, the
+    first non-finite tensor and the last good checkpoint (left as it was)."""
 
 
 @dataclass
@@ -93,8 +141,9 @@ class TrainResult:
     params: dict
     state: dict
     cfg: ModelConfig
-    history: list  # one dict per epoch
+    history: list  # one dict per epoch, from the first epoch of the run
     out_dir: str | None
+    trained_epochs: int = 0  # epochs trained by this call (0: a finished run resumed, nothing to do)
 
 
 @dataclass
@@ -126,6 +175,34 @@ def model_config(tc: TrainConfig, ds: data.Dataset) -> ModelConfig:
     if ds.time_steps is not None:
         overrides["T"] = ds.time_steps
     return preset(tc.preset, **overrides)
+
+
+def check_data_matches(cfg: ModelConfig, ds: data.Dataset, path) -> None:
+    """Raise ``CheckpointError`` naming ``path`` if the model stored there cannot
+    take this data (channels, image size, classes or, for events, time steps)."""
+    C, H = ds.sample_shape[-3], ds.sample_shape[-1]
+    wanted = dict(in_channels=C, img_size=H, num_classes=ds.num_classes)
+    if ds.time_steps is not None:
+        wanted["T"] = ds.time_steps
+    wrong = [f"{k}={getattr(cfg, k)} (the data needs {v})" for k, v in wanted.items() if getattr(cfg, k) != v]
+    if wrong:
+        raise checkpoint.CheckpointError(f"checkpoint {str(path)!r}: its model does not fit its own data "
+                                         f"set: {', '.join(wrong)}")
+
+
+def variant_name(tasa_on: bool, nsad_on: bool) -> str:
+    """The paper's name of a switch setting (Table 4): DS2TA, NSAD only, Spikformer, or TASA only."""
+    for name, switches in VARIANTS.items():
+        if switches == (tasa_on, nsad_on):
+            return name
+    return "TASA only"
+
+
+def default_out(tc: TrainConfig) -> str:
+    """The folder a run goes to when none is given: ``runs/<dataset>-<variant>-seed<seed>``,
+    e.g. ``runs/digits-ds2ta-seed0``, so that runs with other seeds or switches do not collide."""
+    variant = variant_name(tc.tasa, tc.nsad).lower().replace(" ", "-")
+    return os.path.join("runs", f"{tc.dataset}-{variant}-seed{tc.seed}")
 
 
 def _no_decay(name: str, shape: tuple) -> bool:
@@ -180,21 +257,141 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
     """Read a training checkpoint: ``(train_config, model_config, params, state, arrays, meta)``.
 
     Every parameter and BatchNorm statistic is validated by name and shape
-    against the stored model config; problems raise ``ValueError`` naming the
-    file and each offending entry.
+    against the stored model config, every array must be numbers without NaN
+    or infinity, and parameters must have the run's dtype. Every problem
+    raises ``CheckpointError`` (a ``ValueError``) naming the file and the entry.
     """
     arrays, meta = checkpoint.load(path)
+    where = f"checkpoint {str(path)!r}"
     try:
         tc = TrainConfig(**meta["train_config"])
         cfg = ModelConfig(**meta["model_config"])
         int(meta["epoch"]), int(meta["step"]), list(meta["history"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise checkpoint.CheckpointError(f"checkpoint {str(path)!r} has invalid metadata: {exc}") from None
+        raise checkpoint.CheckpointError(f"{where} has invalid metadata: {exc}") from None
+    checkpoint.check_numeric({k: v for k, v in arrays.items() if k != "rng.bit_generator"}, path=path)
     params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
     state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
-    checkpoint.validate(params, model.param_shapes(cfg), what=f"checkpoint {str(path)!r} parameters")
-    checkpoint.validate(state, model.state_shapes(cfg), what=f"checkpoint {str(path)!r} BatchNorm state")
+    try:
+        checkpoint.validate(params, model.param_shapes(cfg), what=f"{where} parameters")
+        checkpoint.validate(state, model.state_shapes(cfg), what=f"{where} BatchNorm state")
+    except ValueError as exc:
+        raise checkpoint.CheckpointError(str(exc)) from None
+    for name, value in params.items():
+        if value.dtype != np.dtype(tc.dtype):
+            raise checkpoint.CheckpointError(f"{where}: array 'param.{name}' has dtype {value.dtype}, "
+                                             f"but the run's dtype is {tc.dtype}")
     return tc, cfg, params, state, arrays, meta
+
+
+def resume_conflicts(recorded: TrainConfig, given: Mapping[str, object]) -> list[tuple[str, object, object]]:
+    """The settings in ``given`` (field -> value) that differ from a checkpoint's
+    ``recorded`` ones, as ``(field, recorded value, given value)``; a resumed
+    run keeps its recorded settings, so each of these is an error."""
+    conflicts = []
+    for field, value in given.items():
+        old = getattr(recorded, field)
+        if value is not None and value != old:
+            conflicts.append((field, old, value))
+    return conflicts
+
+
+# --------------------------------------------------------------------------- run folders
+def _describe_run(out_dir: str) -> str:
+    """What the run files in ``out_dir`` hold, in a few words (for messages)."""
+    path = os.path.join(out_dir, CHECKPOINT)
+    if not os.path.exists(path):
+        return "metrics of a run"
+    try:
+        _, meta = checkpoint.load(path, verify=False)
+        return (f"checkpoint at epoch {meta['epoch']} of {meta['train_config']['epochs']}, "
+                f"{meta['train_config']['dataset']}, seed {meta['train_config']['seed']}")
+    except (ValueError, KeyError, TypeError):
+        return "a checkpoint that cannot be read"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _check_lock(out_dir: str) -> None:
+    """Raise ``RunFolderError`` if ``out_dir`` holds a lock: a live run's, or a stale one."""
+    path = os.path.join(out_dir, LOCK)
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        pid, host, started = int(holder["pid"]), str(holder["host"]), str(holder["started"])
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunFolderError(f"{out_dir!r} has a lock file {path!r} that cannot be read; if no run is using "
+                             f"this folder, delete the lock file and start again") from None
+    who = f"process {pid} on {host}, started {started}"
+    if host != socket.gethostname():
+        raise RunFolderError(f"{out_dir!r} is locked by {who} ({path!r}); this machine cannot tell whether it "
+                             f"still runs: if not, delete the lock file and start again")
+    if _pid_alive(pid):
+        raise RunFolderError(f"{out_dir!r} is in use by another training run ({who}); wait for it to end "
+                             f"or choose another output folder (--out)")
+    raise RunFolderError(f"{out_dir!r} has a stale lock {path!r}: {who}, is no longer running (it was killed "
+                         f"or crashed; its last checkpoint is intact); check the folder, delete the lock file, "
+                         f"then resume or start again")
+
+
+@contextlib.contextmanager
+def _hold_run_folder(out_dir: str, *, resuming: bool, overwrite: bool, log: Callable[[str], None]):
+    """Hold ``out_dir`` for one run; refuses (``RunFolderError``) before writing anything.
+
+    A new run refuses a folder that holds a run's files unless ``overwrite``
+    (then they are deleted once the lock is held). The lock file ``run.lock``
+    (pid, host, start time) is created with ``O_EXCL``, so of two processes
+    only one gets it; it is removed when the run ends, however it ends. A lock
+    left by a dead process is reported, never taken over. Temporary files of
+    an interrupted save are removed. A folder created here and left empty (a
+    run stopped before its first checkpoint) is removed again.
+    """
+    _check_lock(out_dir)
+    existing = [name for name in (CHECKPOINT, *METRICS) if os.path.exists(os.path.join(out_dir, name))]
+    if existing and not resuming and not overwrite:
+        raise RunFolderError(
+            f"output folder {out_dir!r} already holds a run ({_describe_run(out_dir)}); continue or extend it "
+            f"with --resume {os.path.join(out_dir, CHECKPOINT)}, choose another --out, or pass --overwrite to "
+            f"replace it")
+    created = not os.path.isdir(out_dir)
+    lock = os.path.join(out_dir, LOCK)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if not os.path.isdir(out_dir):
+            raise RunFolderError(f"output folder {out_dir!r} cannot be created: a file of that name exists") from None
+        _check_lock(out_dir)  # another process took the lock between the first check and here
+        raise RunFolderError(f"{out_dir!r} was locked by another run at the same moment; try again") from None
+    except OSError as exc:
+        raise RunFolderError(f"output folder {out_dir!r} cannot be written ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(pid=os.getpid(), host=socket.gethostname(),
+                           started=time.strftime("%Y-%m-%d %H:%M:%S"), command=" ".join(sys.argv)), f)
+        for tmp in checkpoint.remove_stale_temporary_files(out_dir, (CHECKPOINT, *METRICS)):
+            log(f"removed {tmp}, a temporary file left by an interrupted save")
+        if overwrite and existing and not resuming:
+            for name in existing:
+                os.unlink(os.path.join(out_dir, name))
+            log(f"--overwrite: removed the previous run's {', '.join(existing)} from {out_dir}/")
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only succeeds if the run left nothing there
 
 
 # --------------------------------------------------------------------------- training
@@ -209,83 +406,191 @@ def _progress(iterable, total, desc, enabled):
 
 
 def _write_metrics(out_dir: str, history: list) -> None:
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(history, f, indent=1)
-    with open(os.path.join(out_dir, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+    """``metrics.json`` and ``metrics.csv``, each written atomically (a full disk leaves the old file)."""
+    with checkpoint.atomic_write(os.path.join(out_dir, "metrics.json")) as f:
+        f.write(json.dumps(history, indent=1).encode())
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    with checkpoint.atomic_write(os.path.join(out_dir, "metrics.csv")) as f:
+        f.write(text.getvalue().encode())
 
 
-def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = None,
-          stop_after: int | None = None, progress: bool = True,
+def _first_non_finite(arrays: Mapping[str, np.ndarray]) -> str | None:
+    """The first name (in the dict's order) whose array holds NaN or infinity."""
+    for name, value in arrays.items():
+        if np.asarray(value).dtype.kind == "f" and not np.all(np.isfinite(value)):
+            return name
+    return None
+
+
+def _largest(params: Mapping[str, np.ndarray]) -> str:
+    name = max(params, key=lambda k: float(np.max(np.abs(params[k]), initial=0.0)))
+    return f"the largest parameter is {name!r} with |value| {float(np.max(np.abs(params[name]))):.3g}"
+
+
+def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | None = None,
+          add_epochs: int = 0, overwrite: bool = False, stop_after: int | None = None, progress: bool = True,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a model; checkpoint and metrics go to ``out_dir`` after every epoch.
 
     Args:
-        tc: the run's settings (ignored when resuming: the checkpoint's own are used).
-        out_dir: where ``checkpoint.npz``, ``metrics.csv`` and ``metrics.json`` go (None: nowhere).
-        resume: a checkpoint to continue from.
+        tc: the run's settings. With ``resume`` it may be None (the checkpoint's
+            settings are used); if given, it must equal them (``ConfigError``
+            listing each difference), except for ``epochs`` with ``add_epochs``.
+        out_dir: where ``checkpoint.npz``, ``metrics.csv`` and ``metrics.json``
+            go (None: nowhere). A new run refuses a folder that already holds a
+            run unless ``overwrite``. With ``resume``, the run continues in the
+            checkpoint's own folder; ``out_dir`` may be None or that folder.
+        resume: a checkpoint (or its folder) to continue from. A finished run
+            returns at once (``trained_epochs == 0``), writing nothing.
+        add_epochs: with ``resume``, train this many epochs more than the run
+            was set to. The cosine schedule is stretched over the new total:
+            ``cosine_lr`` is evaluated with the new ``total_steps``, so the
+            learning rate at the resume step rises from where the old schedule
+            stood (``min_lr`` for a finished run) to the new curve's value and
+            decays to ``min_lr`` again at the new end. The warmup is not
+            repeated. The result is not the same as a run set to the longer
+            length from the start.
+        overwrite: a new run may replace the run in ``out_dir`` (its files are deleted).
         stop_after: stop after this many epochs in total (to interrupt a run on purpose).
         progress: show a tqdm progress bar per epoch.
         log: receives one summary line per epoch.
 
     Raises:
-        TrainingError: a non-finite loss or gradient, naming the epoch and step;
-            the last checkpoint written stays intact.
+        RunFolderError: ``out_dir`` cannot take this run (before any work).
+        ConfigError, CheckpointError: bad settings or checkpoint (before any work).
+        TrainingError: a non-finite loss, gradient, parameter, BatchNorm
+            statistic or evaluation, naming the epoch, step, learning rate and
+            tensor; the last checkpoint written stays intact and is named.
     """
     if resume is not None:
-        tc, cfg, params, state, arrays, meta = load_run(resume)
-        ds = build_data(tc)
-        opt = _optimizer(params, cfg, tc)
-        opt.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
-        rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
+        if os.path.isdir(resume):
+            resume = os.path.join(resume, CHECKPOINT)
+        folder = os.path.dirname(os.path.abspath(resume))
+        if out_dir is not None and os.path.abspath(out_dir) != folder:
+            raise RunFolderError(f"a resumed run continues in its checkpoint's folder {folder!r}, "
+                                 f"not in {out_dir!r}; leave out --out")
+        here = os.path.join(folder, CHECKPOINT)
+        if os.path.exists(here) and os.path.exists(resume) and not os.path.samefile(here, resume):
+            raise RunFolderError(f"{resume!r} would continue in {folder!r}, which holds another run's "
+                                 f"{CHECKPOINT}; copy {resume!r} into an empty folder and resume it there")
+        recorded, cfg, params, state, arrays, meta = load_run(resume)
+        if isinstance(add_epochs, bool) or not isinstance(add_epochs, numbers.Integral) or add_epochs < 0:
+            raise ConfigError("add_epochs", "must be an integer >= 0", add_epochs)
+        given = {} if tc is None else dataclasses.asdict(tc)
+        if add_epochs:
+            given.pop("epochs", None)
+        conflicts = resume_conflicts(recorded, given)
+        if conflicts:
+            raise ConfigError(conflicts[0][0], "and the other settings must be the checkpoint's, but " + "; ".join(
+                f"{f} is {old!r} in the checkpoint, {new!r} given" for f, old, new in conflicts))
+        tc = dataclasses.replace(recorded, epochs=recorded.epochs + add_epochs)
+        out_dir = folder
         start_epoch, step, history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
-        log(f"resuming {resume} after epoch {start_epoch} (step {step})")
-    else:
-        ds = build_data(tc)
-        cfg = model_config(tc, ds)
-        dtype = np.dtype(tc.dtype)
-        params = model.init_params(cfg, np.random.default_rng(tc.seed), dtype=dtype)
-        state = model.init_state(cfg, dtype=dtype)
-        opt = _optimizer(params, cfg, tc)
-        rng = np.random.default_rng([tc.seed, 1])  # minibatch order
-        start_epoch, step, history = 0, 0, []
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
+        if start_epoch >= tc.epochs:
+            log(f"{resume} is a finished run ({start_epoch} of {tc.epochs} epochs); nothing to do")
+            return TrainResult(params, state, cfg, history, out_dir, trained_epochs=0)
+    elif tc is None:
+        raise ValueError("tc (the run's TrainConfig) is required unless resuming")
+    elif add_epochs:
+        raise ConfigError("add_epochs", "extends a resumed run; it needs resume", add_epochs)
 
+    folder_lock = (_hold_run_folder(out_dir, resuming=resume is not None, overwrite=overwrite, log=log)
+                   if out_dir is not None else contextlib.nullcontext())
+    with folder_lock:
+        if resume is None:
+            log(f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, seed {tc.seed}"
+                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/"))
+        ds = build_data(tc)
+        if resume is not None:
+            check_data_matches(cfg, ds, resume)
+            opt = _optimizer(params, cfg, tc)
+            opt.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+            rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
+            log(f"resuming {resume} after epoch {start_epoch} of {tc.epochs} (step {step})")
+        else:
+            cfg = model_config(tc, ds)
+            dtype = np.dtype(tc.dtype)
+            params = model.init_params(cfg, np.random.default_rng(tc.seed), dtype=dtype)
+            state = model.init_state(cfg, dtype=dtype)
+            opt = _optimizer(params, cfg, tc)
+            rng = np.random.default_rng([tc.seed, 1])  # minibatch order
+            start_epoch, step, history = 0, 0, []
+        result = _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, history, out_dir,
+                               stop_after=stop_after, progress=progress, log=log)
+    return result
+
+
+def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, history, out_dir, *,
+                  stop_after, progress, log) -> TrainResult:
+    """The training loop proper: epochs ``start_epoch + 1 ..``, a checkpoint after each."""
+    path = None if out_dir is None else os.path.join(out_dir, CHECKPOINT)
+    saved_epoch = start_epoch if path is not None and os.path.exists(path) else None
     steps_per_epoch = math.ceil(len(ds.train_y) / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
+    epoch, i, lr = start_epoch, 0, float("nan")
+
+    def diverged(what: str, *, evaluating: bool = False):
+        kept = (f"the last good checkpoint {path} (epoch {saved_epoch}) is intact" if saved_epoch is not None
+                else "no checkpoint was written")
+        when = (f"in the evaluation after its last step (lr {lr:.3g})" if evaluating
+                else f"step {i} of {steps_per_epoch} (global step {step + 1}, lr {lr:.3g})")
+        raise TrainingError(f"training diverged at epoch {epoch}, {when}: {what}; {kept}")
+
+    def guarded(fn, *args, **kwargs):
+        """Run a forward or backward; the kernels reject non-finite inputs with
+        ``ValueError("<argument> must be finite ...")`` (``ds2ta_ref._checks``),
+        which finite parameters can still produce by overflow."""
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            if "must be finite" not in str(exc):
+                raise  # not a divergence: a bug, keep its traceback
+            diverged(f"a tensor inside {fn.__module__.split('.')[-1]}.{fn.__name__} became non-finite "
+                     f"({exc}; {_largest(params)})", evaluating=fn is evaluate)
+
     for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
         loss_sum, correct, rate_sum, seen = 0.0, 0, 0.0, 0
         batches = data.iterate_minibatches(ds.train_x, ds.train_y, tc.batch_size, rng=rng)
-        for i, (xb, yb) in enumerate(_progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
-            if tc.shift:
-                xb = data.random_shift(xb, tc.shift, rng)
-            logits, state, cache = model.forward(params, state, _model_input(xb, cfg), cfg, training=True)
-            loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)
-            if not np.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({loss}) at epoch {epoch}, step {i} "
-                                    f"(global step {step + 1}); the last checkpoint is intact")
-            grads = model.backward(dlogits, cache)
-            bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
-            if bad:
-                raise TrainingError(f"non-finite gradient for {bad[:5]} at epoch {epoch}, step {i} "
-                                    f"(global step {step + 1}); the last checkpoint is intact")
-            if tc.clip_grad > 0:
-                optim.clip_grad_norm(grads, tc.clip_grad)
-            lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup,
-                                 base_lr=tc.lr, min_lr=tc.min_lr)
-            opt.step({n: params[n] for n in grads}, grads, lr=lr)  # in place
-            step += 1
-            loss_sum += loss * len(yb)
-            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-            rate_sum += cache.record.firing_rate * len(yb)
-            seen += len(yb)
-        test = evaluate(params, state, cfg, ds.test_x, ds.test_y)
+        # Overflow is caught by the finiteness checks below, which name the tensor;
+        # numpy's RuntimeWarnings would only repeat it without saying where.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, (xb, yb) in enumerate(_progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
+                lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup,
+                                     base_lr=tc.lr, min_lr=tc.min_lr)
+                if tc.shift:
+                    xb = data.random_shift(xb, tc.shift, rng)
+                logits, state, cache = guarded(model.forward, params, state, _model_input(xb, cfg), cfg,
+                                               training=True)
+                loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)
+                if not np.isfinite(loss):
+                    diverged(f"non-finite loss ({loss})")
+                grads = guarded(model.backward, dlogits, cache)
+                bad = _first_non_finite({k: grads[k] for k in params if k in grads})
+                if bad:
+                    diverged(f"non-finite gradient of {bad!r}")
+                if tc.clip_grad > 0:
+                    optim.clip_grad_norm(grads, tc.clip_grad)
+                opt.step({n: params[n] for n in grads}, grads, lr=lr)  # in place
+                bad = _first_non_finite(params)
+                if bad:
+                    diverged(f"parameter {bad!r} is non-finite after the optimizer step")
+                bad = _first_non_finite(state)
+                if bad:
+                    diverged(f"BatchNorm statistic {bad!r} is non-finite after the forward pass")
+                step += 1
+                loss_sum += loss * len(yb)
+                correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+                rate_sum += cache.record.firing_rate * len(yb)
+                seen += len(yb)
+            test = guarded(evaluate, params, state, cfg, ds.test_x, ds.test_y)
+        if not math.isfinite(test.loss):
+            diverged(f"non-finite test loss ({test.loss})", evaluating=True)
         seconds = time.perf_counter() - t0
         row = dict(epoch=epoch, step=step, lr=lr, loss=loss_sum / seen, train_acc=correct / seen,
                    test_acc=test.accuracy, test_loss=test.loss, firing_rate=rate_sum / seen,
@@ -294,7 +599,8 @@ def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = N
         log(f"epoch {epoch:3d}/{tc.epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
             f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
             f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
-        if out_dir is not None:
-            _save(os.path.join(out_dir, CHECKPOINT), tc, cfg, params, state, opt, rng, epoch, step, history)
+        if path is not None:
+            _save(path, tc, cfg, params, state, opt, rng, epoch, step, history)
+            saved_epoch = epoch
             _write_metrics(out_dir, history)
-    return TrainResult(params, state, cfg, history, out_dir)
+    return TrainResult(params, state, cfg, history, out_dir, trained_epochs=last_epoch - start_epoch)

@@ -1,7 +1,12 @@
 """Shared test configuration.
 
-* Hypothesis: a ``ci`` profile (no deadline: the machines are shared and noisy,
-  and timing is never asserted in unit tests), loaded by default.
+* Hypothesis: a ``ci`` profile, loaded by default. No deadline (the machines are
+  shared and noisy, and timing is never asserted in unit tests). Not
+  derandomized: every run draws new examples, so the properties keep being
+  explored; the strategies keep inputs away from thresholds and kinks so that
+  this never flakes. A failure prints its ``@reproduce_failure`` blob
+  (``print_blob``), and ``python -m pytest --hypothesis-seed=N`` replays a
+  whole run.
 * ``torch``: the PyTorch cross-checks are optional locally but mandatory in CI:
   when the ``CI`` environment variable is set, a missing torch is a failure,
   not a skip.
@@ -18,10 +23,10 @@ settings.register_profile(
     "ci",
     deadline=None,
     max_examples=25,
-    derandomize=True,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", deadline=None, max_examples=100)
+settings.register_profile("dev", deadline=None, max_examples=100, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -265,3 +265,126 @@ def test_rng_helpers_other_generators_and_prefix():
     del state["rng.inc"]
     with pytest.raises(ValueError, match="rng.inc"):
         rng_from_arrays(state)
+
+
+# --------------------------------------------------------------------------- loader errors (issue 9)
+import pickle  # noqa: E402
+
+from ds2ta_ref import load_spikformer_npz, preset  # noqa: E402
+from ds2ta_ref import train as train_mod  # noqa: E402
+from ds2ta_ref.params import init_params, init_state  # noqa: E402
+
+TINY = preset("tiny")
+COUNTER = "patch_embed.proj_bn.num_batches_tracked"
+
+
+def spikformer_npz(path, change=None):
+    arrays = {**init_params(TINY, np.random.default_rng(0)), **init_state(TINY)}
+    arrays.update(change or {})
+    np.savez(path, **arrays)
+    return path
+
+
+def training_checkpoint(path, change=None):
+    """A checkpoint as ``train`` writes it (initial parameters, no training), arrays changed by ``change``."""
+    tc = train_mod.TrainConfig()
+    params = init_params(TINY, np.random.default_rng(0), dtype=np.float32)
+    opt = train_mod._optimizer(params, TINY, tc)
+    train_mod._save(path, tc, TINY, params, init_state(TINY, dtype=np.float32), opt, np.random.default_rng(1),
+                    0, 0, [])
+    if change:
+        arrays, meta = load(path)
+        arrays.update(change)
+        save(path, arrays, meta)
+    return path
+
+
+def corrupt(path, how):
+    raw = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # one byte flipped inside the data of head.weight
+        data = bytearray(raw)
+        data[raw.find(b"head.weight") + 400] ^= 0xFF
+        path.write_bytes(bytes(data))
+    return path
+
+
+def torch_style_zip(path):
+    """The layout of a ``torch.save`` file (a zip of pickles), made without torch."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({"head.weight": [1.0]}))
+        zf.writestr("archive/version", "3\n")
+    return path
+
+
+LOADERS = {
+    "spikformer": (lambda p: load_spikformer_npz(p, TINY), spikformer_npz, "", "Spikformer checkpoint"),
+    "training": (train_mod.load_run, training_checkpoint, "param.", "checkpoint"),
+}
+
+
+@pytest.fixture(params=sorted(LOADERS))
+def loader(request):
+    return LOADERS[request.param]
+
+
+def expect_error(load_fn, path, *fragments):
+    with pytest.raises(ValueError) as info:
+        load_fn(path)
+    message = str(info.value)
+    assert repr(str(path)) in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert "\n" not in message and "allow_pickle" not in message
+    return message
+
+
+def test_loaders_name_the_path_of_a_npy_file(loader, tmp_path):
+    load_fn, *_ = loader
+    np.save(tmp_path / "weights.npy", np.ones(3))
+    expect_error(load_fn, tmp_path / "weights.npy", "single .npy array")
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch zip"])
+def test_loaders_refuse_pickles_without_saying_how_to_load_them(loader, tmp_path, kind):
+    load_fn, *_ = loader
+    path = tmp_path / "model.pth"
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"head.weight": np.ones(3)}, protocol=2))
+    else:
+        torch_style_zip(path)
+    message = expect_error(load_fn, path, "refuses pickled data", "numpy.savez")
+    assert "pickle.load" not in message and "unsafe" not in message and "trust" not in message
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_loaders_name_the_path_of_a_damaged_zip(loader, tmp_path, how):
+    load_fn, make, prefix, _ = loader
+    path = corrupt(make(tmp_path / "ckpt.npz"), how)
+    fragments = ["truncated"] if how == "truncated" else [f"'{prefix}head.weight'", "corrupted"]
+    expect_error(load_fn, path, *fragments)
+
+
+@pytest.mark.parametrize("value,fragment", [
+    (np.array(["a"] * 10), "has dtype <U1, expected numbers"),
+    (np.full(10, np.nan, dtype=np.float32), "holds NaN or infinity"),
+])
+def test_loaders_name_a_non_numeric_or_non_finite_array(loader, tmp_path, value, fragment):
+    load_fn, make, prefix, _ = loader
+    path = make(tmp_path / "ckpt.npz", {f"{prefix}head.bias": value})
+    expect_error(load_fn, path, f"'{prefix}head.bias'", fragment)
+
+
+def test_loaders_name_a_misshaped_num_batches_tracked(loader, tmp_path):
+    load_fn, make, prefix, _ = loader
+    key = ("state." if prefix else "") + COUNTER
+    path = make(tmp_path / "ckpt.npz", {key: np.zeros(5, dtype=np.int64)})
+    expect_error(load_fn, path, COUNTER, "(5,)")
+
+
+def test_loaders_accept_their_own_files(tmp_path):
+    params, state = load_spikformer_npz(spikformer_npz(tmp_path / "s.npz"), TINY)
+    assert state[COUNTER].shape == () and state[COUNTER].dtype == np.int64
+    tc, cfg, params, state, arrays, meta = train_mod.load_run(training_checkpoint(tmp_path / "t.npz"))
+    assert cfg == TINY and params["head.weight"].dtype == np.float32 and meta["epoch"] == 0

@@ -68,7 +68,7 @@ def assert_rounded_equal(table, unrounded, rounding):
 
 
 def naive_backward(dA, scores, params, surrogate="sigmoid", alpha=4.0):
-    """The SPEC §3 straight-through gradient, entry by entry, materialising everything."""
+    """The docs/spec.md §3.3 straight-through gradient, entry by entry, materialising everything."""
     sg = surrogates.get(surrogate).grad
     dscores = np.zeros_like(scores)
     dparams = np.zeros_like(params)
