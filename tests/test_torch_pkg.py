@@ -1,4 +1,6 @@
 """ds2ta_ref.torch: the PyTorch model equals the NumPy reference (float64), kernel by kernel and end to end."""
+import dataclasses
+import shutil
 import subprocess
 import sys
 
@@ -208,8 +210,10 @@ def runs(dt, torch, tmp_path_factory):
     out["numpy"] = train(tc, str(d / "numpy"), **_quiet())
     out["torch"] = train_torch(tc, str(d / "torch"), **_quiet())
     train_torch(tc, str(d / "half"), stop_after=1, **_quiet())
-    out["torch_resumed"] = train_torch(tc, str(d / "torch_resumed"), resume=str(d / "half" / "checkpoint.npz"), **_quiet())
-    out["numpy_resumed"] = train(tc, str(d / "numpy_resumed"), resume=str(d / "half" / "checkpoint.npz"), **_quiet())
+    for name, fn in (("torch_resumed", train_torch), ("numpy_resumed", train)):  # a run resumes in its folder
+        (d / name).mkdir()
+        shutil.copy(d / "half" / "checkpoint.npz", d / name / "checkpoint.npz")
+        out[name] = fn(None, resume=str(d / name), **_quiet())
     return out
 
 
@@ -323,7 +327,8 @@ def test_ddp_training_is_the_single_process_run_and_rank0_checkpoints(dt, runs, 
     ds = build_data(tc)
     result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
     assert result.accuracy == meta["history"][0]["test_acc"]
-    resumed = train_torch(tc, str(tmp_path / "resumed"), resume=str(tmp_path / "ddp" / "checkpoint.npz"), **_quiet())
+    resumed = train_torch(None, resume=str(tmp_path / "ddp"), **_quiet())  # in one process, in its folder
+    assert resumed.trained_epochs == 1
     _close(resumed.params, runs["torch"].params, 1e-10)
     _history_close(resumed.history, runs["torch"].history, 1e-10)
 
@@ -359,3 +364,17 @@ def test_dtype_agnostic_float32_bfloat16_and_autocast(dt, torch):
         loss = F.cross_entropy(net(x), y)
     loss.backward()
     assert net.head.weight.grad.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_run_folder_rules_are_the_numpy_backends(dt, runs):
+    """A folder holding a run is refused before any work, a resumed run keeps its settings,
+    a finished run resumed does nothing (the rules of ds2ta_ref.train.train)."""
+    from ds2ta_ref.train import ConfigError, RunFolderError
+    from ds2ta_ref.torch.train import train_torch
+
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train_torch(runs["tc"], str(runs["dir"] / "numpy"), **_quiet())
+    with pytest.raises(ConfigError, match="seed is 0 in the checkpoint, 5 given"):
+        train_torch(dataclasses.replace(runs["tc"], seed=5), resume=str(runs["dir"] / "torch"), **_quiet())
+    done = train_torch(None, resume=str(runs["dir"] / "numpy"), **_quiet())
+    assert done.trained_epochs == 0 and done.history == runs["numpy"].history

@@ -44,13 +44,10 @@ the metrics.
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import io
-import json
 import math
 import os
-import sys
 import time
 from typing import Callable
 
@@ -170,6 +167,7 @@ def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int 
 
 # --------------------------------------------------------------------------- outputs
 def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
+    """:func:`ds2ta_ref.train._save`'s arrays and metadata, plus ``backend`` and ``world_size``."""
     params, state = to_numpy(net)
     arrays = {f"param.{k}": v for k, v in params.items()}
     arrays.update({f"state.{k}": v for k, v in state.items()})
@@ -178,22 +176,6 @@ def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
     meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
                 history=history, backend="torch", world_size=world)
     checkpoint.save(path, arrays, meta)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_metrics(out_dir: str, history: list) -> None:
-    _write_atomic(os.path.join(out_dir, "metrics.json"), json.dumps(history, indent=1))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    _write_atomic(os.path.join(out_dir, "metrics.csv"), buf.getvalue())
 
 
 def _augment(xb, ds, tc, rng):
@@ -206,11 +188,11 @@ def _augment(xb, ds, tc, rng):
 
 
 # --------------------------------------------------------------------------- training
-def train_torch(tc: reference.TrainConfig, out_dir: str | None = None, *, device: str = "cpu",
-                resume: str | None = None, stop_after: int | None = None, progress: bool = True,
-                log: Callable[[str], None] = print, data_set: data.Dataset | None = None,
-                sync_bn: bool = False) -> reference.TrainResult:
-    """Train with PyTorch; the arguments and results are those of :func:`ds2ta_ref.train.train`.
+def train_torch(tc: reference.TrainConfig | None, out_dir: str | None = None, *, device: str = "cpu",
+                resume: str | None = None, add_epochs: int = 0, overwrite: bool = False,
+                stop_after: int | None = None, progress: bool = True, log: Callable[[str], None] = print,
+                data_set: data.Dataset | None = None, sync_bn: bool = False) -> reference.TrainResult:
+    """Train with PyTorch; arguments, run folders, errors and result are those of :func:`ds2ta_ref.train.train`.
 
     Args:
         device: ``"cpu"``, ``"cuda"`` (under torchrun: ``cuda:LOCAL_RANK``) or any torch device.
@@ -218,66 +200,120 @@ def train_torch(tc: reference.TrainConfig, out_dir: str | None = None, *, device
         sync_bn: BatchNorm statistics over the global batch under DDP; default per process.
 
     Raises:
-        TrainingError: a non-finite gradient norm (hence loss), naming the epoch and step;
-            raised on every process at the same step; the last checkpoint stays intact.
+        RunFolderError, ConfigError, CheckpointError: as :func:`ds2ta_ref.train.train`, before any work.
+        TrainingError: a non-finite gradient norm (hence loss or gradient), naming the epoch, step,
+            learning rate and the last good checkpoint; raised on every process at the same step.
     """
     rank, world, created = _distributed(device)
     dev = _device(device, world)
+    if rank != 0:
+        log, progress = (lambda _: None), False
     try:
-        return _train(tc, out_dir, dev, resume, stop_after, progress and rank == 0,
-                      log if rank == 0 else (lambda _: None), data_set, sync_bn, rank, world)
+        return _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress, log, data_set,
+                      sync_bn, rank, world)
     finally:
         if created:
             dist.destroy_process_group()
 
 
-def _train(tc, out_dir, dev, resume, stop_after, progress, log, data_set, sync_bn, rank, world):
-    if resume is not None:
-        tc, cfg, params, state, arrays, meta = reference.load_run(resume)
-        ds = data_set if data_set is not None else reference.build_data(tc)
-        rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
-        start_epoch, step, history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
-        log(f"resuming {resume} after epoch {start_epoch} (step {step})")
-    else:
-        ds = data_set if data_set is not None else reference.build_data(tc)
-        cfg = reference.model_config(tc, ds)
-        params = np_model.init_params(cfg, np.random.default_rng(tc.seed), dtype=np.dtype(tc.dtype))
-        state = np_model.init_state(cfg, dtype=np.dtype(tc.dtype))
-        rng = np.random.default_rng([tc.seed, 1])  # minibatch order and augmentation, as the NumPy backend
-        start_epoch, step, history = 0, 0, []
-    dtype = getattr(torch, tc.dtype)
-    net = from_numpy(params, state, cfg).to(device=dev, dtype=dtype).train()
-    if world > 1 and sync_bn:
-        convert_sync_batchnorm(net)  # in place; names, parameters and buffers unchanged
-    opt = make_optimizer(net, tc)
-    if resume is not None:
-        optimizer_from_arrays(opt, {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
-    model = net
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if out_dir is not None and rank == 0:
-        os.makedirs(out_dir, exist_ok=True)
-    trainable = [p for p in net.parameters() if p.requires_grad]
+def _resumed_run(tc, out_dir, resume, add_epochs):
+    """The resume rules of :func:`ds2ta_ref.train.train` (same checks, same messages): the run
+    continues in its checkpoint's folder with its recorded settings (``epochs`` + ``add_epochs``).
+    Returns ``(resume, tc, out_dir, loaded)``."""
+    if os.path.isdir(resume):
+        resume = os.path.join(resume, reference.CHECKPOINT)
+    folder = os.path.dirname(os.path.abspath(resume))
+    if out_dir is not None and os.path.abspath(out_dir) != folder:
+        raise reference.RunFolderError(f"a resumed run continues in its checkpoint's folder {folder!r}, "
+                                       f"not in {out_dir!r}; leave out --out")
+    here = os.path.join(folder, reference.CHECKPOINT)
+    if os.path.exists(here) and os.path.exists(resume) and not os.path.samefile(here, resume):
+        raise reference.RunFolderError(f"{resume!r} would continue in {folder!r}, which holds another run's "
+                                       f"{reference.CHECKPOINT}; copy {resume!r} into an empty folder and resume it there")
+    loaded = reference.load_run(resume)
+    recorded = loaded[0]
+    if isinstance(add_epochs, bool) or not isinstance(add_epochs, int) or add_epochs < 0:
+        raise reference.ConfigError("add_epochs", "must be an integer >= 0", add_epochs)
+    given = {} if tc is None else dataclasses.asdict(tc)
+    if add_epochs:
+        given.pop("epochs", None)
+    conflicts = reference.resume_conflicts(recorded, given)
+    if conflicts:
+        raise reference.ConfigError(conflicts[0][0], "and the other settings must be the checkpoint's, but " + "; ".join(
+            f"{f} is {old!r} in the checkpoint, {new!r} given" for f, old, new in conflicts))
+    return resume, dataclasses.replace(recorded, epochs=recorded.epochs + add_epochs), folder, loaded
 
+
+def _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress, log, data_set, sync_bn,
+           rank, world):
+    if resume is not None:
+        resume, tc, out_dir, (_, cfg, params, state, arrays, meta) = _resumed_run(tc, out_dir, resume, add_epochs)
+        start_epoch, step, history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
+        if start_epoch >= tc.epochs:
+            log(f"{resume} is a finished run ({start_epoch} of {tc.epochs} epochs); nothing to do")
+            return reference.TrainResult(params, state, cfg, history, out_dir, trained_epochs=0)
+    elif tc is None:
+        raise ValueError("tc (the run's TrainConfig) is required unless resuming")
+    elif add_epochs:
+        raise reference.ConfigError("add_epochs", "extends a resumed run; it needs resume", add_epochs)
+
+    writes = out_dir is not None and rank == 0  # rank 0 alone holds the folder and writes in it
+    folder_lock = (reference._hold_run_folder(out_dir, resuming=resume is not None, overwrite=overwrite, log=log)
+                   if writes else contextlib.nullcontext())
+    with folder_lock:
+        ds = data_set if data_set is not None else reference.build_data(tc)
+        if resume is not None:
+            reference.check_data_matches(cfg, ds, resume)
+            rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
+            log(f"resuming {resume} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch on {dev}")
+        else:
+            log(f"training {reference.variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, "
+                f"seed {tc.seed}, with PyTorch on {dev}" + (f" x {world} processes" if world > 1 else "")
+                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/"))
+            cfg = reference.model_config(tc, ds)
+            params = np_model.init_params(cfg, np.random.default_rng(tc.seed), dtype=np.dtype(tc.dtype))
+            state = np_model.init_state(cfg, dtype=np.dtype(tc.dtype))
+            rng = np.random.default_rng([tc.seed, 1])  # minibatch order and augmentation, as the NumPy backend
+            start_epoch, step, history = 0, 0, []
+        net = from_numpy(params, state, cfg).to(device=dev, dtype=getattr(torch, tc.dtype)).train()
+        if world > 1 and sync_bn:
+            convert_sync_batchnorm(net)  # in place; names, parameters and buffers unchanged
+        opt = make_optimizer(net, tc)
+        if resume is not None:
+            optimizer_from_arrays(opt, {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+        model = net
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        return _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_dir, writes, dev,
+                       stop_after, progress, log, rank, world)
+
+
+def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_dir, writes, dev, stop_after,
+            progress, log, rank, world):
+    """The loop of :func:`ds2ta_ref.train._train_epochs` with PyTorch; only a ``writes`` process saves."""
+    path = os.path.join(out_dir, reference.CHECKPOINT) if writes else None
+    saved_epoch = start_epoch if path is not None and os.path.exists(path) else None
+    dtype = net.head.weight.dtype
+    trainable = [p for p in net.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(ds.train_y) / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
-    lr = optim.cosine_lr(min(step, total_steps), total_steps=total_steps, warmup_steps=warmup,
-                         base_lr=tc.lr, min_lr=tc.min_lr)
+    lr = float("nan")
     for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, firing-rate sum
         seen = 0
         batches = data.iterate_minibatches(ds.train_x, ds.train_y, tc.batch_size, rng=rng)
         for i, (xb, yb) in enumerate(reference._progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
+            lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup, base_lr=tc.lr, min_lr=tc.min_lr)
             xb = _augment(xb, ds, tc, rng)
             n_global = len(yb)
             xb, yb = xb[rank::world], yb[rank::world]  # this process's shard of the global batch
             if len(yb) == 0:
-                raise ValueError(f"batch of {n_global} samples cannot be shared by {world} processes: "
-                                 f"choose a batch size and data set size with at least {world} per batch")
+                raise ValueError(f"a batch of {n_global} samples cannot be shared by {world} processes: "
+                                 f"choose a batch size and data set size with at least {world} samples per batch")
             yt = torch.from_numpy(yb).to(dev)
             logits, rec = model(_inputs(xb, cfg, dev, dtype), record=True)
             loss_sum = F.cross_entropy(logits, yt, label_smoothing=tc.label_smoothing, reduction="sum")
@@ -285,11 +321,12 @@ def _train(tc, out_dir, dev, resume, stop_after, progress, log, data_set, sync_b
             (loss_sum * (world / n_global)).backward()  # DDP averages over the processes
             norm = torch.nn.utils.clip_grad_norm_(trainable, tc.clip_grad if tc.clip_grad > 0 else math.inf,
                                                   foreach=False)
-            if not torch.isfinite(norm):
+            if not torch.isfinite(norm):  # the same averaged gradient on every process: all stop here
+                kept = (f"the last good checkpoint {path} (epoch {saved_epoch}) is intact" if saved_epoch is not None
+                        else "no checkpoint was written by this process")
                 raise reference.TrainingError(
-                    f"non-finite gradient (norm {norm.item()}) at epoch {epoch}, step {i} "
-                    f"(global step {step + 1}); the last checkpoint is intact")
-            lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup, base_lr=tc.lr, min_lr=tc.min_lr)
+                    f"training diverged at epoch {epoch}, step {i} of {steps_per_epoch} (global step {step + 1}, "
+                    f"lr {lr:.3g}): non-finite gradient norm ({norm.item()}); {kept}")
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()
@@ -299,7 +336,7 @@ def _train(tc, out_dir, dev, resume, stop_after, progress, log, data_set, sync_b
                                      rec.spike_count.double() / rec.neuron_count * len(yb)])
             seen += len(yb)
         loss_total, correct, rate_total, seen = _all_sum(sums.tolist() + [seen], dev)
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        if world > 1:
             for b in net.buffers():  # rank 0's running statistics everywhere before evaluating
                 dist.broadcast(b, 0)
         test = evaluate_torch(net, ds.test_x, ds.test_y, device=dev)
@@ -311,10 +348,11 @@ def _train(tc, out_dir, dev, resume, stop_after, progress, log, data_set, sync_b
         log(f"epoch {epoch:3d}/{tc.epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
             f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
             f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
-        if out_dir is not None and rank == 0:
-            _save(os.path.join(out_dir, reference.CHECKPOINT), tc, cfg, net, opt, rng, epoch, step, history, world)
-            _write_metrics(out_dir, history)
+        if path is not None:
+            _save(path, tc, cfg, net, opt, rng, epoch, step, history, world)
+            saved_epoch = epoch
+            reference._write_metrics(out_dir, history)
         if world > 1:
             dist.barrier()  # nobody starts the next epoch (or returns) before the checkpoint is complete
     params, state = to_numpy(net)
-    return reference.TrainResult(params, state, cfg, history, out_dir)
+    return reference.TrainResult(params, state, cfg, history, out_dir, trained_epochs=last_epoch - start_epoch)
