@@ -7,17 +7,17 @@ floating dtype and any device, and without a Python loop over heads or tokens
 (only over time steps, which a recurrent neuron needs):
 
 * :func:`lif` -- one ``torch.autograd.Function`` that runs the membrane over
-  time and back-propagates through time by hand (SPEC §1), keeping only the
+  time and back-propagates through time by hand (docs/spec.md §1.3), keeping only the
   pre-reset membrane ``h`` and the spikes; nothing outlives the call, so no
   state leaks from one batch into the next.
 * :func:`tasa_mix` -- the attenuated window sum of Eq. 1, 4, 5 as one ``(T, T)``
   matrix product over time; ``tau`` enters as ``max(0, round(tau))`` with a
-  straight-through gradient, and autograd gives ``dtau`` (SPEC §2).
+  straight-through gradient, and autograd gives ``dtau`` (docs/spec.md §2.2-2.3).
 * :func:`nsad` -- the hashmap forward of Eq. 6-7: the ``(H, head_dim + 1)``
   table is built from the parameters by autograd (strict gate with the
   surrogate derivative, rounding straight through), and the score map is a
   single gather from it whose backward scatters into the table and passes
-  ``df/ds`` (read from a second table) on to the scores (SPEC §3).
+  ``df/ds`` (read from a second table) on to the scores (docs/spec.md §3.3).
 """
 from __future__ import annotations
 
