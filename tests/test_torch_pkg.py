@@ -378,3 +378,26 @@ def test_run_folder_rules_are_the_numpy_backends(dt, runs):
         train_torch(dataclasses.replace(runs["tc"], seed=5), resume=str(runs["dir"] / "torch"), **_quiet())
     done = train_torch(None, resume=str(runs["dir"] / "numpy"), **_quiet())
     assert done.trained_epochs == 0 and done.history == runs["numpy"].history
+
+
+def test_train_torch_on_cifar_binary_files_with_crop_and_flip(dt, tmp_path, monkeypatch):
+    """The CIFAR path: binary files -> normalized Dataset -> train_torch with crop+flip augmentation."""
+    from ds2ta_ref import cifar
+    from ds2ta_ref.train import TrainConfig, load_run
+    from ds2ta_ref.torch.train import train_torch
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for name, n in [(f"data_batch_{i}.bin", 4) for i in range(1, 6)] + [("test_batch.bin", 6)]:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
+        records.astype(np.uint8).tofile(folder / name)
+    ds = cifar.load("cifar10", tmp_path)
+    calls = []
+    augment = cifar.augment
+    monkeypatch.setattr(cifar, "augment", lambda xb, r, **kw: calls.append(kw["fill"]) or augment(xb, r, **kw))
+    tc = TrainConfig(epochs=1, batch_size=10, dtype="float64")
+    result = train_torch(tc, str(tmp_path / "run"), data_set=ds, **_quiet())
+    assert result.cfg.img_size == 32 and result.cfg.in_channels == 3 and result.history[0]["step"] == 2
+    assert len(calls) == 2 and np.array_equal(calls[0], cifar.black("cifar10"))  # every training batch
+    assert load_run(tmp_path / "run" / "checkpoint.npz")[1] == result.cfg
