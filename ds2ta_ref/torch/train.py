@@ -196,7 +196,9 @@ def train_torch(tc: reference.TrainConfig | None, out_dir: str | None = None, *,
 
     Args:
         device: ``"cpu"``, ``"cuda"`` (under torchrun: ``cuda:LOCAL_RANK``) or any torch device.
-        data_set: use this :class:`~ds2ta_ref.data.Dataset` instead of ``build_data(tc)``.
+        data_set: use this :class:`~ds2ta_ref.data.Dataset` instead of ``build_data(tc)`` (e.g.
+            :func:`ds2ta_ref.cifar.load`); the checkpoint records ``tc`` only, so a resumed run needs
+            the same ``data_set`` again.
         sync_bn: BatchNorm statistics over the global batch under DDP; default per process.
 
     Raises:
