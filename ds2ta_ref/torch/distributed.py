@@ -131,14 +131,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _shard_gradients(cfg, params, state, x, y, *, rank, world, training, sync=False):
-    """Gradients of this shard's contribution ``sum CE * world / B`` (float64, one process)."""
-    net = from_numpy(params, state, cfg).train(training)
-    if sync:
-        convert_sync_batchnorm(net)
-    return net, (lambda model: (F.cross_entropy(model(torch.from_numpy(x[rank::world])),
-                                                torch.from_numpy(y[rank::world]), reduction="sum")
-                                * (world / len(y))).backward())
+def _shard_backward(model, x, y, *, rank, world):
+    """Backward of this shard's share of the batch's mean loss: ``sum CE(shard) * world / B``
+    (DDP then averages over the ``world`` processes)."""
+    logits = model(torch.from_numpy(x[rank::world]))
+    loss = F.cross_entropy(logits, torch.from_numpy(y[rank::world]), reduction="sum") * (world / len(y))
+    loss.backward()
 
 
 MODES = ("eval", "train", "sync")  # BatchNorm on running statistics, per process, synchronized
@@ -154,9 +152,11 @@ def _grad_worker(rank, world, store, inputs, cfg_fields, tmp):
         params = {k[2:]: v for k, v in arrays.items() if k.startswith("p.")}
         state = {k[2:]: v for k, v in arrays.items() if k.startswith("s.")}
         for mode in MODES:
-            net, step = _shard_gradients(cfg, params, state, arrays["x"], arrays["y"], rank=rank, world=world,
-                                         training=mode != "eval", sync=mode == "sync")
-            step(torch.nn.parallel.DistributedDataParallel(net))
+            net = from_numpy(params, state, cfg).train(mode != "eval")
+            if mode == "sync":
+                convert_sync_batchnorm(net)
+            _shard_backward(torch.nn.parallel.DistributedDataParallel(net), arrays["x"], arrays["y"],
+                            rank=rank, world=world)
             if rank == 0:
                 np.savez(os.path.join(tmp, f"grads_{mode}.npz"),
                          **{k: p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None})
@@ -170,8 +170,8 @@ def _single_gradients(cfg, params, state, x, y, *, world, training):
     """Mean over shards of the single-process shard gradients (``world`` shards; 1: the combined batch)."""
     total = {}
     for rank in range(world):
-        net, step = _shard_gradients(cfg, params, state, x, y, rank=rank, world=world, training=training)
-        step(net)
+        net = from_numpy(params, state, cfg).train(training)
+        _shard_backward(net, x, y, rank=rank, world=world)
         for k, p in net.named_parameters():
             if p.grad is not None:
                 total[k] = total.get(k, 0) + p.grad.numpy() / world
