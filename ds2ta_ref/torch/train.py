@@ -60,7 +60,6 @@ from .. import checkpoint, cifar, data, optim
 from .. import model as np_model
 from .. import train as reference
 from ..energy import block_energy
-from .distributed import convert_sync_batchnorm
 from .model import DS2TA, from_numpy, to_numpy
 
 __all__ = ["train_torch", "evaluate_torch", "make_optimizer", "optimizer_to_arrays", "optimizer_from_arrays"]
@@ -279,6 +278,8 @@ def _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress
             start_epoch, step, history = 0, 0, []
         net = from_numpy(params, state, cfg).to(device=dev, dtype=getattr(torch, tc.dtype)).train()
         if world > 1 and sync_bn:
+            from .distributed import convert_sync_batchnorm  # (not at the top: python -m ds2ta_ref.torch.distributed)
+
             convert_sync_batchnorm(net)  # in place; names, parameters and buffers unchanged
         opt = make_optimizer(net, tc)
         if resume is not None:
