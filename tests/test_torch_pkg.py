@@ -147,6 +147,15 @@ def test_whole_model_matches_numpy_float64(crosscheck, name):
     assert all(A.any() for A in cache.attention_maps)
 
 
+def test_whole_model_matches_numpy_on_cuda_when_there_is_one(crosscheck, torch):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: python -m ds2ta_ref.torch.crosscheck --device cuda checks one")
+    for name in ("ds2ta", "random_nsad_tables", "dvs_splitter_events"):
+        errors = crosscheck.compare(*crosscheck.case_inputs(name), device="cuda")
+        worst = max(errors, key=errors.get)
+        assert errors[worst] <= 1e-10, (name, worst, errors[worst])
+
+
 def test_eval_mode_and_record_match_numpy(dt, torch):
     params, state, x = firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)
     _, state, _ = model.forward(params, state, x, SMALL, training=True)  # non-trivial running statistics

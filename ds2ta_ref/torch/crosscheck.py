@@ -67,7 +67,7 @@ def case_inputs(name: str, seed: int = 0):
 
 
 def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
-            absolute: bool = False) -> dict[str, float]:
+            absolute: bool = False, device: str = "cpu") -> dict[str, float]:
     """One float64 training-mode step of both models: ``{quantity: relative error}``.
 
     Keys: ``logits``, ``loss``, ``grad.<name>`` for every trainable parameter
@@ -77,19 +77,19 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
     gradient of the model (``floor`` of :func:`ds2ta_ref.gradcheck.rel_error`):
     their computed values are rounding noise of the size of that gradient times
     the machine epsilon, on both sides. ``absolute=True``: the largest absolute
-    differences instead.
+    differences instead. ``device``: where the PyTorch model runs (e.g. ``"cuda"``).
     """
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     logits, new_state, cache = np_model.forward(params, state, x, cfg, training=True)
     loss, dlogits = layers.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     grads = np_model.backward(dlogits, cache)
 
-    net = from_numpy(params, state, cfg).train()
-    out = net(torch.from_numpy(np.asarray(x, dtype=np.float64)))
-    t_loss = F.cross_entropy(out, torch.from_numpy(labels), label_smoothing=label_smoothing)
+    net = from_numpy(params, state, cfg).to(device).train()
+    out = net(torch.from_numpy(np.asarray(x, dtype=np.float64)).to(device))
+    t_loss = F.cross_entropy(out, torch.from_numpy(labels).to(device), label_smoothing=label_smoothing)
     t_loss.backward()
-    named = dict(net.named_parameters())
-    t_grads = {k: p.grad for k, p in named.items() if p.grad is not None}
+    out = out.cpu()
+    t_grads = {k: p.grad.cpu() for k, p in net.named_parameters() if p.grad is not None}
     if set(t_grads) != set(grads):
         raise AssertionError(f"gradients for different parameters: numpy only {sorted(set(grads) - set(t_grads))}, "
                              f"torch only {sorted(set(t_grads) - set(grads))}")
@@ -103,19 +103,25 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
     errors = {"logits": err(logits, out.detach().numpy()),
               "loss": abs(loss - t_loss.item()) / (1.0 if absolute else abs(loss))}
     errors.update({f"grad.{k}": err(grads[k], t_grads[k].numpy(), floor[k]) for k in grads})
-    sd = net.state_dict()
+    sd = {k: v.cpu() for k, v in net.state_dict().items()}
     errors.update({f"state.{k}": err(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
                    for k, v in new_state.items()})
     return errors
 
 
-def main() -> None:
+def main(argv=None) -> None:
     """Print the worst relative and absolute error per case and kind of quantity."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m ds2ta_ref.torch.crosscheck", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="where the PyTorch model runs: cpu, cuda, ...")
+    device = ap.parse_args(argv).device
+    print(f"device: {device}")
     print("case | logits rel (abs) | loss rel | worst gradient rel (abs) | worst BN statistic rel (abs)")
     print("---|---|---|---|---")
     for name in CASES:
         inputs = case_inputs(name)
-        rel, ab = compare(*inputs), compare(*inputs, absolute=True)
+        rel, ab = compare(*inputs, device=device), compare(*inputs, absolute=True, device=device)
 
         def worst(prefix):
             keys = [k for k in rel if k.startswith(prefix)]
