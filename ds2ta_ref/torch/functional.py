@@ -173,13 +173,16 @@ class _Lookup(torch.autograd.Function):
         H, n = table.shape
         heads = torch.arange(H, device=scores.device).view(H, 1, 1) * n  # (H, 1, 1)
         index = scores.long() + heads  # (..., H, N, N) into the flat table
-        ctx.save_for_backward(index, slope)
+        # kept as int16 (H (d + 1) entries fit): a quarter of the memory of the int64 index
+        compact = torch.int16 if table.numel() <= torch.iinfo(torch.int16).max else torch.int32
+        ctx.save_for_backward(index.to(compact), slope)
         ctx.table_shape = table.shape
         return torch.take(table, index)
 
     @staticmethod
     def backward(ctx, dA):
         index, slope = ctx.saved_tensors
+        index = index.long()
         dtable = torch.zeros(slope.numel(), dtype=dA.dtype, device=dA.device)
         dtable.index_add_(0, index.reshape(-1), dA.reshape(-1))  # summed dA per table entry
         dscores = dA * torch.take(slope, index)
