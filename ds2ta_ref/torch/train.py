@@ -3,7 +3,7 @@
 :func:`train_torch` is :func:`ds2ta_ref.train.train` with the model, its
 gradients and the optimizer step in PyTorch; everything else is shared:
 
-* data: :func:`ds2ta_ref.train.build_data` (or the ``data`` argument), the
+* data: :func:`ds2ta_ref.train.build_data` (or the ``data_set`` argument), the
   minibatches of :func:`ds2ta_ref.data.iterate_minibatches` drawn from the same
   ``default_rng([seed, 1])``, the same augmentation draws (``shift``; for CIFAR
   :func:`ds2ta_ref.cifar.augment`), so a single-process run sees the very
@@ -17,7 +17,11 @@ gradients and the optimizer step in PyTorch; everything else is shared:
   ``state.*``, ``optim.m.*``, ``optim.v.*``, ``optim.step``, ``rng.*``) and
   metadata, so :func:`ds2ta_ref.train.load_run` reads it, the NumPy model
   evaluates it, and either backend resumes it; ``metrics.json``/``metrics.csv``
-  with the same columns.
+  with the same columns;
+* run folders: the rules of issue 9 (a folder holding a run is refused, a lock
+  file keeps a second process out, a run resumes in its checkpoint's folder with
+  its recorded settings, ``add_epochs`` extends it), through the NumPy backend's
+  own helpers.
 
 Data parallel (``torchrun --nproc-per-node N ...``, which sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): the process
