@@ -33,7 +33,7 @@ import numpy as np
 from ._checks import check_int
 from .data import Dataset
 
-__all__ = ["MEAN", "STD", "FILES", "read_records", "normalize", "black", "load", "load_cifar10",
+__all__ = ["MEAN", "STD", "FILES", "check_files", "read_records", "normalize", "black", "load", "load_cifar10",
            "load_cifar100", "augment"]
 
 PIXELS = 3 * 32 * 32
@@ -92,6 +92,27 @@ def _folder(data_dir: str, name: str) -> str:
     if os.path.isfile(os.path.join(data_dir, train[0])):
         return data_dir
     return os.path.join(data_dir, folder)
+
+
+def check_files(name: str, data_dir: str | os.PathLike) -> str:
+    """The folder of ``name``'s binary files under ``data_dir``, after checking that every
+    file exists and is a whole number of records (sizes only, nothing is read).
+
+    Raises a one-line ``ValueError`` naming the first missing or truncated file.
+    """
+    _check_name(name)
+    folder = _folder(os.fspath(data_dir), name)
+    _, train_files, test_files, label_bytes = FILES[name]
+    record = label_bytes + PIXELS
+    for file in train_files + test_files:
+        path = os.path.join(folder, file)
+        if not os.path.isfile(path):
+            raise ValueError(f"CIFAR file {path!r} is missing (expected the official binary files of {name})")
+        size = os.path.getsize(path)
+        if size == 0 or size % record:
+            raise ValueError(f"CIFAR file {path!r} is truncated or not a CIFAR binary file: {size} bytes is not "
+                             f"a positive multiple of the {record}-byte record")
+    return folder
 
 
 def _read_split(folder, files, name, label_index):

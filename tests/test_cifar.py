@@ -129,3 +129,29 @@ def test_augment_crops_with_padding_and_flips():
 def test_black_is_the_normalized_zero_pixel():
     zero = np.zeros((1, 3, 32, 32), dtype=np.uint8)
     assert np.allclose(cifar.normalize(zero, "cifar10")[0, :, 0, 0], cifar.black("cifar10"), atol=1e-6)
+
+
+def test_train_command_on_cifar_files_in_both_backends(cifar10_dir, tmp_path, capsys):
+    """`ds2ta-ref train --dataset cifar10 --data-dir DIR` reads the binary files, checks them
+    before any work, augments, and the torch backend trains the same run to float round-off."""
+    from ds2ta_ref import cli, train
+
+    root, _ = cifar10_dir
+    common = ["train", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", "--batch-size", "8",
+              "--no-progress", "--dtype", "float64"]
+    assert cli.main(common + ["--out", str(tmp_path / "np")]) == 0
+    _, cfg, params, _, _, meta = train.load_run(str(tmp_path / "np" / "checkpoint.npz"))
+    assert (cfg.img_size, cfg.in_channels, cfg.num_classes) == (32, 3, 10)
+    assert meta["train_config"]["data_dir"] == str(root)
+    pytest.importorskip("torch")
+    assert cli.main(common + ["--out", str(tmp_path / "pt"), "--backend", "torch"]) == 0
+    _, _, params_pt, _, _, _ = train.load_run(str(tmp_path / "pt" / "checkpoint.npz"))
+    for k in params:
+        np.testing.assert_allclose(params_pt[k], params[k], rtol=1e-8, atol=1e-10, err_msg=k)
+    # a truncated file is one line naming it, before any work
+    path = root / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-5])
+    assert cli.main(common + ["--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test_batch.bin" in err[0] and "truncated" in err[0]
+    assert not (tmp_path / "bad").exists()

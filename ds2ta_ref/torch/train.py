@@ -60,7 +60,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .. import checkpoint, cifar, data, optim
+from .. import checkpoint, data, optim
 from .. import model as np_model
 from .. import train as reference
 from ..energy import block_energy
@@ -179,15 +179,6 @@ def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
     meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
                 history=history, backend="torch", world_size=world)
     checkpoint.save(path, arrays, meta)
-
-
-def _augment(xb, ds, tc, rng):
-    """The NumPy backend's augmentation draws, in its order (shift), plus crop and flip for CIFAR."""
-    if tc.shift:
-        xb = data.random_shift(xb, tc.shift, rng)
-    if ds.name in cifar.FILES:
-        xb = cifar.augment(xb, rng, fill=cifar.black(ds.name))
-    return xb
 
 
 # --------------------------------------------------------------------------- training
@@ -315,7 +306,7 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
         batches = data.iterate_minibatches(ds.train_x, ds.train_y, tc.batch_size, rng=rng)
         for i, (xb, yb) in enumerate(reference._progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
             lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup, base_lr=tc.lr, min_lr=tc.min_lr)
-            xb = _augment(xb, ds, tc, rng)
+            xb = reference.augment_batch(xb, ds, tc, rng)
             n_global = len(yb)
             xb, yb = xb[rank::world], yb[rank::world]  # this process's shard of the global batch
             if len(yb) == 0:
