@@ -12,6 +12,7 @@ it, and status 130. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from . import __version__, checkpoint, gradcheck, model
 from .config import PRESETS
 from .energy import format_table
 from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
-                    TrainingError, build_data, check_data_matches, default_out, evaluate, load_run,
+                    TrainingError, build_data, check_data_files, check_data_matches, default_out, evaluate, load_run,
                     resume_conflicts, train, variant_name)
 
 PROG = "ds2ta-ref"
@@ -48,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- train
 TRAIN_FIELDS = ("dataset", "preset", "tasa", "nsad", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
                 "warmup_epochs", "label_smoothing", "clip_grad", "shift", "seed", "data_seed", "dtype",
-                "train_subset", "test_subset")
+                "train_subset", "test_subset", "data_dir")
 
 
 def option(field: str) -> str:
@@ -120,10 +121,26 @@ def cmd_train(args) -> int:
             return 0
         out = os.path.dirname(resume) or "."  # for messages, as the user wrote it
         tc, epochs = None, total + (args.add_epochs or 0)
+    try:
+        check_data_files(tc or recorded)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    run = train
+    if args.backend == "torch":
+        try:
+            from .torch.train import train_torch  # torch is imported only here
+        except ImportError as exc:
+            raise UsageError(f"argument --backend torch: PyTorch is not installed ({exc}); "
+                             f"pip install 'ds2ta_ref[torch]'") from None
+        run = functools.partial(train_torch, device=args.device, sync_bn=args.sync_bn)
+    elif args.device != "cpu" or args.sync_bn:
+        raise UsageError("arguments --device and --sync-bn: need --backend torch")
     t0 = time.perf_counter()
     try:
-        result = train(tc, out if resume is None else None, resume=resume,
-                       add_epochs=args.add_epochs or 0, overwrite=args.overwrite, progress=not args.no_progress)
+        result = run(tc, out if resume is None else None, resume=resume,
+                     add_epochs=args.add_epochs or 0, overwrite=args.overwrite, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0  # under torchrun, rank 0 alone reports
     except KeyboardInterrupt:
         return _interrupted(out, epochs)
     except TrainingError as exc:
@@ -239,7 +256,7 @@ def cmd_gradcheck(args) -> int:
 
 # --------------------------------------------------------------------------- parser
 def _by_dataset(field: str) -> str:
-    return ", ".join(f"{DATASET_DEFAULTS[d][field]} for {d}" for d in DATASET_DEFAULTS)
+    return ", ".join(f"{DATASET_DEFAULTS[d][field]:g} for {d}" for d in DATASET_DEFAULTS)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -252,7 +269,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
     add("--dataset", choices=sorted(DATASET_DEFAULTS), default_text=d.dataset,
         help="digits: scikit-learn's 8x8 handwritten digits upsampled to 16x16 (static, repeated over T); "
-             "events: generated DVS-like clips whose class is the direction of a moving square")
+             "events: generated DVS-like clips whose class is the direction of a moving square; "
+             "cifar10, cifar100: the official binary files in --data-dir, with crop and flip augmentation")
     add("--preset", choices=sorted(PRESETS), default_text=d.preset, help="model preset")
     add("--no-tasa", dest="tasa", action="store_const", const=False, default_text="TASA on",
         help="switch TASA off: spatial-only attention inputs (T_AW = 1)")
@@ -277,6 +295,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="train on the first N training samples only (0: all)")
     add("--test-subset", type=int, metavar="N", default_text=d.test_subset,
         help="test on the first N test samples only (0: all)")
+    add("--data-dir", metavar="DIR", default_text="none; needed for cifar10 and cifar100",
+        help="cifar10/cifar100: the folder holding cifar-10-batches-bin/ or cifar-100-binary/ (the official "
+             "binary files; nothing is downloaded)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -319,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "it stood to the new curve's value and decays to --min-lr at the new end; the warmup is "
                         "not repeated (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
+    p.add_argument("--backend", choices=["numpy", "torch"], default="numpy",
+                   help="numpy: this reference; torch: the same run with ds2ta_ref.torch (GPU, torchrun; "
+                        "pip install 'ds2ta_ref[torch]'; docs/torch.md)")
+    p.add_argument("--device", default="cpu",
+                   help="with --backend torch: cpu, cuda, cuda:1, ... (under torchrun, cuda means cuda:LOCAL_RANK)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --backend torch under torchrun: BatchNorm statistics over the global batch "
+                        "(default: per process)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", formatter_class=fmt, help="test accuracy, sparsity and energy of checkpoints",

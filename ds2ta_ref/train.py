@@ -36,7 +36,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from . import checkpoint, data, layers, model, optim
+from . import checkpoint, cifar, data, layers, model, optim
 from .config import PRESETS, ModelConfig, preset
 from .energy import BlockEnergy, block_energy, count_zeros
 
@@ -56,17 +56,20 @@ VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
 DATASET_DEFAULTS = {
     "digits": dict(epochs=12, batch_size=64, lr=4e-3),
     "events": dict(epochs=10, batch_size=32, lr=3e-3),
+    # The paper's recipe; a run of this size is for the torch backend on a GPU (docs/torch.md).
+    "cifar10": dict(epochs=300, batch_size=256, lr=1e-3),
+    "cifar100": dict(epochs=300, batch_size=256, lr=1e-3),
 }
 # (train, test) sizes of each data set's split, so that --train-subset and
 # --test-subset are checked before the data is loaded (pinned by a test).
-SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120)}
+SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run: data, model switches and the optimizer recipe."""
 
-    dataset: str = "digits"  # "digits" (scikit-learn, static) or "events" (generated, temporal)
+    dataset: str = "digits"  # "digits" (scikit-learn, static), "events" (generated, temporal), "cifar10", "cifar100"
     preset: str = "tiny"
     tasa: bool = True
     nsad: bool = True
@@ -84,6 +87,7 @@ class TrainConfig:
     dtype: str = "float32"
     train_subset: int = 0  # use only the first n training samples (0: all); for quick runs and tests
     test_subset: int = 0  # likewise for the test split
+    data_dir: str = ""  # cifar10/cifar100: the folder holding the official binary files
 
     def __post_init__(self):
         def need(ok: bool, field: str, problem: str):
@@ -110,6 +114,9 @@ class TrainConfig:
         need(self.lr > 0, "lr", "must be > 0")
         need(self.min_lr <= self.lr, "min_lr", f"must be <= the peak learning rate lr={self.lr}")
         need(self.label_smoothing < 1, "label_smoothing", "must be < 1")
+        need(isinstance(self.data_dir, str), "data_dir", "must be a path")
+        need(bool(self.data_dir) == (self.dataset in cifar.FILES), "data_dir",
+             f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them")
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
             need(getattr(self, field) <= available, field,
                  f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
@@ -155,8 +162,20 @@ class EvalResult:
 
 
 # --------------------------------------------------------------------------- data and model
+def check_data_files(tc: TrainConfig) -> None:
+    """Raise ``ConfigError`` naming ``data_dir`` and the file if a CIFAR run's binary
+    files are missing or truncated; cheap (file sizes only), so it runs before any data is loaded."""
+    if tc.dataset in cifar.FILES:
+        try:
+            cifar.check_files(tc.dataset, tc.data_dir)
+        except ValueError as exc:
+            raise ConfigError("data_dir", str(exc)) from None
+
+
 def build_data(tc: TrainConfig) -> data.Dataset:
-    """The data set of a run: digits upsampled to 16x16, or the generated events."""
+    """The data set of a run: digits upsampled to 16x16, the generated events, or CIFAR from its binary files."""
+    if tc.dataset in cifar.FILES:
+        return cifar.load(tc.dataset, tc.data_dir, train_subset=tc.train_subset, test_subset=tc.test_subset)
     if tc.dataset == "digits":
         ds = data.load_digits(seed=tc.data_seed, size=16)
     else:
@@ -175,6 +194,17 @@ def model_config(tc: TrainConfig, ds: data.Dataset) -> ModelConfig:
     if ds.time_steps is not None:
         overrides["T"] = ds.time_steps
     return preset(tc.preset, **overrides)
+
+
+def augment_batch(xb: np.ndarray, ds: data.Dataset, tc: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """A training batch's augmentation, drawn from the run's ``rng`` in this order (both
+    backends call this, so they draw the same numbers): the random ``shift``, then for
+    CIFAR a random crop with padding 4 and a horizontal flip (:func:`ds2ta_ref.cifar.augment`)."""
+    if tc.shift:
+        xb = data.random_shift(xb, tc.shift, rng)
+    if ds.name in cifar.FILES:
+        xb = cifar.augment(xb, rng, fill=cifar.black(ds.name))
+    return xb
 
 
 def check_data_matches(cfg: ModelConfig, ds: data.Dataset, path) -> None:
@@ -563,8 +593,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
             for i, (xb, yb) in enumerate(_progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
                 lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup,
                                      base_lr=tc.lr, min_lr=tc.min_lr)
-                if tc.shift:
-                    xb = data.random_shift(xb, tc.shift, rng)
+                xb = augment_batch(xb, ds, tc, rng)
                 logits, state, cache = guarded(model.forward, params, state, _model_input(xb, cfg), cfg,
                                                training=True)
                 loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)

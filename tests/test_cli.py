@@ -447,7 +447,8 @@ def test_help_says_switch_off_flags_default_in_words(capsys):
     assert "(default: NSAD on)" in text and "(default: True)" not in text and "(default: False)" not in text
     for shown in ["--label-smoothing LABEL_SMOOTHING cross-entropy label smoothing (0: none) (default: 0.1)",
                   "--dtype {float32,float64} floating-point type (default: float32)",
-                  "(default: 0.004 for digits, 0.003 for events)", "(default: 12 for digits, 10 for events)"]:
+                  "(default: 0.004 for digits, 0.003 for events, 0.001 for cifar10",
+                  "(default: 12 for digits, 10 for events, 300 for cifar10"]:
         assert shown in text, shown
     with pytest.raises(SystemExit):
         main(["ablate", "--help"])

@@ -86,7 +86,13 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path
 
 
 def test_split_sizes_are_the_data_sets_own():
+    from ds2ta_ref import cifar
+
+    assert {d: train_mod.SPLIT_SIZES[d] for d in cifar.FILES} == {"cifar10": (50000, 10000),
+                                                                 "cifar100": (50000, 10000)}  # the official splits
     for dataset, (n_train, n_test) in train_mod.SPLIT_SIZES.items():
+        if dataset in cifar.FILES:
+            continue  # not shipped: tests/test_cifar.py reads small files of the same format
         ds = train_mod.build_data(TrainConfig(dataset=dataset))
         assert (len(ds.train_y), len(ds.test_y)) == (n_train, n_test), dataset
 
@@ -152,7 +158,7 @@ def test_cli_gradcheck_main_job(capsys):
 
 
 def test_bad_train_config():
-    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'events'\], got 'cifar'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['cifar10', 'cifar100', 'digits', 'events'\], got 'cifar'"):
         TrainConfig(dataset="cifar")
     with pytest.raises(ValueError, match="lr must be a finite number"):
         TrainConfig(lr=float("nan"))
