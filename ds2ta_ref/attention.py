@@ -166,6 +166,8 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     # forward was: A = NSAD(S), so now:
     if cfg.nsad:
         dS, grads["nsad"] = nsad.backward(dA, cache.nsad)
+        if cfg.frozen_u:  # u_h (column 5) is not learned: its gradient is exactly 0, so AdamW leaves it
+            grads["nsad"][:, 5] = 0.0  # at u0 (nsad has no weight decay); a, b, c, d, e still learn
     else:
         dS = dA
     # forward was: S = q @ k^T, so now:

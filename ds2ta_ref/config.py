@@ -7,9 +7,11 @@ lists every field with its alternatives.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
+from typing import Sequence
 
-__all__ = ["ModelConfig", "PRESETS", "preset"]
+__all__ = ["ModelConfig", "PRESETS", "preset", "field_kind", "check_override", "parse_overrides"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class ModelConfig:
     frozen_tau: bool = False
     # --- NSAD (Eq. 6, 7) ------------------------------------------------------
     u0: float = 3.0  # initial denoising threshold u_h
+    frozen_u: bool = False  # True: u_h stays at u0 (its gradient is exactly 0; a, b, c, d, e still learn)
     nsad_rounding: str = "nearest"  # or "floor"
     # --- LIF neurons (Eq. 2, 3) -----------------------------------------------
     tau_m: float = 2.0
@@ -122,3 +125,65 @@ def preset(name: str, **overrides) -> ModelConfig:
     if unknown:
         raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {sorted(fields)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def field_kind(name: str) -> type:
+    """The type of a :class:`ModelConfig` field's values (``alpha``: ``float``, or ``None``)."""
+    return float if name == "alpha" else type(getattr(ModelConfig(), name))
+
+
+def check_override(name: str, value):
+    """``value`` for field ``name`` of :class:`ModelConfig`, checked for its type (an int is
+    accepted for a float field and returned as a float). ``ValueError`` naming the field if
+    ``name`` is not a field or ``value`` has the wrong type; the values themselves are checked
+    by ``ModelConfig`` when it is built."""
+    names = [f.name for f in dataclasses.fields(ModelConfig)]
+    if name not in names:
+        raise ValueError(f"{name!r} is not a ModelConfig field; fields: {', '.join(names)}")
+    kind = field_kind(name)
+    if name == "alpha" and value is None:
+        return None
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        expected = "True or False" if kind is bool else kind.__name__ + (" or None" if name == "alpha" else "")
+        raise ValueError(f"{name} expects {expected}, got {value!r}")
+    return kind(value)
+
+
+def parse_overrides(items: Sequence[str], option: str = "--set") -> dict:
+    """Command-line ``["field=value", ...]`` to typed :class:`ModelConfig` overrides.
+
+    Booleans are ``true``/``false``/``1``/``0``, ``alpha`` also takes ``none``.
+    ``ValueError`` naming ``option`` and the item if a name is not a field or a
+    value does not parse; the last of repeated fields wins.
+    """
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{option} expects field=value, got {item!r}")
+        names = [f.name for f in dataclasses.fields(ModelConfig)]
+        if name not in names:
+            raise ValueError(f"{option} {item!r}: {name!r} is not a ModelConfig field; fields: {', '.join(names)}")
+        kind = field_kind(name)
+        try:
+            if text.lower() == "none" and name == "alpha":
+                value = None
+            elif kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+        except ValueError:
+            expected = "true or false" if kind is bool else kind.__name__ + (" or none" if name == "alpha" else "")
+            raise ValueError(f"{option} {item!r}: {name} expects {expected}") from None
+        out[name] = value
+    return out

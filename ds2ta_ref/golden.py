@@ -34,7 +34,7 @@ import numpy as np
 
 from . import attention, layers, lif, mlp, model, nsad, sps, tasa
 from . import surrogate as _surrogate
-from .config import PRESETS, ModelConfig, preset
+from .config import PRESETS, ModelConfig, parse_overrides, preset
 from .gradcheck import firing_model_inputs, lif_input_away_from_threshold
 
 __all__ = ["FORMAT_VERSION", "KERNEL_KEYS", "build", "write", "read", "config_from_json", "forward_order",
@@ -472,39 +472,9 @@ def _error(message: str) -> int:
     return 2
 
 
-def _parse_set(items: Sequence[str]) -> dict:
-    """``["field=value", ...]`` to typed :class:`ModelConfig` overrides (``ValueError`` naming the item)."""
-    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
-    defaults = ModelConfig()
-    out = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set expects field=value, got {item!r}")
-        if name not in fields:
-            raise ValueError(f"--set {item!r}: {name!r} is not a ModelConfig field; fields: {', '.join(fields)}")
-        kind = type(getattr(defaults, name))
-        if name == "alpha":
-            kind = float
-        try:
-            if text.lower() == "none" and name == "alpha":
-                value = None
-            elif kind is bool:
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                value = text.lower() in ("true", "1")
-            else:
-                value = kind(text)
-        except ValueError:
-            expected = "true or false" if kind is bool else kind.__name__ + (" or none" if name == "alpha" else "")
-            raise ValueError(f"--set {item!r}: {name} expects {expected}") from None
-        out[name] = value
-    return out
-
-
 def cmd_golden(args) -> int:
     try:
-        cfg = preset(args.preset, **_parse_set(args.set))
+        cfg = preset(args.preset, **parse_overrides(args.set))
     except ValueError as exc:
         return _error(str(exc))
     try:

@@ -37,7 +37,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from . import checkpoint, cifar, data, layers, model, optim
-from .config import PRESETS, ModelConfig, preset
+from .config import PRESETS, ModelConfig, check_override, preset
 from .energy import BlockEnergy, block_energy, count_zeros
 
 __all__ = ["TrainConfig", "ConfigError", "RunFolderError", "TrainingError", "TrainResult", "build_data",
@@ -60,6 +60,15 @@ DATASET_DEFAULTS = {
     "cifar10": dict(epochs=300, batch_size=256, lr=1e-3),
     "cifar100": dict(epochs=300, batch_size=256, lr=1e-3),
 }
+# ModelConfig fields that TrainConfig.model cannot set, and what sets them instead.
+DATA_DECIDED = {
+    "in_channels": "the data set decides it (choose the data with --dataset)",
+    "img_size": "the data set decides it (choose the data with --dataset)",
+    "num_classes": "the data set decides it (choose the data with --dataset)",
+    "T": "the events data set decides it (its clips have their own number of frames)",
+    "tasa": "use --no-tasa (TrainConfig.tasa) instead",
+    "nsad": "use --no-nsad (TrainConfig.nsad) instead",
+}
 # (train, test) sizes of each data set's split, so that --train-subset and
 # --test-subset are checked before the data is loaded (pinned by a test).
 SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
@@ -73,6 +82,9 @@ class TrainConfig:
     preset: str = "tiny"
     tasa: bool = True
     nsad: bool = True
+    # ModelConfig fields to override in the preset, as (field, value) pairs (a dict is accepted
+    # and stored sorted by field), e.g. (("depth", 2), ("frozen_u", True)); the command line's --set
+    model: tuple = ()
     epochs: int | None = None  # None: the data set's default, DATASET_DEFAULTS
     batch_size: int | None = None  # None: the data set's default
     lr: float | None = None  # peak learning rate; None: the data set's default
@@ -99,6 +111,7 @@ class TrainConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         need(self.preset in PRESETS, "preset", f"must be one of {sorted(PRESETS)}")
+        self._check_model()
         need(self.dtype in ("float32", "float64"), "dtype", "must be 'float32' or 'float64'")
         for name in ("tasa", "nsad"):
             need(isinstance(getattr(self, name), bool), name, "must be True or False")
@@ -120,6 +133,36 @@ class TrainConfig:
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
             need(getattr(self, field) <= available, field,
                  f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
+
+
+    def _check_model(self):
+        """Normalize ``model`` to a tuple of ``(field, value)`` pairs sorted by field, each
+        value checked for its type, the fields the data decides refused, and the preset with
+        these overrides checked by ``ModelConfig``; a ``ConfigError`` on ``model`` names the field."""
+        items = self.model
+        if isinstance(items, Mapping):
+            items = list(items.items())
+        if not isinstance(items, (tuple, list)) or not all(
+                isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) for item in items):
+            raise ConfigError("model", "must be (field, value) pairs or a dict of ModelConfig fields", self.model)
+        pairs = {}
+        for name, value in items:
+            if name in pairs:
+                raise ConfigError("model", f"sets {name} twice")
+            refused = DATA_DECIDED.get(name)
+            if name == "T" and self.dataset != "events":
+                refused = None  # static images are repeated T times: T is a model choice
+            if refused:
+                raise ConfigError("model", f"cannot set {name}: {refused}")
+            try:
+                pairs[name] = check_override(name, value)
+            except ValueError as exc:
+                raise ConfigError("model", str(exc)) from None
+        try:
+            preset(self.preset, **pairs)
+        except ValueError as exc:
+            raise ConfigError("model", f"does not make a valid {self.preset!r} model: {exc}") from None
+        object.__setattr__(self, "model", tuple(sorted(pairs.items())))
 
 
 class ConfigError(ValueError):
@@ -188,9 +231,10 @@ def build_data(tc: TrainConfig) -> data.Dataset:
 
 
 def model_config(tc: TrainConfig, ds: data.Dataset) -> ModelConfig:
-    """The preset, adapted to the data's channels, size, classes and (for events) time steps."""
+    """The preset with the run's ``model`` overrides, adapted to the data's channels, size,
+    classes and (for events) time steps."""
     C, H = ds.sample_shape[-3], ds.sample_shape[-1]
-    overrides = dict(tasa=tc.tasa, nsad=tc.nsad, in_channels=C, img_size=H, num_classes=ds.num_classes)
+    overrides = dict(tc.model, tasa=tc.tasa, nsad=tc.nsad, in_channels=C, img_size=H, num_classes=ds.num_classes)
     if ds.time_steps is not None:
         overrides["T"] = ds.time_steps
     return preset(tc.preset, **overrides)

@@ -53,7 +53,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -69,7 +68,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import ds2ta_ref
-from ds2ta_ref import checkpoint, config, energy, lif, nsad, optim, plotting, train
+from ds2ta_ref import checkpoint, config, energy, lif, nsad, plotting, train
 
 HERE = Path(__file__).resolve().parent
 DPI = 150
@@ -79,9 +78,7 @@ TRAINED = "trained.npz"
 RESULTS = "results.json"
 ENVIRONMENT = "environment.json"  # the versions the PNGs were drawn with
 
-# Stopgap until TrainConfig can set the depth: a named preset for the two-block tiny model.
-config.PRESETS.setdefault("tiny2", config.PRESETS["tiny"].replace(depth=2))
-MAIN_RUN = dict(preset="tiny2", epochs=3, seed=0)  # the models of Figures 3 and 4 and Table 3
+MAIN_RUN = dict(preset="tiny", model=(("depth", 2),), epochs=3, seed=0)  # the models of Figures 3 and 4 and Table 3
 SMALL_RUN = dict(preset="tiny", epochs=3)  # Table 4 and the sweep (depth 1, all 1438 training digits)
 ABLATION = {"Spikformer": (False, False), "TASA only": (True, False), "NSAD only": (False, True),
             "DS2TA": (True, True)}
@@ -90,28 +87,6 @@ SWEEP = ((1.0, False), (1.0, True), (2.0, False), (2.0, True), (3.0, False), (3.
 
 
 # ----------------------------------------------------------------------------- training runs
-@contextlib.contextmanager
-def frozen_nsad_u():
-    """Keep every NSAD threshold ``u`` (column 5 of ``*.nsad``) at its initial value while training.
-
-    A stopgap while the training API has no such switch: AdamW's step is
-    wrapped to put the ``u`` column back after each update.
-    """
-    step = optim.AdamW.step
-
-    def step_keeping_u(self, params, grads, lr=None):
-        kept = {k: v[:, 5].copy() for k, v in params.items() if k.endswith(".nsad")}
-        step(self, params, grads, lr=lr)
-        for k, u in kept.items():
-            params[k][:, 5] = u
-
-    optim.AdamW.step = step_keeping_u
-    try:
-        yield
-    finally:
-        optim.AdamW.step = step
-
-
 def scores_and_maps(params, state, cfg, x):
     """Eval-mode forward: per block the score maps ``S = QKᵀ`` and the maps ``A``, ``(T, B, H, N, N)``."""
     _, _, cache = ds2ta_ref.model_forward(params, state, x, cfg, training=False, need_backward=False)
@@ -156,10 +131,8 @@ def retrain(out: Path) -> None:
         if u0 == tiny_u0 and not frozen:  # the same run as the ablation's DS2TA, seed 0
             r = ds2ta_seed0
         else:
-            config.PRESETS.setdefault(f"tiny_u{u0:g}", config.PRESETS["tiny"].replace(u0=u0))
-            tc = train.TrainConfig(**{**SMALL_RUN, "preset": f"tiny_u{u0:g}"})
-            with frozen_nsad_u() if frozen else contextlib.nullcontext():
-                r = train.train(tc, None, progress=False, log=log)
+            tc = train.TrainConfig(**SMALL_RUN, model=dict(u0=u0, frozen_u=frozen))
+            r = train.train(tc, None, progress=False, log=log)
         results["sweep"].append(denoising_row(label, r, ds, u0, frozen))
     meta = dict(main_run=MAIN_RUN, small_run=SMALL_RUN)
     path = out / TRAINED

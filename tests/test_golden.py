@@ -11,6 +11,7 @@ import pytest
 
 from ds2ta_ref import golden, preset
 from ds2ta_ref.cli import main
+from ds2ta_ref.config import parse_overrides
 from ds2ta_ref.gradcheck import small_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,10 +241,10 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
 
 
 def test_cli_set_parses_every_kind_of_field():
-    assert golden._parse_set(["depth=2", "tau0=1.5", "tasa=false", "nsad_rounding=floor", "alpha=none",
+    assert parse_overrides(["depth=2", "tau0=1.5", "tasa=false", "nsad_rounding=floor", "alpha=none",
                               "detach_reset=0"]) == dict(depth=2, tau0=1.5, tasa=False, nsad_rounding="floor",
                                                          alpha=None, detach_reset=False)
-    assert golden._parse_set(["alpha=2"]) == {"alpha": 2.0}
+    assert parse_overrides(["alpha=2"]) == {"alpha": 2.0}
 
 
 # ------------------------------------------------------------------ an independent PyTorch implementation
