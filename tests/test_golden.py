@@ -91,6 +91,15 @@ def test_keys_follow_the_config(changes):
     assert ("grad/block.0.attn.proj_tau" in arrays) == cfg.tau_per_site
 
 
+def test_frozen_u_is_written_to_the_config_and_zeroes_u_gradient():
+    learned, frozen = (golden.build(CFG.replace(depth=1, frozen_u=on), seed=1) for on in (False, True))
+    assert json.loads(str(frozen["config"]))["frozen_u"] is True
+    assert golden.config_from_json(frozen["config"]).frozen_u
+    assert np.all(learned["grad/block.0.attn.nsad"][:, 5] != 0)  # not vacuous: u has a gradient when learned
+    assert np.all(frozen["grad/block.0.attn.nsad"][:, 5] == 0)
+    np.testing.assert_array_equal(frozen["grad/block.0.attn.nsad"][:, :5], learned["grad/block.0.attn.nsad"][:, :5])
+
+
 def test_every_key_is_documented(ref):
     doc = (ROOT / "docs" / "golden.md").read_text()
     params = {k.split("/", 1)[1] for k in ref if k.startswith("param/")}
@@ -269,6 +278,7 @@ def test_user_torch_implementation_passes_at_1e_10(torch, mine, ref):
     dict(tasa=False, nsad=False, decay_input=True),  # Spikformer
     dict(tau_per_site=True, surrogate="atan", detach_reset=False, nsad_rounding="floor"),
     dict(img_size=32, sps="dvs", qkv_bias=False, depth=1, frozen_tau=True, alpha=3.0),
+    dict(frozen_u=True),
 ])
 def test_user_torch_implementation_follows_the_config(torch, mine, changes):
     cfg = CFG.replace(**changes)

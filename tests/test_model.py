@@ -4,7 +4,7 @@ import pytest
 import ds2ta_ref
 from ds2ta_ref import model
 from ds2ta_ref.config import ModelConfig
-from ds2ta_ref.gradcheck import firing_model_inputs, model_case, rel_error, small_model_config
+from ds2ta_ref.gradcheck import check_gradients, firing_model_inputs, model_case, rel_error, small_model_config
 
 # Small enough for finite differences: 8x8 images -> 2x2 = 4 tokens, two blocks.
 SMALL = small_model_config()
@@ -128,6 +128,40 @@ def test_whole_model_gradient_check_undetached_reset_and_per_site_tau():
     cfg = SMALL.replace(detach_reset=False, tau_per_site=True, decay_input=True, surrogate="atan", alpha=2.0)
     report = _smooth_check(cfg, seed=1, max_entries=3)
     assert "block.0.attn.proj_tau" in report
+    worst = max(report, key=report.get)
+    assert report[worst] <= 1e-6, (worst, report[worst])
+
+
+def test_whole_model_gradient_check_with_frozen_u():
+    """With ``frozen_u`` the backward is the derivative of the model in which every NSAD
+    threshold u (column 5 of ``nsad``) is a constant: u's gradient is exactly 0 (and so is
+    its finite difference), a .. e and every other parameter still match central differences."""
+    cfg = SMALL.replace(frozen_u=True)
+    rng = np.random.default_rng(7)
+    params, state, x = firing_model_inputs(cfg, rng)
+    nsad_names = [k for k in params if k.endswith(".nsad")]
+    for k in nsad_names:  # every coefficient non-zero, so that a .. e all get a gradient
+        params[k] = np.stack([rng.uniform(0.5, 1.5, cfg.heads), rng.uniform(-0.2, 0.2, cfg.heads),
+                              rng.uniform(0.5, 3, cfg.heads), rng.uniform(-2, 2, cfg.heads),
+                              rng.uniform(0.5, 4, cfg.heads), rng.uniform(0, 1.5, cfg.heads)], axis=1)
+    u_fixed = {k: params[k][:, 5].copy() for k in nsad_names}
+
+    def fwd(**p):
+        p = dict(p)
+        for k, u in u_fixed.items():  # u is a constant of this function
+            p[k] = p[k].copy()
+            p[k][:, 5] = u
+        logits, _, cache = model.forward(p, state, x, cfg, training=True, smooth=True)
+        return logits, cache
+
+    _, cache = fwd(**params)
+    grads = model.backward(rng.standard_normal((x.shape[-4], cfg.num_classes)), cache)
+    for k in nsad_names:
+        assert np.all(grads[k][:, 5] == 0.0) and np.all(grads[k][:, :5] != 0.0), (k, grads[k])
+    report = check_gradients(fwd, model.backward, params, wrt=nsad_names, rng=rng, floor=1e-3)  # every entry
+    report.update(check_gradients(fwd, model.backward, params, wrt=model.trainable(cfg), rng=rng,
+                                  max_entries=3, floor=1e-3))
+    assert set(nsad_names) | {"block.0.attn.tau", "head.weight"} <= set(report)
     worst = max(report, key=report.get)
     assert report[worst] <= 1e-6, (worst, report[worst])
 

@@ -124,7 +124,7 @@ def crosscheck(dt):
 
 
 CASE_NAMES = ["ds2ta", "spikformer_decay_input", "random_nsad_tables", "random_nsad_floor", "tau_per_site",
-              "frozen_tau", "dvs_splitter_events", "detach_reset_false", "atan", "atan_alpha3_decay_input"]
+              "frozen_tau", "frozen_u", "dvs_splitter_events", "detach_reset_false", "atan", "atan_alpha3_decay_input"]
 
 
 def test_case_list_is_complete(crosscheck):
@@ -145,6 +145,19 @@ def test_whole_model_matches_numpy_float64(crosscheck, name):
     silent = [k for k, g in grads.items() if not k.endswith("_linear.bias") and not np.any(g)]
     assert not silent, silent
     assert all(A.any() for A in cache.attention_maps)
+
+
+def test_frozen_u_gradient_is_exactly_zero_in_torch_as_in_numpy(dt, crosscheck, torch):
+    cfg, params, state, x, labels = crosscheck.case_inputs("frozen_u")
+    net = dt.from_numpy(params, state, cfg)
+    logits = net(torch.from_numpy(x))
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)).backward()
+    _, _, cache = model.forward(params, state, x, cfg, training=True)
+    grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)), cache)
+    for name in [k for k in params if k.endswith(".nsad")]:
+        g = net.get_parameter(name).grad.numpy()
+        assert np.all(g[:, 5] == 0.0) and np.all(g[:, :5] != 0.0), (name, g)
+        assert np.all(grads[name][:, 5] == 0.0) and np.all(grads[name][:, :5] != 0.0), (name, grads[name])
 
 
 def test_whole_model_matches_numpy_on_cuda_when_there_is_one(crosscheck, torch):

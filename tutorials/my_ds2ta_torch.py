@@ -222,5 +222,9 @@ def run(golden, bugs=()):
     out.update({"logits": logits, "loss": loss})
     out.update({f"new_state/{k}": v for k, v in new_state.items()})
     out.update({f"act/{k}": v for k, v in act.items()})
+    if cfg.get("frozen_u", False):  # a frozen NSAD threshold u (column 5) is not learned: its gradient is 0
+        for k, p in P.items():
+            if k.endswith(".nsad"):
+                p.grad[:, 5] = 0.0
     out.update({f"grad/{k}": p.grad for k, p in P.items() if p.grad is not None})  # none for a frozen tau
     return {k: v.detach().numpy() for k, v in out.items()}

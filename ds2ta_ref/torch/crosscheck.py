@@ -45,6 +45,7 @@ CASES = {
     "random_nsad_floor": (SMALL.replace(nsad_rounding="floor"), 25.0, _random_nsad, False),
     "tau_per_site": (SMALL.replace(tau_per_site=True, window=3, T=3), 25.0, _odd_tau, False),
     "frozen_tau": (SMALL.replace(frozen_tau=True), 25.0, _odd_tau, False),
+    "frozen_u": (SMALL.replace(frozen_u=True), 25.0, _random_nsad, False),
     "dvs_splitter_events": (SMALL.replace(img_size=32, sps="dvs", qkv_bias=False, scale=0.25, depth=1),
                             25.0, None, True),
     "detach_reset_false": (SMALL.replace(detach_reset=False), 25.0, None, False),

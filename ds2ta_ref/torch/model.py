@@ -12,7 +12,9 @@ The module tree mirrors the full names of :mod:`ds2ta_ref.params`, so that
 The forward computes what :func:`ds2ta_ref.model.forward` computes (docs/spec.md §4),
 with the kernels of :mod:`ds2ta_ref.torch.functional`; ``self.training`` plays the
 role of ``training`` (BatchNorm batch statistics and running-statistic updates).
-A frozen ``tau`` (``cfg.frozen_tau``) is a parameter with ``requires_grad=False``.
+A frozen ``tau`` (``cfg.frozen_tau``) is a parameter with ``requires_grad=False``; a frozen
+NSAD threshold ``u`` (``cfg.frozen_u``, column 5 of ``nsad``) is detached in the forward, so
+its gradient is exactly 0 while ``a .. e`` (columns 0-4) still get theirs.
 """
 from __future__ import annotations
 
@@ -132,7 +134,10 @@ class Attention(nn.Module):
         q, k, v = (_bn_lif(getattr(self, f"{site}_bn"), getattr(self, f"{site}_linear")(x_mix), cfg, count)
                    .reshape(T, B, N, H, d).transpose(2, 3) for site in ("q", "k", "v"))  # (T, B, H, N, d)
         S = q @ k.transpose(-1, -2)  # (T, B, H, N, N) counts in [0, d]
-        A = TF.nsad(S, self.nsad, head_dim=d, surrogate=cfg.surrogate, alpha=cfg.alpha,
+        nsad = self.nsad if cfg.nsad else None
+        if cfg.nsad and cfg.frozen_u:  # u (column 5) is a constant: its gradient is exactly 0, as in NumPy
+            nsad = torch.cat([nsad[:, :5], nsad[:, 5:].detach()], dim=1)  # (H, 6)
+        A = TF.nsad(S, nsad, head_dim=d, surrogate=cfg.surrogate, alpha=cfg.alpha,
                     rounding=cfg.nsad_rounding) if cfg.nsad else S
         count.attention_map(A)
         y = ((A @ v) * cfg.scale).transpose(2, 3).reshape(T, B, N, D)  # heads merged
