@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import __version__, checkpoint, gradcheck, model
-from .config import PRESETS
+from .config import PRESETS, parse_overrides
 from .energy import format_table
 from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
                     TrainingError, build_data, check_data_files, check_data_matches, default_out, evaluate, load_run,
@@ -47,19 +47,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- train
-TRAIN_FIELDS = ("dataset", "preset", "tasa", "nsad", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
+TRAIN_FIELDS = ("dataset", "preset", "tasa", "nsad", "model", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
                 "warmup_epochs", "label_smoothing", "clip_grad", "shift", "seed", "data_seed", "dtype",
                 "train_subset", "test_subset", "data_dir")
 
 
 def option(field: str) -> str:
     """The command-line option of a ``TrainConfig`` field."""
-    return {"tasa": "--no-tasa", "nsad": "--no-nsad"}.get(field, "--" + field.replace("_", "-"))
+    return {"tasa": "--no-tasa", "nsad": "--no-nsad", "model": "--set"}.get(field, "--" + field.replace("_", "-"))
 
 
 def _given(args) -> dict:
-    """The training settings given on the command line (every train option defaults to None)."""
-    return {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None}
+    """The training settings given on the command line (every train option defaults to None);
+    ``--set`` items become ``model``, (field, value) pairs sorted by field like ``TrainConfig.model``."""
+    given = {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None}
+    if "model" in given:
+        try:
+            given["model"] = tuple(sorted(parse_overrides(given["model"], "--set").items()))
+        except ValueError as exc:
+            raise UsageError(f"argument {exc}") from None
+    return given
 
 
 def _config_error(exc: ConfigError, names=None) -> UsageError:
@@ -160,6 +167,8 @@ def cmd_train(args) -> int:
 def _show(field: str, value) -> str:
     if field in ("tasa", "nsad"):
         return f"{field.upper()} {'on' if value else 'off'}"
+    if field == "model":
+        return " ".join(f"{k}={v}" for k, v in value) or "no --set"
     return str(value)
 
 
@@ -276,6 +285,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="switch TASA off: spatial-only attention inputs (T_AW = 1)")
     add("--no-nsad", dest="nsad", action="store_const", const=False, default_text="NSAD on",
         help="switch the attention denoiser NSAD off")
+    add("--set", dest="model", action="append", metavar="FIELD=VALUE", default_text="the preset's values",
+        help="override a model setting of the preset (a ModelConfig field, docs/spec.md §8), e.g. --set depth=2 "
+             "--set frozen_u=true (repeatable); the data decides in_channels, img_size, num_classes and, for "
+             "events, T; TASA and NSAD have --no-tasa and --no-nsad")
     add("--epochs", type=int, metavar="N", default_text=_by_dataset("epochs"), help="epochs")
     add("--batch-size", type=int, metavar="N", default_text=_by_dataset("batch_size"), help="minibatch size")
     add("--lr", type=float, default_text=_by_dataset("lr"), help="peak learning rate of AdamW")

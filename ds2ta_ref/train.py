@@ -274,9 +274,18 @@ def variant_name(tasa_on: bool, nsad_on: bool) -> str:
 
 def default_out(tc: TrainConfig) -> str:
     """The folder a run goes to when none is given: ``runs/<dataset>-<variant>-seed<seed>``,
-    e.g. ``runs/digits-ds2ta-seed0``, so that runs with other seeds or switches do not collide."""
+    e.g. ``runs/digits-ds2ta-seed0``, so that runs with other seeds or switches do not collide;
+    model overrides are appended as given, ``runs/digits-ds2ta-seed0-depth=2-frozen_u=true``."""
     variant = variant_name(tc.tasa, tc.nsad).lower().replace(" ", "-")
-    return os.path.join("runs", f"{tc.dataset}-{variant}-seed{tc.seed}")
+    overrides = "".join(f"-{name}={_short(value)}" for name, value in tc.model)
+    return os.path.join("runs", f"{tc.dataset}-{variant}-seed{tc.seed}{overrides}")
+
+
+def _short(value) -> str:
+    """A model override's value in a folder name: ``true``, ``none``, ``2``, ``0.5``, ``floor``."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _no_decay(name: str, shape: tuple) -> bool:

@@ -211,6 +211,34 @@ def test_resume_refuses_every_contradicting_option_and_lists_them(run, capsys, n
     assert snapshot(run) == before
 
 
+def test_set_overrides_the_model_and_resume_checks_it(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--set", "depth=2", "--set", "frozen_u=true", "--set", "u0=2"]
+                + TINY_ARGS) == 0
+    tc, cfg, params, *_ = train_mod.load_run(run / "checkpoint.npz")
+    assert tc.model == (("depth", 2), ("frozen_u", True), ("u0", 2.0))
+    assert cfg.depth == 2 and cfg.frozen_u and cfg.u0 == 2.0
+    assert all(np.all(params[f"block.{i}.attn.nsad"][:, 5] == 2.0) for i in range(2))  # frozen at u0
+    meta = checkpoint.load(run / "checkpoint.npz")[1]
+    assert meta["train_config"]["model"] == [["depth", 2], ["frozen_u", True], ["u0", 2.0]]
+    capsys.readouterr()
+    before = snapshot(run)
+    ckpt = str(run / "checkpoint.npz")
+    assert main(["train", "--resume", ckpt, "--set", "depth=1"]) == 2  # a contradiction
+    line = error_line(capsys.readouterr().err)
+    assert "--set (checkpoint: depth=2 frozen_u=True u0=2.0, given: depth=1)" in line
+    # the same overrides in another order and spelling are no contradiction
+    assert main(["train", "--resume", ckpt, "--set", "u0=2.0", "--set", "frozen_u=1", "--set", "depth=2"]) == 0
+    assert "is a finished run" in capsys.readouterr().out
+    assert snapshot(run) == before
+    # the default folder names the overrides
+    seen = []
+    monkeypatch.setattr(cli, "train", lambda tc, out, **kw: seen.append(out) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["train", "--set", "frozen_u=true", "--set", "depth=2"])
+    assert seen == [os.path.join("runs", "digits-ds2ta-seed0-depth=2-frozen_u=true")]
+
+
 def test_resuming_a_finished_run_says_so_and_does_nothing(run, capsys, no_data):
     before = snapshot(run)
     assert main(["train", "--resume", str(run / "checkpoint.npz")]) == 0
@@ -231,6 +259,15 @@ def test_resuming_a_finished_run_says_so_and_does_nothing(run, capsys, no_data):
     (["--train-subset", "5000"], ["--train-subset", "1438"]),
     (["--add-epochs", "2"], ["--add-epochs", "--resume"]),
     (["--resume", "nowhere/checkpoint.npz"], ["nowhere/checkpoint.npz", "no such file"]),
+    (["--set", "depth"], ["--set", "field=value", "'depth'"]),
+    (["--set", "dept=2"], ["--set", "'dept' is not a ModelConfig field"]),
+    (["--set", "depth=two"], ["--set", "depth expects int"]),
+    (["--set", "heads=3"], ["--set", "heads must divide dim"]),
+    (["--set", "img_size=32"], ["--set", "cannot set img_size", "--dataset"]),
+    (["--set", "num_classes=4"], ["--set", "cannot set num_classes", "--dataset"]),
+    (["--set", "tasa=false"], ["--set", "cannot set tasa", "--no-tasa"]),
+    (["--set", "nsad=false"], ["--set", "cannot set nsad", "--no-nsad"]),
+    (["--dataset", "events", "--set", "T=3"], ["--set", "cannot set T", "events"]),
 ])
 def test_option_errors_are_one_line_before_any_work(argv, names, tmp_path, capsys, no_data):
     assert status(["train", "--out", str(tmp_path / "run")] + argv) == 2

@@ -11,6 +11,7 @@ from ds2ta_ref.energy import E_AC, attention_ops, block_energy, count_zeros
 from ds2ta_ref.train import TrainConfig, TrainingError, load_run, train
 
 pytest.importorskip("sklearn")
+TINY_SETTINGS = dict(epochs=1, train_subset=8, test_subset=8, batch_size=8)
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     tc = TrainConfig(train_subset=12, test_subset=6)
@@ -165,6 +166,47 @@ def test_bad_train_config():
     with pytest.raises(train_mod.ConfigError, match="min_lr must be <= the peak learning rate") as info:
         TrainConfig(lr=1e-3, min_lr=0.1)
     assert info.value.field == "min_lr"
+
+
+def test_model_overrides_are_normalized_and_checked():
+    tc = TrainConfig(model={"u0": 2, "frozen_u": True, "depth": 2})
+    assert tc.model == (("depth", 2), ("frozen_u", True), ("u0", 2.0)) and isinstance(tc.model[2][1], float)
+    assert TrainConfig(model=[["depth", 2]]).model == (("depth", 2),)  # as read back from the checkpoint's JSON
+    assert TrainConfig(model=(("alpha", None),)).model == (("alpha", None),)
+    assert TrainConfig(model={"T": 3}).model == (("T", 3),)  # digits are repeated T times: the model's choice
+    for model, problem in [({"dept": 2}, "'dept' is not a ModelConfig field"),
+                           ({"depth": 2.0}, "depth expects int, got 2.0"),
+                           ({"frozen_u": 1}, "frozen_u expects True or False, got 1"),
+                           ({"u0": "2"}, "u0 expects float, got '2'"),
+                           ({"heads": 3}, "heads must divide dim"),
+                           ({"img_size": 8}, "cannot set img_size: the data set decides it"),
+                           ({"in_channels": 3}, "cannot set in_channels"),
+                           ({"tasa": False}, "cannot set tasa: use --no-tasa"),
+                           ((("depth", 1), ("depth", 2)), "sets depth twice"),
+                           ("depth=2", r"must be \(field, value\) pairs")]:
+        with pytest.raises(train_mod.ConfigError, match=problem) as info:
+            TrainConfig(model=model)
+        assert info.value.field == "model"
+    with pytest.raises(train_mod.ConfigError, match="cannot set T: the events data set decides it"):
+        TrainConfig(dataset="events", model={"T": 3})
+
+
+def test_model_overrides_reach_the_model_and_resume_checks_them(tmp_path):
+    tc = TrainConfig(model={"depth": 2, "frozen_u": True, "u0": 2.0}, epochs=1, train_subset=8, test_subset=8,
+                     batch_size=8)
+    ds = train_mod.build_data(tc)
+    cfg = train_mod.model_config(tc, ds)
+    assert (cfg.depth, cfg.frozen_u, cfg.u0, cfg.dim) == (2, True, 2.0, 64)  # the rest is the tiny preset's
+    assert train_mod.resume_conflicts(tc, {"model": (("depth", 1),)}) == [
+        ("model", tc.model, (("depth", 1),))]
+    assert train_mod.resume_conflicts(tc, {"model": tc.model}) == []
+    out = tmp_path / "run"
+    train(tc, str(out), progress=False, log=lambda line: None)
+    recorded = load_run(out / "checkpoint.npz")[0]
+    assert recorded == tc
+    with pytest.raises(train_mod.ConfigError, match="model and the other settings must be the checkpoint's"):
+        train(TrainConfig(**{**TINY_SETTINGS, "model": {"depth": 1}}), resume=str(out / "checkpoint.npz"),
+              progress=False, log=lambda line: None)
 
 
 def test_energy_formula():
