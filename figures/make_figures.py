@@ -5,8 +5,8 @@ Usage::
     python figures/make_figures.py [--out figures] [--retrain]
 
 Figures that need trained models read two committed files written by
-``--retrain`` (15 training runs on one BLAS thread; 22 minutes on the shared, loaded
-2-core machine; the DS2TA model of Figures 3 and 4 alone takes about 40 s):
+``--retrain`` (15 training runs on one BLAS thread; 12 to 22 minutes on the shared, loaded
+2-core machine; the DS2TA model of Figures 3 and 4 alone 67 to 90 s):
 
 * ``trained.npz``: the parameters and BatchNorm statistics of two ``tiny``
   models with two encoder blocks (DS2TA and Spikformer, seed 0, 3 epochs on
@@ -136,11 +136,13 @@ def retrain(out: Path) -> None:
         results["sweep"].append(denoising_row(label, r, ds, u0, frozen))
     meta = dict(main_run=MAIN_RUN, small_run=SMALL_RUN)
     path = out / TRAINED
-    old = checkpoint.load(path)[1] if path.exists() else None
+    old = checkpoint.load(path)[0] if path.exists() else None  # the arrays (the meta names the settings)
     checkpoint.save(path, arrays, meta)
     if old is not None:
-        new = checkpoint.load(path)[1]
-        print(f"{path}: every array identical to the previous file: {old == new}")
+        new = checkpoint.load(path)[0]
+        same = set(old) == set(new) and all(old[k].dtype == new[k].dtype and np.array_equal(old[k], new[k])
+                                            for k in new)
+        print(f"{path}: every array identical to the previous file: {same}")
     text = json.dumps(results, indent=1, sort_keys=True) + "\n"
     tmp = out / (RESULTS + ".tmp")
     tmp.write_text(text)

@@ -226,19 +226,22 @@ def test_committed_results_say_what_the_course_says():
     off = sweep[(1.0, False)]  # the tiny preset as trained: u0 = 1, learned
     assert max(off["u_final"]) < 1, "the learned u drifts below 1"
     assert off["sparsity_maps"] == off["sparsity_scores"], "... and NSAD removes nothing"
+    ablation = results["ablation"]
+    seed_spread = max(max(v) - min(v) for v in ablation.values())
     for (u0, frozen), r in sweep.items():
         if (u0, frozen) == (1.0, False):
             continue
         assert r["sparsity_maps"] > r["sparsity_scores"], (u0, frozen, "denoising stays on")
-        assert r["accuracy"] < off["accuracy"], (u0, frozen, "at a cost in accuracy")
+        if u0 >= 2:
+            assert r["accuracy"] < off["accuracy"], (u0, frozen, "starting at 2 or 3 costs accuracy")
+        else:
+            assert abs(r["accuracy"] - off["accuracy"]) <= seed_spread, "frozen at 1: within the seeds' spread"
         if frozen:
             assert all(u == u0 for u in r["u_final"])
         else:
             assert u0 - 1 < min(r["u_final"]) and max(r["u_final"]) < u0, (u0, "drifts down by < 1 count")
-    ablation = results["ablation"]
     means = {k: float(np.mean(v)) for k, v in ablation.items()}
     assert max(means, key=means.get) == "DS2TA"
-    seed_spread = max(max(v) - min(v) for v in ablation.values())
     assert seed_spread >= max(means.values()) - min(means.values()), "seeds as far apart as configurations"
     arrays, _ = checkpoint.load(FIGURES_DIR / "trained.npz")
     u = np.concatenate([v[:, 5] for k, v in arrays.items() if k.startswith("DS2TA.param.") and k.endswith(".nsad")])
