@@ -154,7 +154,8 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
 
 def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]:
     """Backward of :func:`forward`: ``(dx (T, B, N, D), grads)``, ``grads`` keyed like
-    ``params`` (without ``tau`` when it is frozen)."""
+    ``params`` (without ``tau`` when it is frozen; with ``cfg.frozen_u`` column 5 of
+    ``grads["nsad"]``, the threshold u, is exactly 0)."""
     cfg = cache.cfg
     grads = {}
     # forward was: out = site_proj(y); y = LIF_0.5(merge((A @ v) * scale)), so now:
