@@ -71,6 +71,16 @@ def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _rows_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a.T @ b`` for ``a`` ``(n, p)`` and ``b`` ``(n, q)``: a weight gradient, a sum over
+    the ``n`` rows (tokens or pixels). Evaluated as ``(b.T @ a).T`` when ``p <= q``: the
+    same sums, but OpenBLAS runs a long shared axis up to several times faster when
+    the larger output dimension comes first. Returns a C-contiguous ``(p, q)`` array."""
+    if a.shape[1] > b.shape[1]:
+        return a.T @ b
+    return np.ascontiguousarray((b.T @ a).T)
+
+
 # --------------------------------------------------------------------------- conv
 
 
@@ -122,6 +132,13 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
             f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
             f"but x has {x.shape[1]} (shape {x.shape})"
         )
+    return _conv_forward(x, weight)
+
+
+def _conv_forward(x, weight):
+    """:func:`conv_forward` without argument checks (``x`` ``(M, C_in, H, W)`` and
+    ``weight`` ``(C_out, C_in, k, k)``, finite floats, ``k`` odd)."""
+    c_out, _, k, _ = weight.shape
     m, _, h, w = x.shape
     cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
     out = weight.reshape(c_out, -1) @ cols  # (C_out, M*H*W)
@@ -144,10 +161,21 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     p = k // 2
     dtype = np.result_type(cols, weight)
     dout = _check_dout(dout, (m, c_out, h, w), dtype)
+    return _conv_backward(dout, cache)
+
+
+def _conv_backward(dout, cache):
+    """:func:`conv_backward` without argument checks (``dout`` ``(M, C_out, H, W)`` in
+    the compute dtype)."""
+    cols, (m, c_in, h, w), weight = cache
+    c_out, _, k, _ = weight.shape
+    p = k // 2
     # forward was: out = W_flat @ cols, so now:
     dout_flat = dout.transpose(1, 0, 2, 3).reshape(c_out, m * h * w)  # (C_out, M*H*W)
-    dweight = (dout_flat @ cols.T).reshape(weight.shape)  # (C_out, C_in, k, k)
-    dcols = (weight.reshape(c_out, -1).T @ dout_flat).reshape(c_in, k, k, m, h, w)
+    dweight = _rows_product(dout_flat.T, cols.T).reshape(weight.shape)  # dout_flat @ cols^T: (C_out, C_in, k, k)
+    w_flat_t = np.ascontiguousarray(weight.reshape(c_out, -1).T)  # (C_in*k*k, C_out), small
+    dcols = (w_flat_t @ dout_flat).reshape(c_in, k, k, m, h, w)  # dcols = W_flat^T @ dout_flat
+    dtype = dcols.dtype
     # col2im: column (m, h, w) read xpad[m, :, h + i, w + j]; scatter back one kernel offset
     # at a time, channel-major like dcols so that each addition runs along image rows
     dxp = np.zeros((c_in, m, h + 2 * p, w + 2 * p), dtype=dtype)  # (C_in, M, H+2p, W+2p)
@@ -474,12 +502,20 @@ def linear_forward(
             f"weight has D_in = {weight.shape[1]} (shape {weight.shape}) "
             f"but x has {x.shape[-1]} features (shape {x.shape})"
         )
-    out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))  # (..., D_out)
     if bias is not None:
         bias = as_float_array(bias, "bias")
         check_shape(bias, (weight.shape[0],), "bias")
-        out = out + bias
-    return out, LinearCache(x, weight, bias is not None)
+    return _linear_forward(x, weight, bias)
+
+
+def _linear_forward(x, weight, bias):
+    """:func:`linear_forward` without argument checks (``x`` ``(..., D_in)``, ``weight``
+    ``(D_out, D_in)``, ``bias`` ``(D_out,)`` or ``None``, finite floats)."""
+    out = x.reshape(-1, x.shape[-1]) @ weight.T  # (rows, D_out): one 2-D GEMM
+    if bias is not None:
+        # in place unless the bias's dtype would widen the result (mixed inputs promote as NumPy does)
+        out = np.add(out, bias, out=out if np.result_type(out, bias) == out.dtype else None)
+    return out.reshape(x.shape[:-1] + (weight.shape[0],)), LinearCache(x, weight, bias is not None)
 
 
 def linear_backward(
@@ -498,9 +534,17 @@ def linear_backward(
     x, weight, has_bias = cache
     d_out, d_in = weight.shape
     dout = _check_dout(dout, x.shape[:-1] + (d_out,), np.result_type(x, weight))
+    return _linear_backward(dout, cache)
+
+
+def _linear_backward(dout, cache):
+    """:func:`linear_backward` without argument checks (``dout`` ``(..., D_out)`` in
+    the compute dtype)."""
+    x, weight, has_bias = cache
+    d_out, d_in = weight.shape
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = prod(...)
     dx = (dout2 @ weight).reshape(x.shape)  # (..., D_in); 2-D matmuls are one BLAS call
-    dweight = dout2.T @ x.reshape(-1, d_in)  # (D_out, D_in): sums over every row
+    dweight = _rows_product(dout2, x.reshape(-1, d_in))  # dout2^T @ x: (D_out, D_in), sums over every row
     dbias = dout2.sum(axis=0) if has_bias else None  # (D_out,)
     return dx, dweight, dbias
 

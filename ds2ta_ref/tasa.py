@@ -50,6 +50,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
+from .layers import _rows_product
 
 __all__ = ["TASACache", "forward", "backward", "decay_factors", "tau_used"]
 
@@ -236,7 +237,7 @@ def _backward(dout, cache):
 
     # forward was: out = x_mix @ W^T + b (one 2-D GEMM), so now:
     dbias = dout2.sum(axis=0) if cache.has_bias else None  # (D_out,)
-    dweight = dout2.T @ _mix(s, cache.factors).reshape(-1, d_in)  # (D_out, D_in)
+    dweight = _rows_product(dout2, _mix(s, cache.factors).reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
     dx_mix = (dout2 @ weight).reshape(s.shape)  # (T, ..., D_in)
 
     # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:
