@@ -8,10 +8,12 @@ surrogate gradients, checked in float64 against finite differences and PyTorch.
 One module per concept of the paper: :mod:`~ds2ta_ref.surrogate`,
 :mod:`~ds2ta_ref.lif` (Eq. 2-3), :mod:`~ds2ta_ref.tasa` (Eq. 1, 4-5),
 :mod:`~ds2ta_ref.nsad` (Eq. 6-7), :mod:`~ds2ta_ref.layers` (conv, BatchNorm,
-pooling, linear, loss), :mod:`~ds2ta_ref.sps` (patch splitting),
-:mod:`~ds2ta_ref.attention` (the attention block), :mod:`~ds2ta_ref.model`
-(the transformer), :mod:`~ds2ta_ref.optim`, :mod:`~ds2ta_ref.data`,
-:mod:`~ds2ta_ref.checkpoint`, :mod:`~ds2ta_ref.gradcheck`.
+pooling, linear, loss), :mod:`~ds2ta_ref.bnlif` (the BN+LIF unit),
+:mod:`~ds2ta_ref.sps` (patch splitting), :mod:`~ds2ta_ref.attention` (the
+attention block), :mod:`~ds2ta_ref.mlp`, :mod:`~ds2ta_ref.model` (the
+transformer), :mod:`~ds2ta_ref.params` (names, shapes, initialization),
+:mod:`~ds2ta_ref.spikformer` (checkpoint import), :mod:`~ds2ta_ref.optim`,
+:mod:`~ds2ta_ref.data`, :mod:`~ds2ta_ref.checkpoint`, :mod:`~ds2ta_ref.gradcheck`.
 
 The whole model::
 
@@ -22,16 +24,18 @@ The whole model::
     logits, state, cache = ds2ta_ref.model_forward(params, state, images, cfg, training=True)
     grads = ds2ta_ref.model_backward(dlogits, cache)
 """
-from . import attention, checkpoint, data, gradcheck, layers, lif, model, nsad, optim, sps, surrogate, tasa
+from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
+               spikformer, surrogate, tasa)
 from .config import PRESETS, ModelConfig, preset
-from .model import count_params, init_params, init_state, load_spikformer_npz
+from .params import count_params, init_params, init_state
+from .spikformer import load_spikformer_npz
 from .model import backward as model_backward
 from .model import forward as model_forward
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "attention", "checkpoint", "data", "gradcheck", "layers", "lif", "model", "nsad", "optim", "sps",
-    "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params", "init_state", "count_params",
+    "attention", "bnlif", "checkpoint", "data", "gradcheck", "layers", "lif", "mlp", "model", "nsad", "optim",
+    "params", "sps", "spikformer", "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params", "init_state", "count_params",
     "model_forward", "model_backward", "load_spikformer_npz", "__version__",
 ]

@@ -1,5 +1,5 @@
 """The DS2TA attention block: spiking self-attention (Spikformer's SSA) with
-TASA on its inputs and NSAD on its score maps (SPEC §4)::
+TASA on its inputs and NSAD on its score maps (docs/spec.md §4)::
 
     q = LIF(BN(TASA_q(x)));  k = LIF(BN(TASA_k(x)));  v = LIF(BN(TASA_v(x)))
     S = q_h @ k_h^T                        per head, integer counts in [0, d]
@@ -14,8 +14,9 @@ shared by all four sites (``tau_per_site=True``: ``tau`` for q/k/v and
 ``proj_tau`` for the output projection). There is no softmax: the attention
 map of a spiking transformer is a non-negative count.
 
-Parameter names follow Spikformer's CIFAR code (``q_linear``, ``q_bn``, ...);
-DS2TA adds ``tau`` (0-d) and ``nsad`` ``(H, 6)``.
+Parameter names (short, without the model's ``block.{i}.attn.`` prefix) follow
+Spikformer's CIFAR code (``q_linear.weight``, ``q_bn.bias``, ...); DS2TA adds
+``tau`` (0-d), ``proj_tau`` (0-d, ``tau_per_site`` only) and ``nsad`` ``(H, 6)``.
 """
 from __future__ import annotations
 
@@ -23,74 +24,90 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import lif, nsad, tasa
+from . import bnlif, lif, nsad, tasa
 from .config import ModelConfig
-from .units import Context, accumulate, bn_lif_backward, bn_lif_forward
+from .params import join, sub
+
+__all__ = ["AttentionCache", "forward", "backward", "param_shapes", "state_shapes", "tau_name"]
 
 SITES = ("q", "k", "v", "proj")
 
 
-def tau_name(prefix: str, site: str, cfg: ModelConfig) -> str:
+def tau_name(site: str, cfg: ModelConfig) -> str:
     """Name of the ``tau`` parameter a TASA site uses."""
-    return f"{prefix}.proj_tau" if (cfg.tau_per_site and site == "proj") else f"{prefix}.tau"
+    return "proj_tau" if (cfg.tau_per_site and site == "proj") else "tau"
 
 
-def param_shapes(cfg: ModelConfig, prefix: str) -> dict[str, tuple]:
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """The block's parameters (short names) and shapes, in Spikformer's order."""
     D = cfg.dim
     shapes = {}
     for site in SITES:
-        shapes[f"{prefix}.{site}_linear.weight"] = (D, D)
+        shapes[f"{site}_linear.weight"] = (D, D)
         if site == "proj" or cfg.qkv_bias:
-            shapes[f"{prefix}.{site}_linear.bias"] = (D,)
-        shapes[f"{prefix}.{site}_bn.weight"] = (D,)
-        shapes[f"{prefix}.{site}_bn.bias"] = (D,)
+            shapes[f"{site}_linear.bias"] = (D,)
+        shapes.update(join(f"{site}_bn", bnlif.param_shapes(D)))
     if cfg.tasa:
-        shapes[f"{prefix}.tau"] = ()
+        shapes["tau"] = ()
         if cfg.tau_per_site:
-            shapes[f"{prefix}.proj_tau"] = ()
+            shapes["proj_tau"] = ()
     if cfg.nsad:
-        shapes[f"{prefix}.nsad"] = (cfg.heads, 6)
+        shapes["nsad"] = (cfg.heads, 6)
     return shapes
 
 
-def bn_names(prefix: str) -> list[str]:
-    return [f"{prefix}.{site}_bn" for site in SITES]
+def state_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """The block's BatchNorm running statistics (short names) and shapes."""
+    return {k: s for site in SITES for k, s in join(f"{site}_bn", bnlif.state_shapes(cfg.dim)).items()}
+
 
 
 class SiteCache(NamedTuple):
-    tasa: object
-    unit: object
+    tasa: tasa.TASACache
+    unit: bnlif.BNLIFCache
 
 
 class AttentionCache(NamedTuple):
+    """Kept: every sub-cache, the q/k/v spikes (for ``dS``, ``dA`` and ``dv``) and the
+    map ``A`` (for ``dv``); ``scores`` and ``y`` are kept for inspection and records."""
+
+    cfg: ModelConfig
     sites: dict  # site -> SiteCache
     q: np.ndarray  # (T, B, H, N, d) spikes
     k: np.ndarray  # (T, B, H, N, d)
     v: np.ndarray  # (T, B, H, N, d)
-    A: np.ndarray  # (T, B, H, N, N) denoised (or raw) score map
-    nsad: object  # None without NSAD
-    attn_lif: object
+    scores: np.ndarray  # (T, B, H, N, N) S = q k^T, integer counts in [0, d]
+    A: np.ndarray  # (T, B, H, N, N) denoised (or, without NSAD, raw) score map
+    nsad: nsad.NSADCache | None  # None without NSAD
+    y: np.ndarray  # (T, B, N, D) attention-LIF spikes, the input of the output projection
+    attn_lif: lif.LIFCache
+    spike_count: float  # spikes of every LIF of the block
+    neuron_count: int
 
 
-def _site_forward(x, site, prefix, ctx):
+def _site_forward(x, site, params, state, cfg, training, smooth):
     """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``."""
-    cfg, p = ctx.cfg, ctx.params
     z, tasa_cache = tasa.forward(
-        x, p[f"{prefix}.{site}_linear.weight"], p.get(f"{prefix}.{site}_linear.bias"),
-        tau=float(p[tau_name(prefix, site, cfg)]) if cfg.tasa else 0.0,
+        x, params[f"{site}_linear.weight"], params.get(f"{site}_linear.bias"),
+        tau=float(params[tau_name(site, cfg)]) if cfg.tasa else 0.0,
         window=cfg.effective_window, frozen_tau=cfg.frozen_tau or not cfg.tasa,
-        continuous_tau=ctx.smooth)  # (T, B, N, D)
-    s, unit_cache = bn_lif_forward(z, f"{prefix}.{site}_bn", ctx, axis=-1, time_shape=z.shape)
-    return s, SiteCache(tasa_cache, unit_cache)
+        continuous_tau=smooth)  # (T, B, N, D)
+    s, bn_state, unit_cache = bnlif.forward(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
+                                            training=training, smooth=smooth)  # (T, B, N, D)
+    return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
 
-def _site_backward(ds, cache, site, prefix, cfg, grads):
-    dz = bn_lif_backward(ds, cache.unit, f"{prefix}.{site}_bn", grads)
+def _site_backward(ds, cache: SiteCache, site, cfg, grads):
+    """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared)."""
+    dz, bn_grads = bnlif.backward(ds, cache.unit)
     dx, dw, db, dtau = tasa.backward(dz, cache.tasa)
-    accumulate(grads, f"{prefix}.{site}_linear.weight", dw)
-    accumulate(grads, f"{prefix}.{site}_linear.bias", db)
-    if cfg.tasa:
-        accumulate(grads, tau_name(prefix, site, cfg), np.asarray(0.0 if dtau is None else dtau))
+    grads.update(join(f"{site}_bn", bn_grads))
+    grads[f"{site}_linear.weight"] = dw
+    if db is not None:
+        grads[f"{site}_linear.bias"] = db
+    if cfg.tasa and dtau is not None:  # dtau is None for a frozen tau: it gets no gradient at all
+        name = tau_name(site, cfg)
+        grads[name] = grads.get(name, 0.0) + np.asarray(dtau)  # tau fans out to the sites: +=
     return dx
 
 
@@ -104,47 +121,57 @@ def _merge_heads(x):
     return x.transpose(0, 1, 3, 2, 4).reshape(T, B, N, H * d)  # (T, B, N, D)
 
 
-def forward(x: np.ndarray, ctx: Context, prefix: str) -> tuple[np.ndarray, AttentionCache]:
-    """Attention block on the residual stream ``x`` ``(T, B, N, D)``; returns spikes ``(T, B, N, D)``."""
-    cfg = ctx.cfg
-    sites = {}
-    heads = {}
+def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+            smooth: bool = False) -> tuple[np.ndarray, dict, AttentionCache]:
+    """Attention block on the residual stream ``x`` ``(T, B, N, D)``.
+
+    Returns ``(out, new_state, cache)``: spikes ``(T, B, N, D)``; the updated
+    running statistics of the four BatchNorms.
+    """
+    new_state, sites, heads = {}, {}, {}
     for site in ("q", "k", "v"):
-        s, sites[site] = _site_forward(x, site, prefix, ctx)  # (T, B, N, D)
+        s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth)  # (T, B, N, D)
+        new_state.update(bn_state)
         heads[site] = _split_heads(s, cfg.heads)  # (T, B, H, N, d)
     q, k, v = heads["q"], heads["k"], heads["v"]
     S = q @ k.swapaxes(-1, -2)  # (T, B, H, N, N) counts in [0, d]
     nsad_cache = None
     if cfg.nsad:
-        A, nsad_cache = nsad.forward(S, ctx.params[f"{prefix}.nsad"], head_dim=cfg.head_dim,
-                                     surrogate=cfg.surrogate, alpha=cfg.alpha,
-                                     rounding=cfg.nsad_rounding, smooth=ctx.smooth)
+        A, nsad_cache = nsad.forward(S, params["nsad"], head_dim=cfg.head_dim, surrogate=cfg.surrogate,
+                                     alpha=cfg.alpha, rounding=cfg.nsad_rounding, smooth=smooth)
     else:
         A = S
-    y = _merge_heads((A @ v) * cfg.scale)  # (T, B, N, D)
-    y_spikes, attn_lif_cache = lif.forward(y, **ctx.lif_options(cfg.attn_v_threshold))
-    out, sites["proj"] = _site_forward(y_spikes, "proj", prefix, ctx)  # (T, B, N, D)
-    return out, AttentionCache(sites, q, k, v, A, nsad_cache, attn_lif_cache)
+    y_in = _merge_heads((A @ v) * cfg.scale)  # (T, B, N, D)
+    y, attn_lif_cache = lif.forward(y_in, **bnlif.lif_options(cfg, smooth=smooth, v_threshold=cfg.attn_v_threshold))
+    out, bn_state, sites["proj"] = _site_forward(y, "proj", params, state, cfg, training, smooth)  # (T, B, N, D)
+    new_state.update(bn_state)
+    units = [sites[site].unit for site in SITES]
+    spike_count = sum(u.spike_count for u in units) + float(y.sum())
+    neuron_count = sum(u.neuron_count for u in units) + y.size
+    cache = AttentionCache(cfg, sites, q, k, v, S, A, nsad_cache, y, attn_lif_cache, spike_count, neuron_count)
+    return out, new_state, cache
 
 
-def backward(dout: np.ndarray, cache: AttentionCache, cfg: ModelConfig, prefix: str, grads: dict) -> np.ndarray:
-    """Backward of :func:`forward`; accumulates into ``grads``, returns ``dx`` ``(T, B, N, D)``."""
-    # forward was: out = site_proj(LIF_0.5(merge((A @ v) * scale)))
-    dy_spikes = _site_backward(dout, cache.sites["proj"], "proj", prefix, cfg, grads)
-    dy = lif.backward(dy_spikes, cache.attn_lif)
-    dAv = _split_heads(dy, cfg.heads) * cfg.scale  # (T, B, H, N, d)
+def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]:
+    """Backward of :func:`forward`: ``(dx (T, B, N, D), grads)``, ``grads`` keyed like
+    ``params`` (without ``tau`` when it is frozen)."""
+    cfg = cache.cfg
+    grads = {}
+    # forward was: out = site_proj(y); y = LIF_0.5(merge((A @ v) * scale)), so now:
+    dy = _site_backward(dout, cache.sites["proj"], "proj", cfg, grads)  # (T, B, N, D)
+    dy_in = lif.backward(dy, cache.attn_lif)  # (T, B, N, D)
+    dAv = _split_heads(dy_in, cfg.heads) * cfg.scale  # (T, B, H, N, d)
     dA = dAv @ cache.v.swapaxes(-1, -2)  # (T, B, H, N, N)
     dv = cache.A.swapaxes(-1, -2) @ dAv  # (T, B, H, N, d)
+    # forward was: A = NSAD(S), so now:
     if cfg.nsad:
-        dS, dparams = nsad.backward(dA, cache.nsad)
-        accumulate(grads, f"{prefix}.nsad", dparams)
+        dS, grads["nsad"] = nsad.backward(dA, cache.nsad)
     else:
         dS = dA
-    # S = q @ k^T
+    # forward was: S = q @ k^T, so now:
     dq = dS @ cache.k  # (T, B, H, N, d)
     dk = dS.swapaxes(-1, -2) @ cache.q  # (T, B, H, N, d)
-    dx = None
+    dx = 0
     for site, dh in (("q", dq), ("k", dk), ("v", dv)):
-        dxs = _site_backward(_merge_heads(dh), cache.sites[site], site, prefix, cfg, grads)
-        dx = dxs if dx is None else dx + dxs  # x fans out to q, k and v
-    return dx
+        dx = dx + _site_backward(_merge_heads(dh), cache.sites[site], site, cfg, grads)  # x fans out: +=
+    return dx, grads

@@ -209,7 +209,9 @@ def validate(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple], *,
     """Check that ``arrays`` has exactly the names of ``expected``, each with its shape.
 
     ``expected``: ``name -> shape``. Raises ``ValueError`` listing, in one
-    message, every missing name, every extra name and every mis-shaped entry.
+    line, every missing name, every extra name and every mis-shaped entry.
+    This is the one name-and-shape check of the package: the model, the
+    training checkpoints, the Spikformer import and the optimizer all use it.
     """
     missing = [name for name in expected if name not in arrays]
     extra = [name for name in arrays if name not in expected]
@@ -220,11 +222,10 @@ def validate(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple], *,
     ]
     if not (missing or extra or wrong):
         return
-    lines = [f"{what} does not match the expected arrays:"]
-    lines += [f"  missing: {name!r} (expected shape {tuple(expected[name])})" for name in missing]
-    lines += [f"  unexpected: {name!r} (shape {tuple(np.shape(arrays[name]))})" for name in extra]
-    lines += [f"  wrong shape: {name!r} is {got}, expected {want}" for name, got, want in wrong]
-    raise ValueError("\n".join(lines))
+    problems = [f"missing {name!r} (expected shape {tuple(expected[name])})" for name in missing]
+    problems += [f"unexpected {name!r} (shape {tuple(np.shape(arrays[name]))})" for name in extra]
+    problems += [f"{name!r} has shape {got}, expected {want}" for name, got, want in wrong]
+    raise ValueError(f"{what} does not match the expected arrays: " + "; ".join(problems))
 
 
 _SUPPORTED_BIT_GENERATORS = ("PCG64", "PCG64DXSM")

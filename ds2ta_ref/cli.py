@@ -12,12 +12,10 @@ import time
 
 import numpy as np
 
-from . import checkpoint, gradcheck, lif, model, nsad, tasa
-from .config import ModelConfig
+from . import checkpoint, gradcheck, model
 from .energy import format_table
 from .train import TrainConfig, TrainingError, build_data, evaluate, load_run, train
 
-TOLERANCE = 1e-7
 VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
     "Spikformer": (False, False),
     "NSAD only": (False, True),
@@ -33,82 +31,15 @@ def variant_name(tasa_on: bool, nsad_on: bool) -> str:
 
 
 # --------------------------------------------------------------------------- gradcheck
-def _away_from_threshold(rng, shape, opts):
-    while True:  # an input whose membrane stays away from the threshold
-        x = rng.standard_normal(shape) * 1.5 + 0.5
-        if np.min(np.abs(lif.forward(x, **opts)[1].h - opts.get("v_threshold", 1.0))) > 1e-3:
-            return x
-
-
-def _lif_checks(rng):
-    import itertools
-
-    for decay_input, detach_reset, name in itertools.product([False, True], [True, False], ["sigmoid", "atan"]):
-        opts = dict(decay_input=decay_input, detach_reset=detach_reset, surrogate=name,
-                    alpha=None)
-        x = _away_from_threshold(rng, (4, 2, 3), opts)
-        title = f"lif  decay_input={decay_input!s:<5} detach_reset={detach_reset!s:<5} surrogate={name}"
-        yield title, gradcheck.check_gradients(
-            lambda x, o=opts: lif.forward(x, smooth=True, **o), lif.backward, {"x": x}, wrt=["x"], rng=rng)
-
-
-def _tasa_checks(rng):
-    for window in (1, 3, 6):
-        inputs = {"s": rng.standard_normal((4, 2, 3, 5)), "weight": rng.standard_normal((6, 5)),
-                  "bias": rng.standard_normal(6), "tau": 0.7}
-
-        def fwd(s, weight, bias, tau, window=window):
-            return tasa.forward(s, weight, bias, tau=tau, window=window, continuous_tau=True)
-
-        def bwd(dout, cache):
-            ds, dw, db, dtau = tasa.backward(dout, cache)
-            return {"s": ds, "weight": dw, "bias": db, "tau": np.asarray(dtau)}
-
-        yield f"tasa window={window} (T=4, continuous tau)", gradcheck.check_gradients(
-            fwd, bwd, inputs, wrt=["s", "weight", "bias"] + (["tau"] if window > 1 else []), rng=rng)
-
-
-def _nsad_checks(rng):
-    head_dim = 8
-    params = np.column_stack([rng.uniform(-1, 1, 3), rng.uniform(-0.3, 0.3, 3), rng.uniform(0, head_dim, 3),
-                              rng.uniform(-2, 2, 3), rng.uniform(0, head_dim, 3), rng.uniform(0, 4, 3)])
-    scores = rng.uniform(0, head_dim, (2, 3, 4, 4))
-    yield "nsad (smooth: unrounded, gate = surrogate primal)", gradcheck.check_gradients(
-        lambda scores, params: nsad.forward(scores, params, head_dim=head_dim, smooth=True),
-        nsad.backward, {"scores": scores, "params": params}, wrt=["scores", "params"], rng=rng, eps=1e-5)
-
-
-def _model_checks(rng):
-    cfg = ModelConfig(img_size=8, in_channels=2, num_classes=3, T=2, depth=2, dim=16, heads=2,
-                      window=2, tau0=1.0, u0=1.0, scale=0.5)
-    params = model.init_params(cfg, rng)
-    for name, value in params.items():  # BatchNorm affine parameters that make a tiny model fire
-        if "_bn" in name:
-            params[name] = rng.uniform(1.0, 2.0, value.shape) if name.endswith("weight") else rng.uniform(-0.2, 0.5, value.shape)
-    state, x = model.init_state(cfg), rng.uniform(0, 1, (2, 2, 8, 8))
-
-    def fwd(**p):
-        logits, _, cache = model.forward(p, state, x, cfg, training=True, smooth=True)
-        return logits, cache
-
-    yield "model (T=2, 2 blocks, TASA+NSAD, smooth, 4 sampled entries per tensor)", gradcheck.check_gradients(
-        fwd, model.backward, params, wrt=list(params), rng=rng, max_entries=4, floor=1e-3)
-
-
-CHECKS = {"lif": _lif_checks, "tasa": _tasa_checks, "nsad": _nsad_checks, "model": _model_checks}
-
-
 def cmd_gradcheck(args) -> int:
-    unknown = sorted(set(args.kernels) - set(CHECKS))
-    if unknown:
-        raise SystemExit(f"ds2ta-ref gradcheck: unknown kernel(s) {unknown}; choose from {list(CHECKS)}")
-    rng = np.random.default_rng(args.seed)
+    try:
+        results = list(gradcheck.run_cases(args.kernels, seed=args.seed))
+    except ValueError as exc:
+        raise SystemExit(f"ds2ta-ref gradcheck: {exc}")
     worst = 0.0
-    for kernel in args.kernels or list(CHECKS):
-        for title, report in CHECKS[kernel](rng):
-            tol = 1e-6 if kernel == "model" else TOLERANCE
-            print(gradcheck.format_report(title, report, tol))
-            worst = max(worst, max(report.values()) / tol)
+    for name, report, tol in results:
+        print(gradcheck.format_report(name, report, tol))
+        worst = max(worst, max(report.values()) / tol)
     print(f"worst relative error / tolerance: {worst:.2e} ({'ok' if worst <= 1 else 'FAIL'})")
     return 0 if worst <= 1 else 1
 
@@ -272,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against central differences in float64, in smooth mode, and print the worst "
                                    "relative error per argument.")
     p.add_argument("kernels", nargs="*", metavar="KERNEL",
-                   help=f"what to check, among {', '.join(CHECKS)} (default: all)")
+                   help=f"kernels to check, among {', '.join(gradcheck.TOLERANCE)}, or case names (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.set_defaults(func=cmd_gradcheck)
     return parser

@@ -1,4 +1,4 @@
-"""NSAD: the nonlinear spiking attention denoiser (DS2TA Eq. 6-7, SPEC §3).
+"""NSAD: the nonlinear spiking attention denoiser (DS2TA Eq. 6-7, docs/spec.md §3).
 
 Per head ``h``, the spiking score map ``S = Q K^T`` (``Q``, ``K`` binary,
 ``(N, d)``) has integer entries in ``[0, d]``. NSAD maps every entry through a
@@ -16,7 +16,7 @@ table (the paper's hashmap), built once per forward and gathered::
 In code the head dimension is ``head_dim`` (the letter ``d`` is a parameter).
 Parameters are an ``(H, 6)`` array with columns in the order ``a, b, c, d, e, u``.
 
-Choices (SPEC §3, each an option where it can be one):
+Choices (docs/spec.md §3, each an option where it can be one):
 
 * rounding: ``"nearest"`` (``np.rint``, half to even; the paper's words) is the
   default; ``"floor"`` (what the paper typesets) is the alternative.
@@ -130,12 +130,46 @@ def _g(s, a, b, c, d, e):
     return a * s + b * (s - c) ** 2 + d * expit(-(s - e))
 
 
-def _dg(s, a, b, c, d, e):
-    """``(dg/ds, (dg/da, dg/db, dg/dc, dg/dd, dg/de))`` of Eq. 7, broadcasting."""
+class FDerivatives(NamedTuple):
+    """The derivatives of ``f(s) = 1(s > u) g(s)`` (Eq. 6-7) with the straight-through
+    surrogate gate, evaluated wherever ``s`` is (on the table grid or per entry)::
+
+        df/ds = 1(s > u) g'(s) + sg(s - u) g(s)
+        df/dp = 1(s > u) dg/dp        for p in a, b, c, d, e
+        df/du = -sg(s - u) g(s)
+    """
+
+    ds: np.ndarray
+    da: np.ndarray
+    db: np.ndarray
+    dc: np.ndarray
+    dd: np.ndarray
+    de: np.ndarray
+    du: np.ndarray
+
+    def params(self) -> tuple[np.ndarray, ...]:
+        """``df/da .. df/du`` in the column order of ``params``."""
+        return self.da, self.db, self.dc, self.dd, self.de, self.du
+
+
+def _f_derivatives(s, params, gate, sg: _surrogate.Surrogate, alpha: float, trailing: int) -> FDerivatives:
+    """:class:`FDerivatives` at scores ``s``; ``gate`` is ``1(s > u)`` (or, in smooth
+    mode, the primal the forward used); ``trailing`` axes follow the head axis in ``s``."""
+    a, b, c, d, e, u = _columns(params, trailing)  # each (H,) + (1,) * trailing
     logistic = expit(-(s - e))  # 1 / (1 + exp(s - e)) = 1 - sig(s - e)
     sig = expit(s - e)  # sig(s - e), computed directly rather than as 1 - logistic
+    g = a * s + b * (s - c) ** 2 + d * logistic  # Eq. 7
     dg_ds = a + 2 * b * (s - c) - d * sig * logistic
-    return dg_ds, (s, (s - c) ** 2, -2 * b * (s - c), logistic, d * sig * logistic)
+    sg_gate = sg.grad(s - u, alpha)  # surrogate derivative of the gate 1(s > u), at s - u
+    return FDerivatives(
+        ds=gate * dg_ds + sg_gate * g,
+        da=gate * s,
+        db=gate * (s - c) ** 2,
+        dc=gate * -2 * b * (s - c),
+        dd=gate * logistic,
+        de=gate * d * sig * logistic,
+        du=-sg_gate * g,
+    )
 
 
 def _per_head_sum(x: np.ndarray, head_axis: int) -> np.ndarray:
@@ -264,7 +298,7 @@ def forward(
 
 
 def backward(dA: np.ndarray, cache: NSADCache) -> tuple[np.ndarray, np.ndarray]:
-    """Straight-through surrogate backward of :func:`forward` (SPEC §3).
+    """Straight-through surrogate backward of :func:`forward` (docs/spec.md §3).
 
     Args:
         dA: gradient w.r.t. ``A``, shape ``(..., H, N, N)`` like the forward's scores.
@@ -276,48 +310,43 @@ def backward(dA: np.ndarray, cache: NSADCache) -> tuple[np.ndarray, np.ndarray]:
     """
     dA = as_float_array(dA, "dA")
     check_shape(dA, cache.scores.shape, "dA")
-    params, head_dim, alpha = cache.params, cache.head_dim, cache.alpha
-    sg = _surrogate.get(cache.surrogate)
-    dtype = params.dtype
-    if cache.smooth:
-        # forward was: A = primal(S - u) * g(S), per entry; so now the same per entry.
-        s = cache.scores.astype(dtype, copy=False)  # (..., H, N, N)
-        cols = _columns(params, 2)  # each (H, 1, 1)
-        gate = cache.gate  # (..., H, N, N) the primal the forward used
-        w = dA  # (..., H, N, N) weight of each evaluation of f
-        head_axis = -3
-    else:
-        # forward was: A = table.ravel()[index]; so now scatter dA into the table ...
-        index = _flat_index(cache.scores, head_dim)  # (..., H, N, N)
-        H = params.shape[0]
-        w = np.bincount(index.ravel(), weights=dA.ravel(), minlength=H * (head_dim + 1))
-        w = w.reshape(H, head_dim + 1)  # dtable: summed dA per table entry
-        # ... and differentiate table = round(1(s > u) g(s)) on the grid, rounding straight through.
-        s = np.arange(head_dim + 1, dtype=dtype)  # (d+1,)
-        cols = _columns(params, 1)  # each (H, 1)
-        gate = (s > cols[5]).astype(dtype)  # (H, d+1) the hard gate 1(s > u)
-        head_axis = -2
-    u = cols[5]
-    g = _g(s, *cols[:5])
-    dg_ds, dg_dp = _dg(s, *cols[:5])
-    sgv = sg.grad(s - u, alpha)  # surrogate derivative of the gate at s - u
-    df_ds = gate * dg_ds + sgv * g  # per entry (smooth) or per table entry (table)
-    dparams = np.empty(params.shape, dtype=dtype)  # (H, 6)
-    for k, dg in enumerate(dg_dp):  # a, b, c, d, e: df/dp = gate * dg/dp
-        dparams[:, k] = _per_head_sum(w * gate * dg, head_axis)
-    dparams[:, 5] = _per_head_sum(-w * sgv * g, head_axis)  # u: df/du = -sg(s - u) g(s)
-    if cache.smooth:
-        dscores = dA * df_ds  # (..., H, N, N)
-    else:
-        dscores = dA * df_ds.ravel()[index]  # (..., H, N, N) gather of df/ds at the scores
-    return dscores.astype(dtype, copy=False), dparams
+    backward_path = _backward_smooth if cache.smooth else _backward_table
+    dscores, dparams = backward_path(dA.astype(cache.params.dtype, copy=False), cache)
+    return dscores, dparams
+
+
+def _backward_table(dA, cache: NSADCache):
+    """The hashmap forward ``A = AD[S]``, ``AD = round(f(0 .. d))``, differentiated on the table."""
+    params, head_dim = cache.params, cache.head_dim
+    H = params.shape[0]
+    # forward was: A = table.ravel()[index], so now: scatter dA into the table entries it read
+    index = _flat_index(cache.scores, head_dim)  # (..., H, N, N)
+    dtable = np.bincount(index.ravel(), weights=dA.ravel(), minlength=H * (head_dim + 1))
+    dtable = dtable.reshape(H, head_dim + 1).astype(params.dtype, copy=False)  # (H, d+1) summed dA per entry
+    # forward was: table = round(1(s > u) g(s)) on the grid s = 0 .. d; rounding is straight through
+    s = np.arange(head_dim + 1, dtype=params.dtype)  # (d+1,)
+    gate = (s > params[:, 5:6]).astype(params.dtype)  # (H, d+1) the hard gate 1(s > u)
+    df = _f_derivatives(s, params, gate, _surrogate.get(cache.surrogate), cache.alpha, trailing=1)  # each (H, d+1)
+    dparams = np.stack([(dtable * df_dp).sum(axis=1) for df_dp in df.params()], axis=1)  # (H, 6)
+    dscores = dA * df.ds.ravel()[index]  # (..., H, N, N) df/ds gathered at each score
+    return dscores, dparams
+
+
+def _backward_smooth(dA, cache: NSADCache):
+    """The smooth check-mode forward ``A = primal(S - u) g(S)``, differentiated per entry."""
+    params = cache.params
+    s = cache.scores.astype(params.dtype, copy=False)  # (..., H, N, N)
+    df = _f_derivatives(s, params, cache.gate, _surrogate.get(cache.surrogate), cache.alpha,
+                        trailing=2)  # each (..., H, N, N)
+    dparams = np.stack([_per_head_sum(dA * df_dp, head_axis=-3) for df_dp in df.params()], axis=1)  # (H, 6)
+    return dA * df.ds, dparams
 
 
 # ----------------------------------------------------------------------------- initialisation and sparsity
 
 
 def init_params(num_heads: int, u0: float) -> np.ndarray:
-    """SPEC §3 initial parameters: ``a = 1, b = c = d = e = 0, u = u0`` for every head.
+    """docs/spec.md §3 initial parameters: ``a = 1, b = c = d = e = 0, u = u0`` for every head.
 
     That is the identity above the threshold, so an untrained DS2TA differs from
     Spikformer only by the denoising threshold (paper: ``u0 = 3`` CIFAR, ``2`` DVS).
@@ -334,7 +363,7 @@ def init_params(num_heads: int, u0: float) -> np.ndarray:
 
 
 def sparsity(A: np.ndarray) -> float:
-    """Fraction of entries of ``A`` that are exactly zero (SPEC §5), in ``[0, 1]``."""
+    """Fraction of entries of ``A`` that are exactly zero (docs/spec.md §5), in ``[0, 1]``."""
     A = np.asarray(A)
     if A.size == 0:
         raise ValueError("A must not be empty")

@@ -86,17 +86,12 @@ class AdamW:
         as PyTorch does when a scheduler sets it.
         """
         lr = self.lr if lr is None else check_finite_scalar(lr, "lr", minimum=0.0)
-        for what, d in (("params", params), ("grads", grads)):
-            missing = sorted(set(self.shapes) - set(d))
-            extra = sorted(set(d) - set(self.shapes))
-            if missing or extra:
-                raise ValueError(f"{what} must have the optimizer's names: missing {missing}, unexpected {extra}")
+        validate(params, self.shapes, what="params (the optimizer's parameters)")
+        validate(grads, self.shapes, what="grads (one per optimizer parameter)")
         grads = {name: np.asarray(grads[name]) for name in self.shapes}
         for name, shape in self.shapes.items():
             _check_param(params[name], f"params[{name!r}]", shape)
             g = grads[name]
-            if g.shape != shape:
-                raise ValueError(f"grads[{name!r}] must have shape {shape}, got {g.shape}")
             if not np.all(np.isfinite(g)):
                 raise ValueError(f"grads[{name!r}] contains NaN or infinity")
 

@@ -1,5 +1,5 @@
 """Spiking patch splitting (SPS): the convolutional stem that turns an image
-into spiking tokens, with Spikformer's relative-position branch (SPEC §4).
+into spiking tokens, with Spikformer's relative-position branch (docs/spec.md §4).
 
 CIFAR variant (32x32 input, embedding D)::
 
@@ -12,7 +12,9 @@ CIFAR variant (32x32 input, embedding D)::
 The DVS variant puts ``MaxPool(3, 2, 1)`` after every one of the four stages
 (128x128 -> 8x8). Convolutions have no bias and padding 1. The first
 convolution sees the analog image (direct encoding) and its LIF is the encoder.
-Parameter names are those of Spikformer's ``patch_embed`` module.
+
+Parameter names are those of Spikformer's ``patch_embed`` module without the
+prefix: ``proj_conv.weight``, ``proj_bn.weight``, ... ``rpe_bn.bias``.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import layers
+from . import bnlif, layers
 from .config import ModelConfig
-from .units import Context, accumulate, bn_lif_backward, bn_lif_forward
+from .params import join, sub
+
+__all__ = ["SPSCache", "forward", "backward", "param_shapes", "state_shapes"]
 
 CONVS = ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3")
 BNS = ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3")
@@ -38,74 +42,98 @@ def pooled(cfg: ModelConfig) -> tuple[bool, ...]:
     return (False, False, True, True) if cfg.sps == "cifar" else (True, True, True, True)
 
 
-def param_shapes(cfg: ModelConfig, prefix: str = "patch_embed") -> dict[str, tuple]:
+def _bns(cfg: ModelConfig) -> dict[str, int]:
+    """Every BatchNorm of the block and its channel count."""
+    ch = channels(cfg)
+    return {**{bn: ch[i + 1] for i, bn in enumerate(BNS)}, "rpe_bn": cfg.dim}
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """The block's parameters (short names) and shapes, in Spikformer's order."""
     ch = channels(cfg)
     shapes = {}
     for i, (conv, bn) in enumerate(zip(CONVS, BNS)):
-        shapes[f"{prefix}.{conv}.weight"] = (ch[i + 1], ch[i], 3, 3)
-        shapes[f"{prefix}.{bn}.weight"] = (ch[i + 1],)
-        shapes[f"{prefix}.{bn}.bias"] = (ch[i + 1],)
-    shapes[f"{prefix}.rpe_conv.weight"] = (cfg.dim, cfg.dim, 3, 3)
-    shapes[f"{prefix}.rpe_bn.weight"] = (cfg.dim,)
-    shapes[f"{prefix}.rpe_bn.bias"] = (cfg.dim,)
+        shapes[f"{conv}.weight"] = (ch[i + 1], ch[i], 3, 3)
+        shapes.update(join(bn, bnlif.param_shapes(ch[i + 1])))
+    shapes["rpe_conv.weight"] = (cfg.dim, cfg.dim, 3, 3)
+    shapes.update(join("rpe_bn", bnlif.param_shapes(cfg.dim)))
     return shapes
 
 
-def bn_names(prefix: str = "patch_embed") -> list[str]:
-    return [f"{prefix}.{bn}" for bn in BNS] + [f"{prefix}.rpe_bn"]
+def state_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """The block's BatchNorm running statistics (short names) and shapes."""
+    return {k: s for bn, c in _bns(cfg).items() for k, s in join(bn, bnlif.state_shapes(c)).items()}
+
 
 
 class StageCache(NamedTuple):
-    conv: object
-    unit: object
-    pool: object  # None when the stage has no max-pool
+    conv: layers.ConvCache
+    unit: bnlif.BNLIFCache
+    pool: layers.MaxPoolCache | None  # None when the stage has no max-pool
 
 
 class SPSCache(NamedTuple):
-    stages: list
-    rpe_conv: object
-    rpe_unit: object
-    feat_shape: tuple  # (TB, D, h, w)
+    """Kept: the caches of every conv, BN+LIF unit and max-pool; nothing is recomputed."""
+
+    stages: tuple[StageCache, ...]
+    rpe_conv: layers.ConvCache
+    rpe_unit: bnlif.BNLIFCache
+    feat_shape: tuple  # (TB, D, h, w) of the token feature map
+    spike_count: float  # spikes of every LIF of the block
+    neuron_count: int
 
 
-def forward(x: np.ndarray, ctx: Context, prefix: str = "patch_embed") -> tuple[np.ndarray, SPSCache]:
-    """Image frames ``x`` of shape ``(T, B, C, H, W)`` to tokens ``(T, B, N, D)``."""
-    p = ctx.params
-    T, B = x.shape[:2]
-    h = x.reshape((T * B,) + x.shape[2:])  # (TB, C, H, W)
+def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+            smooth: bool = False) -> tuple[np.ndarray, dict, SPSCache]:
+    """Image frames ``(T, B, C, H, W)`` to spiking tokens ``(T, B, N, D)``.
+
+    Returns ``(tokens, new_state, cache)``; token values are in {0, 1, 2}
+    (a spike plus the relative-position spike).
+    """
+    T, B = frames.shape[:2]
+    new_state = {}
+
+    def conv_bn_lif(h, conv, bn):  # h: (TB, C, H, W) -> spikes (TB, C', H, W)
+        z, conv_cache = layers.conv_forward(h, params[f"{conv}.weight"])  # (TB, C', H, W)
+        s, bn_state, unit_cache = bnlif.forward(
+            z.reshape((T, B) + z.shape[1:]), sub(params, bn), sub(state, bn), cfg,
+            training=training, smooth=smooth, channel_axis=2)  # (T, B, C', H, W)
+        new_state.update(join(bn, bn_state))
+        return s.reshape(z.shape), conv_cache, unit_cache
+
+    h = frames.reshape((T * B,) + frames.shape[2:])  # (TB, C, H, W)
     stages = []
-    for conv, bn, pool in zip(CONVS, BNS, pooled(ctx.cfg)):
-        z, conv_cache = layers.conv_forward(h, p[f"{prefix}.{conv}.weight"])  # (TB, C', H', W')
-        s, unit_cache = bn_lif_forward(z, f"{prefix}.{bn}", ctx, axis=1, time_shape=(T, B) + z.shape[1:])
-        h = s.reshape(z.shape)  # (TB, C', H', W') spikes
+    for conv, bn, pool in zip(CONVS, BNS, pooled(cfg)):
+        h, conv_cache, unit_cache = conv_bn_lif(h, conv, bn)  # (TB, C', H, W) spikes
         pool_cache = None
         if pool:
-            h, pool_cache = layers.maxpool_forward(h, kernel=3, stride=2, padding=1)
+            h, pool_cache = layers.maxpool_forward(h, kernel=3, stride=2, padding=1)  # (TB, C', H/2, W/2)
         stages.append(StageCache(conv_cache, unit_cache, pool_cache))
-    # relative position embedding: x = x + LIF(BN(Conv(x)))
-    z, rpe_conv_cache = layers.conv_forward(h, p[f"{prefix}.rpe_conv.weight"])  # (TB, D, h, w)
-    r, rpe_unit_cache = bn_lif_forward(z, f"{prefix}.rpe_bn", ctx, axis=1, time_shape=(T, B) + z.shape[1:])
-    feat = h + r.reshape(h.shape)  # (TB, D, h, w), values in {0, 1, 2}
-    TB, D, hh, ww = feat.shape
-    tokens = feat.reshape(T, B, D, hh * ww).transpose(0, 1, 3, 2)  # (T, B, N, D)
-    return np.ascontiguousarray(tokens), SPSCache(stages, rpe_conv_cache, rpe_unit_cache, feat.shape)
+    r, rpe_conv_cache, rpe_unit_cache = conv_bn_lif(h, "rpe_conv", "rpe_bn")  # (TB, D, h, w)
+    feat = h + r  # relative position embedding; (TB, D, h, w), values in {0, 1, 2}
+    tokens = feat.reshape(T, B, cfg.dim, -1).transpose(0, 1, 3, 2)  # (T, B, N, D)
+    units = [stage.unit for stage in stages] + [rpe_unit_cache]
+    cache = SPSCache(tuple(stages), rpe_conv_cache, rpe_unit_cache, feat.shape,
+                     sum(u.spike_count for u in units), sum(u.neuron_count for u in units))
+    return np.ascontiguousarray(tokens), new_state, cache
 
 
-def backward(dtokens: np.ndarray, cache: SPSCache, grads: dict, prefix: str = "patch_embed") -> np.ndarray:
-    """Backward of :func:`forward`: accumulates parameter gradients into ``grads``,
-    returns the gradient w.r.t. the frames ``(T, B, C, H, W)``."""
+def backward(dtokens: np.ndarray, cache: SPSCache) -> tuple[np.ndarray, dict]:
+    """Backward of :func:`forward`: ``(dframes (T, B, C, H, W), grads)``, ``grads`` keyed like ``params``."""
     T, B, N, D = dtokens.shape
-    TB, _, hh, ww = cache.feat_shape
+    grads = {}
+
+    def conv_bn_lif_backward(ds, conv_cache, unit_cache, conv, bn):  # ds: (TB, C', H, W)
+        dz, bn_grads = bnlif.backward(ds.reshape((T, B) + ds.shape[1:]), unit_cache)  # (T, B, C', H, W)
+        dh, grads[f"{conv}.weight"] = layers.conv_backward(dz.reshape(ds.shape), conv_cache)  # (TB, C, H, W)
+        grads.update(join(bn, bn_grads))
+        return dh
+
     dfeat = dtokens.transpose(0, 1, 3, 2).reshape(cache.feat_shape)  # (TB, D, h, w)
-    # forward was: feat = h + LIF(BN(conv(h)))
-    dz = bn_lif_backward(dfeat.reshape((T, B) + dfeat.shape[1:]), cache.rpe_unit, f"{prefix}.rpe_bn", grads)
-    dh_rpe, dw = layers.conv_backward(dz, cache.rpe_conv)
-    accumulate(grads, f"{prefix}.rpe_conv.weight", dw)
-    dh = dfeat + dh_rpe
+    # forward was: feat = h + rpe(h), so now:
+    dh = dfeat + conv_bn_lif_backward(dfeat, cache.rpe_conv, cache.rpe_unit, "rpe_conv", "rpe_bn")
     for conv, bn, stage in reversed(list(zip(CONVS, BNS, cache.stages))):
         if stage.pool is not None:
-            dh = layers.maxpool_backward(dh, stage.pool)
-        dz = bn_lif_backward(dh.reshape((T, B) + dh.shape[1:]), stage.unit, f"{prefix}.{bn}", grads)
-        dh, dw = layers.conv_backward(dz, stage.conv)
-        accumulate(grads, f"{prefix}.{conv}.weight", dw)
-    return dh.reshape((T, B) + dh.shape[1:])
+            dh = layers.maxpool_backward(dh, stage.pool)  # (TB, C', H, W)
+        dh = conv_bn_lif_backward(dh, stage.conv, stage.unit, conv, bn)  # (TB, C, H, W)
+    return dh.reshape((T, B) + dh.shape[1:]), grads

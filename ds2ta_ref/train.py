@@ -24,12 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import checkpoint, data, layers, lif, model, optim
+from . import checkpoint, data, layers, model, optim
 from .config import ModelConfig, preset
 from .energy import BlockEnergy, block_energy, count_zeros
 
 __all__ = ["TrainConfig", "TrainingError", "TrainResult", "build_data", "model_config", "train",
-           "evaluate", "load_run", "EvalResult", "spike_rate"]
+           "evaluate", "load_run", "EvalResult"]
 
 CHECKPOINT = "checkpoint.npz"
 # What fits the 2-minute budget on 2 cores (measured; see the README).
@@ -133,20 +133,11 @@ def _no_decay(name: str, shape: tuple) -> bool:
     return len(shape) <= 1 or name.endswith(".nsad")
 
 
-def spike_rate(cache) -> float:
-    """Mean firing rate over every LIF neuron and time step of a forward, from its cache."""
-    total, count = 0.0, 0
-    stack = [cache]
-    while stack:
-        obj = stack.pop()
-        if isinstance(obj, lif.LIFCache):
-            total += float(obj.s_reset.sum())
-            count += obj.s_reset.size
-        elif isinstance(obj, (tuple, list)):
-            stack.extend(o for o in obj if not isinstance(o, (np.ndarray, str, int, float)))
-        elif isinstance(obj, dict):
-            stack.extend(obj.values())
-    return total / max(count, 1)
+def _optimizer(params: dict, cfg: ModelConfig, tc: TrainConfig) -> optim.AdamW:
+    """AdamW over the trainable parameters only (a frozen ``tau`` is never touched)."""
+    names = model.trainable(cfg)
+    return optim.AdamW({n: params[n] for n in names}, lr=tc.lr, weight_decay=tc.weight_decay,
+                       no_decay=lambda n: _no_decay(n, params[n].shape))
 
 
 def _model_input(xb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -161,12 +152,13 @@ def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.n
     zeros = np.zeros(cfg.depth, dtype=np.int64)
     entries = np.zeros(cfg.depth, dtype=np.int64)
     for xb, yb in data.iterate_minibatches(x, y, batch_size, rng=None, shuffle=False):
-        logits, _, cache = model.forward(params, state, _model_input(xb, cfg), cfg, training=False)
+        logits, _, cache = model.forward(params, state, _model_input(xb, cfg), cfg, training=False,
+                                         need_backward=False)
         loss, _ = layers.cross_entropy(logits, yb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(yb)
-        rate_sum += spike_rate(cache) * len(yb)
-        z, n = count_zeros(cache.attention_maps)
+        rate_sum += cache.record.firing_rate * len(yb)
+        z, n = count_zeros(cache.record.attention_maps)
         zeros += z
         entries += n
     n = len(y)
@@ -245,8 +237,7 @@ def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = N
     if resume is not None:
         tc, cfg, params, state, arrays, meta = load_run(resume)
         ds = build_data(tc)
-        opt = optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay,
-                          no_decay=lambda n: _no_decay(n, params[n].shape))
+        opt = _optimizer(params, cfg, tc)
         opt.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
         rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
         start_epoch, step, history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
@@ -257,8 +248,7 @@ def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = N
         dtype = np.dtype(tc.dtype)
         params = model.init_params(cfg, np.random.default_rng(tc.seed), dtype=dtype)
         state = model.init_state(cfg, dtype=dtype)
-        opt = optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay,
-                          no_decay=lambda n: _no_decay(n, params[n].shape))
+        opt = _optimizer(params, cfg, tc)
         rng = np.random.default_rng([tc.seed, 1])  # minibatch order
         start_epoch, step, history = 0, 0, []
     if out_dir is not None:
@@ -289,11 +279,11 @@ def train(tc: TrainConfig, out_dir: str | None = None, *, resume: str | None = N
                 optim.clip_grad_norm(grads, tc.clip_grad)
             lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup,
                                  base_lr=tc.lr, min_lr=tc.min_lr)
-            opt.step(params, grads, lr=lr)
+            opt.step({n: params[n] for n in grads}, grads, lr=lr)  # in place
             step += 1
             loss_sum += loss * len(yb)
             correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-            rate_sum += spike_rate(cache) * len(yb)
+            rate_sum += cache.record.firing_rate * len(yb)
             seen += len(yb)
         test = evaluate(params, state, cfg, ds.test_x, ds.test_y)
         seconds = time.perf_counter() - t0

@@ -232,7 +232,7 @@ def test_validate_lists_every_problem():
     for name in ("'a'", "'c'", "'gone1'", "'gone2'", "'extra1'", "'extra2'"):
         assert name in msg, name
     assert "'b'" not in msg
-    assert "'a' is (2, 3), expected (3, 2)" in msg
+    assert "'a' has shape (2, 3), expected (3, 2)" in msg and "\n" not in msg  # one line
     validate({"a": np.zeros((3, 2))}, {"a": (3, 2)})
 
 

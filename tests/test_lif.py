@@ -9,7 +9,7 @@ from ds2ta_ref import lif
 from ds2ta_ref import surrogate as surrogate_module
 from ds2ta_ref.gradcheck import check_gradients, rel_error
 
-from helpers import lif_input_away_from_threshold
+from ds2ta_ref.gradcheck import lif_input_away_from_threshold
 
 COMBOS = list(itertools.product([False, True], [True, False], ["sigmoid", "atan"]))
 ALPHA = {"sigmoid": 4.0, "atan": 2.0}

@@ -4,25 +4,15 @@ import pytest
 import ds2ta_ref
 from ds2ta_ref import model
 from ds2ta_ref.config import ModelConfig
-from ds2ta_ref.gradcheck import check_gradients, rel_error
+from ds2ta_ref.gradcheck import firing_model_inputs, model_case, rel_error, small_model_config
 
 # Small enough for finite differences: 8x8 images -> 2x2 = 4 tokens, two blocks.
-# A larger attention scale than CIFAR's 0.125 so that the attention LIF fires in so small a model.
-SMALL = ModelConfig(img_size=8, in_channels=2, num_classes=3, T=2, depth=2, dim=16, heads=2,
-                    window=2, tau0=1.0, u0=1.0, scale=0.5)
+SMALL = small_model_config()
 
 
 def _inputs(cfg, B=2, seed=0, gain=1.0):
-    rng = np.random.default_rng(seed)
-    params = model.init_params(cfg, rng)
-    # Random BatchNorm affine parameters, larger than the initial 1 and 0, so that
-    # every layer of so tiny a model fires (and the test is not of the init values).
-    for name, value in params.items():
-        if "_bn" in name:
-            params[name] = (rng.uniform(1.0, 2.0, value.shape) * gain if name.endswith("weight")
-                            else rng.uniform(-0.2, 0.5, value.shape))
-    x = rng.uniform(0, 1, size=(B, cfg.in_channels, cfg.img_size, cfg.img_size))
-    return params, model.init_state(cfg), x
+    # Random BatchNorm affine parameters so that every layer of so tiny a model fires.
+    return firing_model_inputs(cfg, np.random.default_rng(seed), batch=B, gain=gain)
 
 
 # ------------------------------------------------------------------ parameter counts and names
@@ -122,17 +112,7 @@ def test_event_frames_input():
 
 # ------------------------------------------------------------------ gradient checks
 def _smooth_check(cfg, seed, max_entries=4):
-    params, state, x = _inputs(cfg, seed=seed)
-    rng = np.random.default_rng(seed)
-
-    def fwd(**p):
-        logits, _, cache = model.forward(p, state, x, cfg, training=True, smooth=True)
-        return logits, cache
-
-    # floor: biases feeding a training-mode BatchNorm have exactly zero gradient and
-    # finite differences of ~1e-10 (rounding noise): compare gradients below 1e-3 absolutely.
-    return check_gradients(fwd, model.backward, params, wrt=list(params), rng=rng,
-                           max_entries=max_entries, floor=1e-3)
+    return model_case(np.random.default_rng(seed), cfg, max_entries=max_entries)
 
 
 def test_whole_model_gradient_check_smooth_mode():
@@ -219,7 +199,7 @@ def test_load_spikformer_checkpoint_round_trip(tmp_path):
     params, state, x = _inputs(cfg)
     _, state, _ = model.forward(params, state, x, cfg, training=True)
     path = _state_dict_npz(tmp_path, cfg, params, state)
-    p2, s2 = model.load_spikformer_npz(path, cfg)
+    p2, s2 = ds2ta_ref.load_spikformer_npz(path, cfg)
     assert all(np.array_equal(p2[k], params[k]) for k in params) and set(p2) == set(params)
     assert all(np.array_equal(s2[k], state[k]) for k in state)
 
@@ -228,17 +208,17 @@ def test_load_spikformer_into_ds2ta_fills_tau_and_nsad(tmp_path):
     base = SMALL.replace(tasa=False, nsad=False)
     params, state, _ = _inputs(base)
     path = _state_dict_npz(tmp_path, base, params, state)
-    p2, _ = model.load_spikformer_npz(path, SMALL)
+    p2, _ = ds2ta_ref.load_spikformer_npz(path, SMALL)
     assert p2["block.1.attn.tau"] == SMALL.tau0 and p2["block.0.attn.nsad"][:, 5].tolist() == [SMALL.u0] * 2
     with pytest.raises(ValueError, match="missing 'block.0.attn.tau'"):
-        model.load_spikformer_npz(path, SMALL, fill_ds2ta=False)
+        ds2ta_ref.load_spikformer_npz(path, SMALL, fill_ds2ta=False)
 
 
 def test_load_dvs_names(tmp_path):
     cfg = SMALL.replace(sps="dvs", img_size=16, qkv_bias=False, tasa=False, nsad=False)
     params, state, _ = _inputs(cfg)
     path = _state_dict_npz(tmp_path, cfg, params, state, dvs=True)
-    p2, _ = model.load_spikformer_npz(path, cfg)
+    p2, _ = ds2ta_ref.load_spikformer_npz(path, cfg)
     np.testing.assert_array_equal(p2["block.0.attn.q_linear.weight"], params["block.0.attn.q_linear.weight"])
 
 
@@ -249,7 +229,7 @@ def test_load_reports_every_mismatch_by_name(tmp_path):
                            extra={"head.weight": np.zeros((5, 16)), "block.9.attn.foo": np.zeros(3)},
                            drop=["block.0.mlp.fc1_linear.bias", "patch_embed.rpe_bn.running_var"])
     with pytest.raises(ValueError) as info:
-        model.load_spikformer_npz(path, cfg)
+        ds2ta_ref.load_spikformer_npz(path, cfg)
     msg = str(info.value)
     for part in ["missing 'block.0.mlp.fc1_linear.bias'", "missing 'patch_embed.rpe_bn.running_var'",
                  "unexpected 'block.9.attn.foo'", "'head.weight' has shape (5, 16), expected (3, 16)"]:
@@ -260,11 +240,11 @@ def test_load_rejects_pickles_and_garbage(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, **{"head.weight": np.array([object()], dtype=object)})
     with pytest.raises(ValueError, match="obj.npz"):
-        model.load_spikformer_npz(path, SMALL)
+        ds2ta_ref.load_spikformer_npz(path, SMALL)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz"):
-        model.load_spikformer_npz(bad, SMALL)
+        ds2ta_ref.load_spikformer_npz(bad, SMALL)
 
 
 # ------------------------------------------------------------------ bad input

@@ -129,7 +129,7 @@ def test_adamw_step_names_the_bad_key():
     grads = grad_sequence(rng, 1)[0]
     with pytest.raises(ValueError, match="w2"):
         opt.step(params, {k: v for k, v in grads.items() if k != "w2"})
-    with pytest.raises(ValueError, match=r"grads\['b1'\]"):
+    with pytest.raises(ValueError, match=r"grads.*'b1'"):
         opt.step(params, {**grads, "b1": np.zeros(3)})
     with pytest.raises(ValueError, match=r"grads\['tau'\]"):
         opt.step(params, {**grads, "tau": np.array(np.nan)})

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ds2ta_ref.surrogate import SURROGATES
+
 from torch_twin_nsad import nsad
 from torch_twins import lif
 
@@ -40,8 +42,9 @@ def bn_tokens(x, P, St, name, training, momentum, eps):
 
 def model(P, St, x, cfg, training):
     """Logits of the twin; BatchNorm running statistics in ``St`` are updated in place."""
+    alpha = SURROGATES[cfg.surrogate].default_alpha if cfg.alpha is None else cfg.alpha
     lif_opts = dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold, decay_input=cfg.decay_input,
-                    detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=cfg.alpha)
+                    detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=alpha)
     bn_opts = dict(training=training, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
     T = cfg.T
     if x.dim() == 4:
@@ -79,7 +82,7 @@ def model(P, St, x, cfg, training):
         q, k, v = (site(h, name, tau).reshape(T, B, N, H, d).permute(0, 1, 3, 2, 4) for name in "qkv")
         A = q @ k.transpose(-2, -1)
         if cfg.nsad:
-            A = nsad(A, P[f"{pre}.nsad"], surrogate=cfg.surrogate, alpha=cfg.alpha, rounding=cfg.nsad_rounding)
+            A = nsad(A, P[f"{pre}.nsad"], surrogate=cfg.surrogate, alpha=alpha, rounding=cfg.nsad_rounding)
         y = ((A @ v) * cfg.scale).transpose(2, 3).reshape(T, B, N, D)
         y = lif(y, **dict(lif_opts, v_threshold=cfg.attn_v_threshold))
         h = h + site(y, "proj", proj_tau)

@@ -1,0 +1,89 @@
+"""The "BatchNorm then LIF" unit that follows every convolution and linear map
+in Spikformer (docs/spec.md §4)::
+
+    y = BN(x)                  statistics of the flattened T*B batch (training)
+                               or the running statistics (eval)
+    s = LIF(y)                 Eq. 2-3, over the leading time axis
+
+A pure pair, like every block of the model:
+
+* ``forward(x, params, state, cfg, *, training) -> (spikes, new_state, cache)``
+  with ``params = {"weight", "bias"}`` (BatchNorm's affine parameters) and
+  ``state = {"running_mean", "running_var", "num_batches_tracked"}``;
+* ``backward(dspikes, cache) -> (dx, grads)``, ``grads`` keyed like ``params``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import layers, lif
+from .config import ModelConfig
+
+__all__ = ["BNLIFCache", "forward", "backward", "lif_options", "param_shapes", "state_shapes"]
+
+PARAMS = ("weight", "bias")
+STATE = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def param_shapes(channels: int) -> dict[str, tuple]:
+    return {"weight": (channels,), "bias": (channels,)}
+
+
+def state_shapes(channels: int) -> dict[str, tuple]:
+    return {"running_mean": (channels,), "running_var": (channels,), "num_batches_tracked": ()}
+
+
+def lif_options(cfg: ModelConfig, *, smooth: bool = False, v_threshold: float | None = None) -> dict:
+    """The keyword arguments of :func:`ds2ta_ref.lif.forward` that ``cfg`` sets."""
+    return dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
+                decay_input=cfg.decay_input, detach_reset=cfg.detach_reset,
+                surrogate=cfg.surrogate, alpha=cfg.alpha, smooth=smooth)
+
+
+class BNLIFCache(NamedTuple):
+    """Kept: the BatchNorm and LIF caches; the spike count is kept for firing-rate records."""
+
+    bn: layers.BatchNormCache
+    lif: lif.LIFCache
+    spike_count: float  # number of spikes emitted (sum of the output)
+    neuron_count: int  # neurons times time steps (size of the output)
+
+
+def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+            smooth: bool = False, channel_axis: int = -1,
+            v_threshold: float | None = None) -> tuple[np.ndarray, dict, BNLIFCache]:
+    """``LIF(BN(x))`` on a time-major ``x`` of shape ``(T, B, ...)``.
+
+    Args:
+        x: ``(T, B, N, D)`` after a linear map, or ``(T, B, C, H, W)`` after a convolution.
+        params: ``{"weight": (C,), "bias": (C,)}``.
+        state: ``{"running_mean": (C,), "running_var": (C,)}`` and optionally
+            ``"num_batches_tracked"`` (a 0-d int64 counter, advanced in training mode).
+        cfg: LIF conventions and BatchNorm momentum and eps.
+        training: batch statistics and updated running statistics (True), or running statistics.
+        smooth: gradient-check mode of the LIF (:func:`ds2ta_ref.lif.forward`).
+        channel_axis: the channel axis ``C`` of ``x`` (``-1`` for tokens, ``2`` for feature maps).
+        v_threshold: overrides ``cfg.v_threshold``.
+
+    Returns:
+        ``(spikes, new_state, cache)``: spikes shaped like ``x``; ``new_state`` with the keys of ``state``.
+    """
+    y, mean, var, bn_cache = layers.batchnorm_forward(
+        x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
+        axis=channel_axis, training=training, momentum=cfg.bn_momentum, eps=cfg.bn_eps)  # like x
+    new_state = {"running_mean": mean, "running_var": var}
+    if "num_batches_tracked" in state:
+        count = np.asarray(state["num_batches_tracked"], dtype=np.int64)
+        new_state["num_batches_tracked"] = count + 1 if training else count
+    spikes, lif_cache = lif.forward(y, **lif_options(cfg, smooth=smooth, v_threshold=v_threshold))  # like x
+    return spikes, new_state, BNLIFCache(bn_cache, lif_cache, float(spikes.sum()), spikes.size)
+
+
+def backward(dspikes: np.ndarray, cache: BNLIFCache) -> tuple[np.ndarray, dict]:
+    """Backward of :func:`forward`: ``(dx, {"weight": dgamma, "bias": dbeta})``."""
+    # forward was: y = BN(x); s = LIF(y), so now:
+    dy = lif.backward(dspikes, cache.lif)
+    dx, dgamma, dbeta = layers.batchnorm_backward(dy, cache.bn)
+    return dx, {"weight": dgamma, "bias": dbeta}

@@ -1,0 +1,139 @@
+"""The block contract (docs/spec.md §4): every block of the model is a pure pair
+
+    forward(x, params, state, cfg, *, training, smooth=False) -> (out, new_state, cache)
+    backward(dout, cache) -> (dx, grads)
+
+with the block's own short names; ``new_state`` has exactly the keys of ``state`` and
+``grads`` exactly the keys of ``params`` (less a frozen ``tau``); nothing passed in is
+mutated; each backward matches finite differences in smooth mode (T = 2)."""
+import copy
+
+import numpy as np
+import pytest
+
+import ds2ta_ref
+from ds2ta_ref import attention, bnlif, mlp, model, optim, params as P, sps
+from ds2ta_ref.gradcheck import check_gradients, firing_model_inputs, small_model_config
+
+CFG = small_model_config()
+BLOCKS = {"patch_embed": sps, "block.0.attn": attention, "block.0.mlp": mlp}
+
+
+def _block_inputs(prefix, cfg=CFG, seed=0):
+    rng = np.random.default_rng(seed)
+    params, state, images = firing_model_inputs(cfg, rng)
+    if prefix == "patch_embed":
+        x = np.broadcast_to(images, (cfg.T,) + images.shape).copy()  # (T, B, C, H, W)
+    else:  # a residual stream of small integers, like the model's
+        x = rng.integers(0, 3, (cfg.T, 2, cfg.num_tokens, cfg.dim)).astype(np.float64)
+    return x, P.sub(params, prefix), P.sub(state, prefix)
+
+
+@pytest.mark.parametrize("prefix", BLOCKS)
+def test_block_contract_keys_and_purity(prefix):
+    module = BLOCKS[prefix]
+    x, params, state = _block_inputs(prefix)
+    assert set(params) == set(module.param_shapes(CFG)) and set(state) == set(module.state_shapes(CFG))
+    before = copy.deepcopy((x, params, state))
+    out, new_state, cache = module.forward(x, params, state, CFG, training=True)
+    assert set(new_state) == set(state)
+    assert all(new_state[k].shape == state[k].shape for k in state)
+    dx, grads = module.backward(np.ones_like(out), cache)
+    assert dx.shape == x.shape
+    assert set(grads) == set(params)
+    assert all(grads[k].shape == params[k].shape for k in params)
+    for a, b in zip(before, (x, params, state)):  # nothing passed in was changed
+        if isinstance(a, dict):
+            assert all(np.array_equal(a[k], b[k]) for k in a)
+        else:
+            assert np.array_equal(a, b)
+    # eval mode leaves the running statistics as they were
+    _, eval_state, _ = module.forward(x, params, state, CFG, training=False)
+    assert all(np.array_equal(eval_state[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("prefix", BLOCKS)
+def test_block_backward_matches_finite_differences(prefix):
+    module = BLOCKS[prefix]
+    x, params, state = _block_inputs(prefix, seed=1)
+    rng = np.random.default_rng(1)
+
+    def fwd(x, **p):
+        out, _, cache = module.forward(x, p, state, CFG, training=True, smooth=True)
+        return out, cache
+
+    def bwd(dout, cache):
+        dx, grads = module.backward(dout, cache)
+        return {"x": dx, **grads}
+
+    # floor: the biases that feed a training-mode BatchNorm have an exactly-zero gradient, and
+    # the finite differences of a block's many outputs carry ~1e-8 of rounding noise there.
+    report = check_gradients(fwd, bwd, {"x": x, **params}, wrt=["x", *params], rng=rng, max_entries=3, floor=1e-2)
+    worst = max(report, key=report.get)
+    assert report[worst] <= 1e-6, (worst, report[worst])
+
+
+def test_bnlif_contract():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 5)) + 0.5  # (T, B, N, C)
+    params = {"weight": rng.uniform(1, 2, 5), "bias": rng.uniform(-0.2, 0.5, 5)}
+    state = {"running_mean": np.zeros(5), "running_var": np.ones(5), "num_batches_tracked": np.array(3)}
+    s, new_state, cache = bnlif.forward(x, params, state, CFG, training=True)
+    assert set(new_state) == set(state) and int(new_state["num_batches_tracked"]) == 4
+    assert int(state["num_batches_tracked"]) == 3
+    assert cache.spike_count == s.sum() and cache.neuron_count == s.size
+    dx, grads = bnlif.backward(np.ones_like(s), cache)
+    assert dx.shape == x.shape and set(grads) == set(params)
+
+
+def test_model_backward_reads_every_block_and_joins_prefixes():
+    params, state, x = firing_model_inputs(CFG, np.random.default_rng(2))
+    logits, new_state, cache = model.forward(params, state, x, CFG, training=True)
+    grads = model.backward(np.ones_like(logits), cache)
+    assert list(grads) == list(params) and set(new_state) == set(state)
+
+
+def test_need_backward_false_keeps_only_the_record():
+    params, state, x = firing_model_inputs(CFG, np.random.default_rng(3))
+    full = model.forward(params, state, x, CFG, training=False)
+    lean = model.forward(params, state, x, CFG, training=False, need_backward=False)
+    np.testing.assert_array_equal(full[0], lean[0])
+    assert lean[2].blocks is None and lean[2].sps is None
+    assert lean[2].record.spike_count == full[2].record.spike_count > 0
+    assert lean[2].record.neuron_count == full[2].record.neuron_count
+    for a, b in zip(full[2].record.attention_maps, lean[2].record.attention_maps):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="need_backward"):
+        model.backward(np.ones_like(full[0]), lean[2])
+
+
+def test_firing_rate_counts_every_lif_neuron():
+    """The record's neuron count is the sum of every LIF layer's size (times T)."""
+    cfg, B = CFG, 2
+    params, state, x = firing_model_inputs(cfg, np.random.default_rng(4), batch=B)
+    _, _, cache = model.forward(params, state, x, cfg, training=True)
+    N, D, T = cfg.num_tokens, cfg.dim, cfg.T
+    side = cfg.img_size
+    ch = sps.channels(cfg)
+    sps_neurons = ch[1] * side**2 + ch[2] * side**2 + ch[3] * side**2 + ch[4] * (side // 2) ** 2 + D * N
+    block_neurons = 4 * N * D + N * D + N * D * cfg.mlp_ratio + N * D  # q k v proj, attention LIF, MLP
+    assert cache.record.neuron_count == T * B * (sps_neurons + cfg.depth * block_neurons)
+
+
+def test_frozen_tau_gets_no_gradient_and_never_changes():
+    cfg = CFG.replace(frozen_tau=True, tau_per_site=True)
+    params, state, x = firing_model_inputs(cfg, np.random.default_rng(5))
+    y = np.array([0, 1])
+    taus = {k: params[k].copy() for k in params if k.endswith("tau")}
+    assert len(taus) == 2 * cfg.depth
+    names = model.trainable(cfg)
+    assert not set(taus) & set(names)
+    opt = optim.AdamW({n: params[n] for n in names}, lr=0.1, weight_decay=0.5)
+    for _ in range(3):
+        logits, state, cache = model.forward(params, state, x, cfg, training=True)
+        _, dlogits = ds2ta_ref.layers.cross_entropy(logits, y)
+        grads = model.backward(dlogits, cache)
+        assert not set(taus) & set(grads)
+        opt.step({n: params[n] for n in grads}, grads)
+    for k, v in taus.items():
+        np.testing.assert_array_equal(params[k], v)
