@@ -24,6 +24,12 @@ e.g. tokens ``(T, B, N, D)``. float32 inputs give float32 outputs and
 gradients, float64 give float64 (NumPy's promotion decides for mixed inputs).
 All functions are pure: inputs are never modified, state (BatchNorm's running
 statistics) goes in and comes out as arrays.
+
+Every public function checks its arguments (and that arrays are finite);
+each ``*_forward``/``*_backward`` has a private twin ``_*_forward``/``_*_backward``
+that is the same computation without the checks, for a caller that has checked
+once (the model). Weight gradients are 2-D GEMMs over all rows (see
+``_rows_product``).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Step form used here (SpikingJelly's ``LIFNode`` with ``v_reset = 0``), with
 and ``v`` the membrane after it. Arrays are time-major: ``x`` is ``(T, ...)``
 with any trailing shape, e.g. ``(T, B, N, D)``.
 
-Backward (SPEC §1), walking ``t = T-1 .. 0`` with ``dv`` the gradient reaching
+Backward (docs/spec.md §1), walking ``t = T-1 .. 0`` with ``dv`` the gradient reaching
 ``v[t]`` from step ``t+1`` (zero at ``t = T-1``) and ``sg`` the surrogate
 derivative at ``h[t] - theta``::
 
@@ -32,6 +32,12 @@ differences: the emitted spike becomes the surrogate's primal
 ``primal(h - theta)``; the spike inside the reset factor stays the hard step
 when ``detach_reset=True`` (locally constant, hence no gradient, which is what
 detaching means) and becomes the primal when ``detach_reset=False``.
+
+Cost: the cache keeps only ``h`` (the reset spike and ``v`` are recomputed
+from it), and each time step writes into preallocated arrays, a few
+elementwise passes per step. :func:`forward` and :func:`backward` check their
+arguments; ``_forward`` and ``_backward`` are the same computations without the
+checks, for a caller (the model) that has validated its inputs once.
 """
 from __future__ import annotations
 

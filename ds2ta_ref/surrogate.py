@@ -1,4 +1,4 @@
-"""Surrogate gradients for the Heaviside spike function (SPEC §1).
+"""Surrogate gradients for the Heaviside spike function (docs/spec.md §1).
 
 The forward pass of a spiking neuron always uses the step
 ``Heaviside(x) = 1 if x >= 0 else 0``. Its derivative is zero almost

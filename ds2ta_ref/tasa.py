@@ -9,7 +9,7 @@ window of ``T_AW`` time steps, with weights that decay with the lag::
     df(lag) = 2^(-tau * lag)                                               (Eq. 5)
 
 Because every lag uses the *same* weight matrix scaled by ``df(lag)``, mix over
-the window first and multiply once (SPEC §2), with ``lag = 0 .. T_AW-1`` and
+the window first and multiply once (docs/spec.md §2), with ``lag = 0 .. T_AW-1`` and
 zeros before ``t = 0``::
 
     x_mix[t] = sum_{lag=0}^{T_AW-1} 2^(-tau*lag) * s[t-lag]
@@ -20,7 +20,7 @@ spatial-only attention. ``window = T_AW = 1`` is exactly Spikformer's
 spatial-only input ``s[t] @ W^T + b``. The only parameter added to a linear
 layer is ``tau``.
 
-``tau`` conventions (SPEC §2, listed in the spec notes):
+``tau`` conventions (docs/spec.md §2, listed in the spec notes):
 
 * ``tau`` is stored as a float; the forward uses ``tau_int = max(0, round(tau))``
   (NumPy rounding, half to even), so ``2.5 -> 2`` and ``-1.3 -> 0``.
@@ -35,12 +35,15 @@ layer is ``tau``.
 * ``frozen_tau=True``: :func:`backward` returns ``dtau = None`` (not ``0.0``),
   so that an optimizer cannot mistake a frozen ``tau`` for a learned one whose
   gradient happens to vanish.
-* ``continuous_tau=True`` is the check mode of SPEC §1: the forward uses
+* ``continuous_tau=True`` is the check mode of docs/spec.md §1: the forward uses
   ``tau`` itself (no rounding, no clip), so central differences of the forward
   check ``dtau`` exactly. In rounded mode ``dtau`` equals the continuous-mode
   ``dtau`` evaluated at ``tau_int``.
 
 Arrays are time-major: ``s`` is ``(T, ..., D_in)``, e.g. ``(T, B, N, D)``.
+The product is one 2-D GEMM over all ``T*B*N`` rows. :func:`forward` and
+:func:`backward` check their arguments; ``_forward`` and ``_backward`` skip the
+checks of the arrays, for a caller that has validated them once.
 """
 from __future__ import annotations
 
