@@ -58,7 +58,7 @@ class LIFCache(NamedTuple):
     derivative ``sg(h - theta)``, and the spike inside the reset factor,
     ``s_reset = 1(h >= theta)`` (or, in smooth mode with ``detach_reset=False``,
     ``primal(h - theta)``, exactly what the forward used). The post-reset
-    membrane ``v`` is not kept (:func:`membrane` recomputes it for plotting).
+    membrane ``v`` is not kept: the properties ``s_reset`` and ``v`` recompute them.
     """
 
     h: np.ndarray  # (T, ...) membrane before reset (the paper's V)
@@ -77,6 +77,12 @@ class LIFCache(NamedTuple):
         if self.smooth and not self.detach_reset:
             return _surrogate.get(self.surrogate).primal(self.h - self.v_threshold, self.alpha)
         return (self.h >= self.v_threshold).astype(self.h.dtype)
+
+    @property
+    def v(self) -> np.ndarray:
+        """``(T, ...)`` the membrane after reset, ``v = h (1 - s_reset)``, recomputed from ``h``
+        (for plotting; the backward does not need it)."""
+        return self.h * (1 - self.s_reset)
 
 
 def _check_options(tau_m, v_threshold, surrogate, alpha):
@@ -226,4 +232,4 @@ def membrane(
     of :func:`forward`.
     """
     spikes, cache = forward(x, **options)
-    return spikes, cache.h, cache.h * (1 - cache.s_reset)
+    return spikes, cache.h, cache.v

@@ -175,16 +175,16 @@ def test_bad_dspikes_shape():
 
 def textbook_lif(x, *, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, dspikes):
     """The equations of the module docstring written out plainly, one fresh array per
-    operation (the kernel computes the same with reused buffers): (spikes, h, dx)."""
+    operation (the kernel computes the same with reused buffers): (spikes, h, v, dx)."""
     sg = surrogate_module.get(surrogate)
     k = 1 - 1 / tau_m
     current = x / tau_m if decay_input else x
-    h, s = np.empty_like(x), np.empty_like(x)
-    v = np.zeros_like(x[0])
+    h, s, v = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    v_prev = np.zeros_like(x[0])
     for t in range(x.shape[0]):
-        h[t] = k * v + current[t]
+        h[t] = k * v_prev + current[t]
         s[t] = (h[t] >= v_threshold).astype(x.dtype)
-        v = h[t] * (1 - s[t])
+        v[t] = v_prev = h[t] * (1 - s[t])
     dx, dv = np.empty_like(x), np.zeros_like(x[0])
     for t in reversed(range(x.shape[0])):
         g = alpha / (4 * np.cosh(alpha * (h[t] - v_threshold) / 2) ** 2) if surrogate == "sigmoid" \
@@ -193,13 +193,13 @@ def textbook_lif(x, *, tau_m, v_threshold, decay_input, detach_reset, surrogate,
         dh = dspikes[t] * g + dv * dv_dh
         dx[t] = dh / tau_m if decay_input else dh
         dv = dh * k
-    return s, h, dx
+    return s, h, v, dx
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decay_input,detach_reset,surrogate", COMBOS)
 def test_buffered_kernel_equals_textbook_loop(dtype, decay_input, detach_reset, surrogate):
-    """Spikes and membrane bit-identical to the plain loop; gradients equal to rounding."""
+    """Spikes and membranes bit-identical to the plain loop; gradients equal to rounding."""
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((5, 3, 40)) * 1.5 + 0.6).astype(dtype)
     d = rng.standard_normal(x.shape).astype(dtype)
@@ -207,8 +207,9 @@ def test_buffered_kernel_equals_textbook_loop(dtype, decay_input, detach_reset, 
                 surrogate=surrogate, alpha=ALPHA[surrogate])
     s, cache = lif.forward(x, **opts)
     dx = lif.backward(d, cache)
-    s_ref, h_ref, dx_ref = textbook_lif(x, dspikes=d, **opts)
+    s_ref, h_ref, v_ref, dx_ref = textbook_lif(x, dspikes=d, **opts)
     assert 0 < s.sum() < s.size
     np.testing.assert_array_equal(s, s_ref)
     np.testing.assert_array_equal(cache.h, h_ref)
+    np.testing.assert_array_equal(cache.v, v_ref)  # recomputed from h
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
