@@ -262,6 +262,7 @@ def machine() -> str:
 def report(args, argv) -> list[str]:
     import ds2ta_ref
 
+    load_start = os.getloadavg()[0]
     torch_ok = have_torch()
     sides = ["numpy", "torch"] if torch_ok else ["numpy"]
     memo: dict = {}
@@ -305,8 +306,8 @@ def report(args, argv) -> list[str]:
                 (lambda k, f: f"{f(mib('numpy', k))} / -")
             faults = f"{med('numpy', 'minor_faults'):.0f}" + (f" / {med('torch', 'minor_faults'):.0f}"
                                                             if torch_ok else " / -")
-            row += [f"{total:.1f} ({fl['conv'] / 1e9:.0f}/{fl['linear'] / 1e9:.0f}/{fl['attention'] / 1e9:.1f})",
-                    f"{total / statistics.median(t_np):.0f}",
+            row += [f"{total:.3g} ({fl['conv'] / 1e9:.3g} / {fl['linear'] / 1e9:.3g} / {fl['attention'] / 1e9:.2g})",
+                    f"{total / statistics.median(t_np):.3g}",
                     f"{statistics.median(t_np) / floor:.2f}",
                     pair("peak_bytes", "{:.0f}".format), pair("cache_bytes", "{:.0f}".format), faults]
             lines.append("| " + " | ".join(row) + " |")
@@ -344,6 +345,8 @@ def report(args, argv) -> list[str]:
             row.append("")
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], file=sys.stderr, flush=True)
+    lines[2] += (f" Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}, "
+                 f"on {os.cpu_count()} logical CPUs.")
     return lines
 
 

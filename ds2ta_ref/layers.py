@@ -162,11 +162,8 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     Returns:
         ``(dx, dweight)`` of shapes ``(M, C_in, H, W)`` and ``(C_out, C_in, k, k)``.
     """
-    cols, (m, c_in, h, w), weight = cache
-    c_out, _, k, _ = weight.shape
-    p = k // 2
-    dtype = np.result_type(cols, weight)
-    dout = _check_dout(dout, (m, c_out, h, w), dtype)
+    cols, (m, _, h, w), weight = cache
+    dout = _check_dout(dout, (m, weight.shape[0], h, w), np.result_type(cols, weight))
     return _conv_backward(dout, cache)
 
 
