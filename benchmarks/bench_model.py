@@ -219,18 +219,18 @@ def have_torch() -> bool:
     return True
 
 
-def measure(point: tuple, args, sides: list[str], repeat: int, memo: dict) -> dict:
-    """``repeat`` alternated runs of each side at ``point = (preset, batch, dtype, T, window)``."""
-    key = (point, repeat)
-    if key not in memo:
-        preset, batch, dtype, T, window = point
-        runs = {side: [] for side in sides}
-        for _ in range(repeat):
-            for side in sides:  # A B A B: neighbouring runs see the same load
-                runs[side].append(run_child(side, args.threads, preset=preset, batch=batch, dtype=dtype,
-                                            T=T, window=window, inner=args.inner))
-        memo[key] = runs
-    return memo[key]
+def measure(points: list[tuple], args, sides: list[str], repeat: int) -> dict:
+    """``repeat`` rounds; each round runs every point ``(preset, batch, dtype, T, window)``
+    once per side, the sides back to back (A B A B): a burst of load hits one round of
+    every point instead of every run of one point, and ratios pair neighbouring runs."""
+    runs = {point: {side: [] for side in sides} for point in points}
+    for _ in range(repeat):
+        for point in points:
+            preset, batch, dtype, T, window = point
+            for side in sides:
+                runs[point][side].append(run_child(side, args.threads, preset=preset, batch=batch,
+                                                   dtype=dtype, T=T, window=window, inner=args.inner))
+    return runs
 
 
 def med_spread(values, fmt="{:.3g}") -> str:
@@ -265,9 +265,8 @@ def report(args, argv) -> list[str]:
     load_start = os.getloadavg()[0]
     torch_ok = have_torch()
     sides = ["numpy", "torch"] if torch_ok else ["numpy"]
-    memo: dict = {}
     lines = [
-        f"Command: `python benchmarks/{os.path.basename(__file__)} {' '.join(argv)}`".replace(" `", "`", 0),
+        f"Command: `{' '.join(['python', 'benchmarks/' + os.path.basename(__file__)] + argv)}`",
         f"Machine: {machine()}",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
         f"{args.threads} threads; one training step (forward + cross-entropy + backward), "
@@ -285,12 +284,15 @@ def report(args, argv) -> list[str]:
               "| NumPy GFLOP/s | NumPy / floor | peak MB NumPy / PyTorch | cache MB NumPy / PyTorch "
               "| page faults NumPy / PyTorch |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    main_points = [(preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
+                   for preset, batch in args.points for dt in args.dtypes]
+    all_runs = measure(main_points, args, sides, args.repeat)
     for preset, batch in args.points:
         cfg = ds2ta_ref.preset(preset)
         fl = step_flops(cfg, batch)
         total = sum(fl.values()) / 1e9
         for dt in args.dtypes:
-            runs = measure((preset, batch, dt, cfg.T, cfg.window), args, sides, args.repeat, memo)
+            runs = all_runs[(preset, batch, dt, cfg.T, cfg.window)]
             t_np = [r["time"] for r in runs["numpy"]]
             row = [preset, str(batch), dt, med_spread(t_np)]
             floor = total / gemm[dt]
@@ -315,32 +317,27 @@ def report(args, argv) -> list[str]:
 
     preset, batch, dt = args.sweep
     cfg = ds2ta_ref.preset(preset)
-    lines += ["", f"Time vs T and window: `{preset}`, batch {batch}, {dt} "
-              f"({args.sweep_repeat} alternated pairs each).", "",
-              "| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = "
-              f"{args.Ts[0]} | NumPy window {args.windows[-1]} / window {args.windows[0]} |",
+    T1, w1, w_last = args.Ts[0], args.windows[0], args.windows[-1]
+    lines += ["", f"Time vs T and window: `{preset}`, batch {batch}, {dt}, {args.sweep_repeat} rounds over "
+              "all the points below; the last two columns are medians of ratios within a round.", "",
+              f"| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = {T1} "
+              f"| NumPy window {w_last} / window {w1} |",
               "|---|---|---|---|---|---|---|"]
-    base = None
     points = [(T, cfg.window) for T in args.Ts] + [(cfg.T, w) for w in args.windows if w != cfg.window]
-    by_point = {}
+    sweep = measure([(preset, batch, dt, T, w) for T, w in points], args, sides, args.sweep_repeat)
+    times = {(T, w): [r["time"] for r in sweep[(preset, batch, dt, T, w)]["numpy"]] for T, w in points}
     for T, w in points:
-        runs = measure((preset, batch, dt, T, w), args, sides, args.sweep_repeat, memo)
-        by_point[(T, w)] = runs
-    for T, w in points:
-        runs = by_point[(T, w)]
-        t_np = [r["time"] for r in runs["numpy"]]
-        if base is None:
-            base = statistics.median(t_np) / T
+        t_np = times[(T, w)]
         row = [str(T), str(w), med_spread(t_np)]
         if torch_ok:
-            t_pt = [r["time"] for r in runs["torch"]]
+            t_pt = [r["time"] for r in sweep[(preset, batch, dt, T, w)]["torch"]]
             row += [med_spread(t_pt), med_spread([a / b for a, b in zip(t_np, t_pt)], "{:.2f}")]
         else:
             row += ["skipped", "skipped"]
-        row.append(f"{statistics.median(t_np) / T / base:.2f}")
-        if T == cfg.T and w == args.windows[-1] and (cfg.T, args.windows[0]) in by_point:
-            t1 = [r["time"] for r in by_point[(cfg.T, args.windows[0])]["numpy"]]
-            row.append(med_spread([a / b for a, b in zip(t_np, t1)], "{:.2f}"))
+        row.append(med_spread([a / T / (b / T1) for a, b in zip(t_np, times[(T1, cfg.window)])], "{:.2f}")
+                   if (T1, cfg.window) in times and w == cfg.window else "")
+        if T == cfg.T and w == w_last and (cfg.T, w1) in times and (cfg.T, w_last) in times:
+            row.append(med_spread([a / b for a, b in zip(t_np, times[(cfg.T, w1)])], "{:.2f}"))
         else:
             row.append("")
         lines.append("| " + " | ".join(row) + " |")
