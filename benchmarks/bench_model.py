@@ -1,82 +1,388 @@
-"""Time one training step (forward + backward) of a preset, NumPy against PyTorch.
+"""One training step (forward + loss + backward) of the NumPy model against its PyTorch twin.
 
-    python benchmarks/bench_model.py --preset cifar10 --batch 2
-    python benchmarks/bench_model.py --preset tiny --batch 32 --dtype float32
+    python benchmarks/bench_model.py                 # the full table (~10-20 minutes on 2 cores)
+    python benchmarks/bench_model.py --smoke         # seconds: tiny sizes, 1 repeat (CI)
+    python benchmarks/bench_model.py --repeat 7 --out bench.md
 
-Both run in this process on the CPU with the same parameters: the NumPy reference
-(``ds2ta_ref.model_forward`` / ``model_backward``) and the PyTorch float twin of
-``tests/torch_twin_model.py`` differentiated by autograd (skipped if torch is not
-installed). The result is reported as a ratio (NumPy time / PyTorch time), the median of
-``--repeat`` runs after one warm-up, because absolute times on a shared machine are noise.
+Method, chosen so that a burst of load on a shared machine cannot decide a ratio:
+
+* every measurement runs in its own fresh child process (as a user runs the
+  model), with ``--threads`` BLAS/torch threads; the child builds seeded
+  parameters and a batch, runs one warm-up step, then times one step;
+* the two sides alternate (NumPy, PyTorch, NumPy, PyTorch, ...) ``--repeat``
+  times; a ratio is the median over the pairs of NumPy time / PyTorch time,
+  shown with its spread (min .. max), and times are medians with their spread;
+* FLOPs are the matrix products of the step (convolutions, linear maps,
+  attention products; forward x 3 for forward + backward), and the floor is
+  FLOPs / the rate of a large NumPy matmul measured by this same run;
+* peak memory is the child's peak resident set (``ru_maxrss``) minus its
+  resident set before the first step (so the size of the imported libraries
+  does not count); cache is the bytes of the distinct arrays the NumPy cache
+  keeps, against the distinct storages autograd saves for the backward;
+* page faults and system time are those of the timed step in the child.
+
+The PyTorch side is ``benchmarks/torch_twin.py``: the same model (checked in
+float64 by ``tests/test_benchmark.py``) written for speed. Without torch the
+NumPy side is measured and the comparison is reported as skipped.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
-import numpy as np
-
-import ds2ta_ref
-from ds2ta_ref import layers
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def median_time(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+# ----------------------------------------------------------------------- FLOPs
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cifar10")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args(argv)
+def step_flops(cfg, batch: int) -> dict[str, float]:
+    """Multiply-adds x 2 of the matrix products of one training step, by kind.
 
-    cfg = ds2ta_ref.preset(args.preset)
-    rng = np.random.default_rng(0)
+    Forward products: every convolution ``2 C_out C_in k^2 M H W`` (``M = T*B``),
+    every linear map ``2 rows D_in D_out`` (``rows = T*B*N``; TASA mixes before
+    its one product), and ``S = q k^T``, ``A v``: ``2 T B H N^2 d`` each. The
+    backward of each product is two products of the same size (input and weight
+    gradients), so the step is 3 x the forward. Elementwise work is not counted.
+    """
+    m = cfg.T * batch
+    ch = [cfg.in_channels, cfg.dim // 8, cfg.dim // 4, cfg.dim // 2, cfg.dim]
+    pools = (False, False, True, True) if cfg.sps == "cifar" else (True,) * 4
+    res, conv = cfg.img_size, 0.0
+    for i, pool in enumerate(pools):
+        conv += 2 * ch[i + 1] * ch[i] * 9 * m * res * res
+        res = res // 2 if pool else res
+    conv += 2 * cfg.dim * cfg.dim * 9 * m * res * res  # relative position conv
+    n = res * res
+    rows = m * n
+    linear = cfg.depth * (4 * 2 * rows * cfg.dim * cfg.dim + 2 * 2 * rows * cfg.dim * cfg.dim * cfg.mlp_ratio)
+    attn = cfg.depth * 2 * 2 * m * cfg.heads * n * n * (cfg.dim // cfg.heads)
+    head = 2 * batch * cfg.dim * cfg.num_classes
+    return {"conv": 3 * conv, "linear": 3 * (linear + head), "attention": 3 * attn}
+
+
+# ----------------------------------------------------------------------- child
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _numpy_bytes(obj) -> int:
+    """Bytes of the distinct arrays reachable from ``obj`` (views count once, with their base)."""
+    import numpy as np
+
+    seen_objects, bases, total, stack = set(), set(), 0, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen_objects or isinstance(o, (str, bytes, int, float, bool, type(None), type)):
+            continue
+        seen_objects.add(id(o))
+        if isinstance(o, np.ndarray):
+            base = o
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            if id(base) not in bases:
+                bases.add(id(base))
+                total += base.nbytes
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif hasattr(o, "__dict__"):
+            stack.extend(vars(o).values())
+    return total
+
+
+def child(args) -> None:
+    """Build the model of one side, warm up, time one step; print one JSON line."""
+    import numpy as np
+
+    import ds2ta_ref
+    from ds2ta_ref import layers, model
+
+    cfg = ds2ta_ref.preset(args.preset, T=args.T, window=args.window)
     dtype = np.dtype(args.dtype)
+    rng = np.random.default_rng(0)
     params = ds2ta_ref.init_params(cfg, rng, dtype=dtype)
     state = ds2ta_ref.init_state(cfg, dtype=dtype)
     x = rng.uniform(0, 1, (args.batch, cfg.in_channels, cfg.img_size, cfg.img_size)).astype(dtype)
     y = rng.integers(0, cfg.num_classes, args.batch)
+    result = {}
 
-    def numpy_step():
-        logits, _, cache = ds2ta_ref.model_forward(params, state, x, cfg, training=True)
-        _, dlogits = layers.cross_entropy(logits, y)
-        ds2ta_ref.model_backward(dlogits, cache)
-
-    t_np = median_time(numpy_step, args.repeat)
-    print(f"{args.preset}, batch {args.batch}, {args.dtype}: NumPy forward+backward {t_np:.3f} s "
-          f"(median of {args.repeat})")
-    try:
+    if args.child == "numpy":
+        def step(measure=False):
+            logits, _, cache = model.forward(params, state, x, cfg, training=True)
+            if measure:
+                result["cache_bytes"] = _numpy_bytes(cache)
+            _, dlogits = layers.cross_entropy(logits, y)
+            model.backward(dlogits, cache)
+    else:
         import torch
-        from torch_twin_model import model as twin
-    except ImportError:
-        print("torch not installed: no PyTorch reference")
-        return 0
-    torch.set_num_threads(os.cpu_count() or 1)
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+        import torch.nn.functional as F
 
-    def torch_step():
+        sys.path.insert(0, HERE)
+        from torch_twin import model as twin
+
+        torch.set_num_threads(args.threads)
+        tdtype = {np.float32: torch.float32, np.float64: torch.float64}[dtype.type]
         P = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
         St = {k: torch.tensor(v, dtype=tdtype) for k, v in state.items() if not k.endswith("num_batches_tracked")}
-        logits = twin(P, St, torch.tensor(x, dtype=tdtype), cfg, training=True)
-        torch.nn.functional.cross_entropy(logits, torch.tensor(y)).backward()
+        xt, yt = torch.tensor(x, dtype=tdtype), torch.tensor(y)
+        alpha = ds2ta_ref.surrogate.resolve(cfg.surrogate, cfg.alpha)[1]
 
-    t_torch = median_time(torch_step, args.repeat)
-    print(f"PyTorch (autograd twin, CPU, {torch.get_num_threads()} threads) {t_torch:.3f} s; "
-          f"ratio NumPy / PyTorch = {t_np / t_torch:.2f}")
+        def step(measure=False):
+            for p in P.values():
+                p.grad = None
+            if not measure:
+                logits = twin(P, St, xt, cfg, alpha)
+            else:
+                storages = {}
+
+                def pack(t):
+                    s = t.untyped_storage()
+                    storages[s.data_ptr()] = s.nbytes()
+                    return t
+
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    logits = twin(P, St, xt, cfg, alpha)
+                result["cache_bytes"] = sum(storages.values())
+            F.cross_entropy(logits, yt).backward()
+
+    # Libraries allocate fixed pools on their first call (OpenBLAS's GEMM buffers, oneDNN's
+    # kernels): prime them with a small product, so that the peak below is the model's.
+    a = np.ones((256, 256), dtype)
+    a @ a
+    if args.child == "torch":
+        t = torch.ones((2, 8, 16, 16), dtype=tdtype)
+        F.conv2d(t, torch.ones((8, 8, 3, 3), dtype=tdtype), padding=1).sum()
+        torch.tensor(a) @ torch.tensor(a)
+    rss0 = _rss_kb()
+    step(measure=True)  # warm-up; also measures the cache
+    times = []
+    for _ in range(args.inner):
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(time=statistics.median(times), peak_bytes=(r1.ru_maxrss - rss0) * 1024,
+                  minor_faults=r1.ru_minflt - r0.ru_minflt, sys_time=r1.ru_stime - r0.ru_stime)
+    print(json.dumps(result))
+
+
+def gemm_child(args) -> None:
+    """GFLOP/s of a large NumPy matmul (n = 2048), median of 5 after a warm-up."""
+    import numpy as np
+
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(args.dtype) for _ in range(2))
+    a @ b
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"gflops": 2 * n ** 3 / statistics.median(times) / 1e9}))
+
+
+def run_child(kind: str, threads: int, **kw) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--threads", str(threads)]
+    for key, value in kw.items():
+        cmd += [f"--{key}", str(value)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {' '.join(cmd)} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- parent
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def measure(points: list[tuple], args, sides: list[str], repeat: int) -> dict:
+    """``repeat`` rounds; each round runs every point ``(preset, batch, dtype, T, window)``
+    once per side, the sides back to back (A B A B): a burst of load hits one round of
+    every point instead of every run of one point, and ratios pair neighbouring runs."""
+    runs = {point: {side: [] for side in sides} for point in points}
+    for _ in range(repeat):
+        for point in points:
+            preset, batch, dtype, T, window = point
+            for side in sides:
+                runs[point][side].append(run_child(side, args.threads, preset=preset, batch=batch,
+                                                   dtype=dtype, T=T, window=window, inner=args.inner))
+    return runs
+
+
+def med_spread(values, fmt="{:.3g}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))} .. {fmt.format(max(values))})"
+
+
+def machine() -> str:
+    import numpy as np
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "?"
+    try:
+        blas = ", ".join(f"{v['name']} {v.get('version', '')}".strip()
+                         for k, v in np.show_config(mode="dicts")["Build Dependencies"].items() if k == "blas")
+    except Exception:  # noqa: BLE001 - the BLAS name is informative only
+        pass
+    versions = f"Python {platform.python_version()}, NumPy {np.__version__} ({blas})"
+    if have_torch():
+        import torch
+        versions += f", PyTorch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}; {versions}"
+
+
+def report(args, argv) -> list[str]:
+    import ds2ta_ref
+
+    load_start = os.getloadavg()[0]
+    torch_ok = have_torch()
+    sides = ["numpy", "torch"] if torch_ok else ["numpy"]
+    lines = [
+        f"Command: `{' '.join(['python', 'benchmarks/' + os.path.basename(__file__)] + argv)}`",
+        f"Machine: {machine()}",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"{args.threads} threads; one training step (forward + cross-entropy + backward), "
+        f"{args.repeat} alternated fresh-process pairs after a warm-up step; "
+        f"medians with (min .. max).",
+        "",
+    ]
+    if not torch_ok:
+        lines += ["PyTorch comparison skipped: torch is not installed (only the NumPy side is measured).", ""]
+    gemm = {dt: run_child("gemm", args.threads, dtype=dt)["gflops"] for dt in args.dtypes}
+    lines += ["Large matmul (NumPy, n = 2048): " +
+              ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in gemm.items()), ""]
+
+    lines += ["| preset | batch | dtype | NumPy s | PyTorch s | NumPy / PyTorch | GFLOP (conv/linear/attn) "
+              "| NumPy GFLOP/s | NumPy / floor | peak MB NumPy / PyTorch | cache MB NumPy / PyTorch "
+              "| page faults NumPy / PyTorch |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    main_points = [(preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
+                   for preset, batch in args.points for dt in args.dtypes]
+    all_runs = measure(main_points, args, sides, args.repeat)
+    for preset, batch in args.points:
+        cfg = ds2ta_ref.preset(preset)
+        fl = step_flops(cfg, batch)
+        total = sum(fl.values()) / 1e9
+        for dt in args.dtypes:
+            runs = all_runs[(preset, batch, dt, cfg.T, cfg.window)]
+            t_np = [r["time"] for r in runs["numpy"]]
+            row = [preset, str(batch), dt, med_spread(t_np)]
+            floor = total / gemm[dt]
+            if torch_ok:
+                t_pt = [r["time"] for r in runs["torch"]]
+                ratios = [a / b for a, b in zip(t_np, t_pt)]
+                row += [med_spread(t_pt), med_spread(ratios, "{:.2f}")]
+            else:
+                row += ["skipped", "skipped"]
+            mib = lambda side, k: statistics.median(r[k] for r in runs[side]) / 2 ** 20  # noqa: E731
+            med = lambda side, k: statistics.median(r[k] for r in runs[side])  # noqa: E731
+            pair = (lambda k, f: f"{f(mib('numpy', k))} / {f(mib('torch', k))}") if torch_ok else \
+                (lambda k, f: f"{f(mib('numpy', k))} / -")
+            faults = f"{med('numpy', 'minor_faults'):.0f}" + (f" / {med('torch', 'minor_faults'):.0f}"
+                                                            if torch_ok else " / -")
+            row += [f"{total:.3g} ({fl['conv'] / 1e9:.3g} / {fl['linear'] / 1e9:.3g} / {fl['attention'] / 1e9:.2g})",
+                    f"{total / statistics.median(t_np):.3g}",
+                    f"{statistics.median(t_np) / floor:.2f}",
+                    pair("peak_bytes", "{:.0f}".format), pair("cache_bytes", "{:.0f}".format), faults]
+            lines.append("| " + " | ".join(row) + " |")
+            print(lines[-1], file=sys.stderr, flush=True)
+
+    preset, batch, dt = args.sweep
+    cfg = ds2ta_ref.preset(preset)
+    T1, w1, w_last = args.Ts[0], args.windows[0], args.windows[-1]
+    lines += ["", f"Time vs T and window: `{preset}`, batch {batch}, {dt}, {args.sweep_repeat} rounds over "
+              "all the points below; the last two columns are medians of ratios within a round.", "",
+              f"| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = {T1} "
+              f"| NumPy window {w_last} / window {w1} |",
+              "|---|---|---|---|---|---|---|"]
+    points = [(T, cfg.window) for T in args.Ts] + [(cfg.T, w) for w in args.windows if w != cfg.window]
+    sweep = measure([(preset, batch, dt, T, w) for T, w in points], args, sides, args.sweep_repeat)
+    times = {(T, w): [r["time"] for r in sweep[(preset, batch, dt, T, w)]["numpy"]] for T, w in points}
+    for T, w in points:
+        t_np = times[(T, w)]
+        row = [str(T), str(w), med_spread(t_np)]
+        if torch_ok:
+            t_pt = [r["time"] for r in sweep[(preset, batch, dt, T, w)]["torch"]]
+            row += [med_spread(t_pt), med_spread([a / b for a, b in zip(t_np, t_pt)], "{:.2f}")]
+        else:
+            row += ["skipped", "skipped"]
+        row.append(med_spread([a / T / (b / T1) for a, b in zip(t_np, times[(T1, cfg.window)])], "{:.2f}")
+                   if (T1, cfg.window) in times and w == cfg.window else "")
+        if T == cfg.T and w == w_last and (cfg.T, w1) in times and (cfg.T, w_last) in times:
+            row.append(med_spread([a / b for a, b in zip(t_np, times[(cfg.T, w1)])], "{:.2f}"))
+        else:
+            row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    lines[2] += (f" Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}, "
+                 f"on {os.cpu_count()} logical CPUs.")
+    return lines
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="seconds: tiny preset, batch 2, float32, 1 repeat")
+    parser.add_argument("--repeat", type=int, default=5, help="alternated process pairs per point (default 5)")
+    parser.add_argument("--sweep-repeat", type=int, default=None, help="pairs per T/window point (default --repeat)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inner", type=int, default=1, help="timed steps per process (their median)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS, type=int if name in ("batch", "T", "window") else str)
+    args = parser.parse_args(argv)
+    if args.child == "gemm":
+        gemm_child(args)
+        return 0
+    if args.child:
+        child(args)
+        return 0
+    if args.repeat < 1 or args.inner < 1:
+        parser.error("--repeat and --inner must be >= 1")
+    if args.smoke:
+        args.repeat, args.sweep_repeat = 1, 1
+        args.points, args.dtypes = [("tiny", 2)], ["float32"]
+        args.sweep, args.Ts, args.windows = ("tiny", 2, "float32"), (1, 2), (1, 3)
+    else:
+        args.points, args.dtypes = [("tiny", 64), ("cifar10", 8)], ["float32", "float64"]
+        args.sweep, args.Ts, args.windows = ("cifar10", 8, "float32"), (1, 2, 4, 8), (1, 3)
+    args.sweep_repeat = args.sweep_repeat or args.repeat
+    lines = report(args, argv)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
     return 0
 
 

@@ -24,6 +24,12 @@ e.g. tokens ``(T, B, N, D)``. float32 inputs give float32 outputs and
 gradients, float64 give float64 (NumPy's promotion decides for mixed inputs).
 All functions are pure: inputs are never modified, state (BatchNorm's running
 statistics) goes in and comes out as arrays.
+
+Every public function checks its arguments (and that arrays are finite);
+each ``*_forward``/``*_backward`` has a private twin ``_*_forward``/``_*_backward``
+that is the same computation without the checks, for a caller that has checked
+once (the model). Weight gradients are 2-D GEMMs over all rows (see
+``_rows_product``).
 """
 from __future__ import annotations
 
@@ -69,6 +75,16 @@ def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"{name} has repeated axes: {axis!r}")
     return tuple(sorted(out))
+
+
+def _rows_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a.T @ b`` for ``a`` ``(n, p)`` and ``b`` ``(n, q)``: a weight gradient, a sum over
+    the ``n`` rows (tokens or pixels). Evaluated as ``(b.T @ a).T`` when ``p <= q``: the
+    same sums, but OpenBLAS runs a long shared axis up to several times faster when
+    the larger output dimension comes first. Returns a C-contiguous ``(p, q)`` array."""
+    if a.shape[1] > b.shape[1]:
+        return a.T @ b
+    return np.ascontiguousarray((b.T @ a).T)
 
 
 # --------------------------------------------------------------------------- conv
@@ -122,6 +138,13 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
             f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
             f"but x has {x.shape[1]} (shape {x.shape})"
         )
+    return _conv_forward(x, weight)
+
+
+def _conv_forward(x, weight):
+    """:func:`conv_forward` without argument checks (``x`` ``(M, C_in, H, W)`` and
+    ``weight`` ``(C_out, C_in, k, k)``, finite floats, ``k`` odd)."""
+    c_out, _, k, _ = weight.shape
     m, _, h, w = x.shape
     cols = _im2col(x, k)  # (C_in*k*k, M*H*W)
     out = weight.reshape(c_out, -1) @ cols  # (C_out, M*H*W)
@@ -139,15 +162,23 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     Returns:
         ``(dx, dweight)`` of shapes ``(M, C_in, H, W)`` and ``(C_out, C_in, k, k)``.
     """
+    cols, (m, _, h, w), weight = cache
+    dout = _check_dout(dout, (m, weight.shape[0], h, w), np.result_type(cols, weight))
+    return _conv_backward(dout, cache)
+
+
+def _conv_backward(dout, cache):
+    """:func:`conv_backward` without argument checks (``dout`` ``(M, C_out, H, W)`` in
+    the compute dtype)."""
     cols, (m, c_in, h, w), weight = cache
     c_out, _, k, _ = weight.shape
     p = k // 2
-    dtype = np.result_type(cols, weight)
-    dout = _check_dout(dout, (m, c_out, h, w), dtype)
     # forward was: out = W_flat @ cols, so now:
     dout_flat = dout.transpose(1, 0, 2, 3).reshape(c_out, m * h * w)  # (C_out, M*H*W)
-    dweight = (dout_flat @ cols.T).reshape(weight.shape)  # (C_out, C_in, k, k)
-    dcols = (weight.reshape(c_out, -1).T @ dout_flat).reshape(c_in, k, k, m, h, w)
+    dweight = _rows_product(dout_flat.T, cols.T).reshape(weight.shape)  # dout_flat @ cols^T: (C_out, C_in, k, k)
+    w_flat_t = np.ascontiguousarray(weight.reshape(c_out, -1).T)  # (C_in*k*k, C_out), small
+    dcols = (w_flat_t @ dout_flat).reshape(c_in, k, k, m, h, w)  # dcols = W_flat^T @ dout_flat
+    dtype = dcols.dtype
     # col2im: column (m, h, w) read xpad[m, :, h + i, w + j]; scatter back one kernel offset
     # at a time, channel-major like dcols so that each addition runs along image rows
     dxp = np.zeros((c_in, m, h + 2 * p, w + 2 * p), dtype=dtype)  # (C_in, M, H+2p, W+2p)
@@ -228,28 +259,47 @@ def batchnorm_forward(
     if momentum > 1:
         raise ValueError(f"momentum must be <= 1, got {momentum!r}")
     eps = check_finite_scalar(eps, "eps", minimum=0.0, strict=True)
+    if training and x.size // c < 2:
+        raise ValueError(f"x must have more than 1 value per channel in training mode, got shape {x.shape}")
+    return _batchnorm_forward(x, params["gamma"], params["beta"], params["running_mean"],
+                              params["running_var"], ax, bool(training), momentum, eps)
 
+
+def _batchnorm_forward(x, gamma, beta, running_mean, running_var, ax, training, momentum, eps):
+    """:func:`batchnorm_forward` without argument checks: ``x`` a finite float array,
+    the four parameters finite ``(C,)`` arrays for ``C = x.shape[ax]``, ``ax`` a
+    non-negative axis, ``momentum`` in [0, 1], ``eps > 0``, and in training more
+    than one value per channel.
+
+    Two full-size arrays are allocated, ``xhat`` (kept for the backward) and
+    ``out``; the rest happens in place in them.
+    """
+    c = x.shape[ax]
     bshape = tuple(c if a == ax else 1 for a in range(x.ndim))  # broadcast to x: C on axis
     reduce_axes = tuple(a for a in range(x.ndim) if a != ax)
-    gamma_b = params["gamma"].reshape(bshape)
-    beta_b = params["beta"].reshape(bshape)
+    gamma_b = gamma.reshape(bshape)
+    beta_b = beta.reshape(bshape)
     if training:
         n = x.size // c  # values per channel
-        if n < 2:
-            raise ValueError(f"x must have more than 1 value per channel in training mode, got shape {x.shape}")
         mu = x.mean(axis=reduce_axes, keepdims=True)  # bshape
-        var = ((x - mu) ** 2).mean(axis=reduce_axes, keepdims=True)  # bshape, biased
-        new_mean = (1 - momentum) * params["running_mean"] + momentum * mu.reshape(c)
-        new_var = (1 - momentum) * params["running_var"] + momentum * var.reshape(c) * (n / (n - 1))
+        xhat = np.subtract(x, mu)  # shape of x: x - mu for now, normalized below
+        out = np.empty(x.shape, np.result_type(xhat, gamma, beta))  # also scratch for (x - mu)^2
+        var = np.square(xhat, out=out if out.dtype == xhat.dtype else None)
+        var = var.mean(axis=reduce_axes, keepdims=True)  # bshape, biased
+        new_mean = (1 - momentum) * running_mean + momentum * mu.reshape(c)
+        new_var = (1 - momentum) * running_var + momentum * var.reshape(c) * (n / (n - 1))
     else:
-        mu = params["running_mean"].reshape(bshape)
-        var = params["running_var"].reshape(bshape)
-        new_mean = params["running_mean"].copy()
-        new_var = params["running_var"].copy()
+        mu = running_mean.reshape(bshape)
+        var = running_var.reshape(bshape)
+        xhat = np.subtract(x, mu)  # shape of x
+        out = np.empty(x.shape, np.result_type(xhat, gamma, beta))
+        new_mean = running_mean.copy()
+        new_var = running_var.copy()
     inv_std = 1.0 / np.sqrt(var + eps)  # bshape
-    xhat = (x - mu) * inv_std  # shape of x
-    out = gamma_b * xhat + beta_b  # shape of x
-    return out, new_mean, new_var, BatchNormCache(xhat, inv_std, gamma_b, reduce_axes, bool(training))
+    xhat *= inv_std  # xhat = (x - mu) / sqrt(var + eps)
+    np.multiply(gamma_b, xhat, out=out)
+    out += beta_b  # out = gamma * xhat + beta
+    return out, new_mean, new_var, BatchNormCache(xhat, inv_std, gamma_b, reduce_axes, training)
 
 
 def batchnorm_backward(
@@ -274,33 +324,65 @@ def batchnorm_backward(
     xhat, inv_std, gamma, axes, training = cache
     dtype = np.result_type(xhat, inv_std, gamma)
     dout = _check_dout(dout, xhat.shape, dtype)
+    return _batchnorm_backward(dout, cache)
+
+
+def _batchnorm_backward(dout, cache):
+    """:func:`batchnorm_backward` without argument checks (``dout`` shaped like ``x``,
+    in the cache's dtype). One full-size array is allocated: ``dx``.
+
+    With ``n`` values per channel, ``mean(dxhat) = gamma * sum(dout) / n = gamma * dbeta / n``
+    and ``mean(dxhat * xhat) = gamma * dgamma / n``, so the training formula is::
+
+        dx = gamma * inv_std * (dout - dbeta / n - xhat * dgamma / n)
+    """
+    xhat, inv_std, gamma, axes, training = cache
     c = gamma.size
+    n = xhat.size // c  # values per channel
     # forward was: out = gamma * xhat + beta, so now:
-    dbeta = dout.sum(axis=axes).reshape(c)  # (C,)
-    dgamma = (dout * xhat).sum(axis=axes).reshape(c)  # (C,)
-    dxhat = dout * gamma  # shape of x
+    dbeta = dout.sum(axis=axes, keepdims=True)  # bshape
+    dx = np.multiply(dout, xhat)  # shape of x: dout * xhat for now
+    dgamma = dx.sum(axis=axes, keepdims=True)  # bshape
     # forward was: xhat = (x - mu) * inv_std, with mu and var batch statistics in training
     if training:
-        dx = inv_std * (
-            dxhat
-            - dxhat.mean(axis=axes, keepdims=True)
-            - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)
-        )
-    else:
-        dx = dxhat * inv_std
-    return dx, dgamma, dbeta
+        np.multiply(xhat, dgamma / n, out=dx)
+        np.subtract(dout, dx, out=dx)
+        dx -= dbeta / n  # dout - dbeta/n - xhat dgamma/n
+        dx *= gamma * inv_std
+    else:  # an affine map: dx = dout * gamma * inv_std
+        np.multiply(dout, gamma * inv_std, out=dx)
+    return dx, dgamma.reshape(c), dbeta.reshape(c)
 
 
 # ----------------------------------------------------------------------- maxpool
 
 
 class MaxPoolCache(NamedTuple):
-    """Kept: for each output, the flat index (into ``H*W``) of the one input it
-    took its value from; nothing is recomputed."""
+    """Kept: for each output, which offset ``i*kernel + j`` of its window (row-major)
+    it took its value from, as a small unsigned integer, and the geometry; the
+    backward turns it into :attr:`index`, the flat position (into ``H*W``) of that input."""
 
-    index: np.ndarray  # (M, C, H_out, W_out) int64, into the H*W pixels of x
+    arg: np.ndarray  # (M, C, H_out, W_out) uint8 (uint16 for kernel > 16), the winning offset
     x_shape: tuple[int, int, int, int]  # (M, C, H, W)
     dtype: np.dtype
+    kernel: int
+    stride: int
+    padding: int
+
+    @property
+    def index(self) -> np.ndarray:
+        """``(M, C, H_out, W_out)`` int64: the winner's flat index ``row * W + col`` in ``x``,
+        with ``row = a*stride - padding + n // kernel`` and ``col = b*stride - padding + n % kernel``
+        for output ``(a, b)`` and winning offset ``n``."""
+        k, s, p = self.kernel, self.stride, self.padding
+        w = self.x_shape[3]
+        h_out, w_out = self.arg.shape[2:]
+        n = np.arange(k * k)
+        offset = (n // k) * w + n % k  # (k*k,) flat offset of window entry n from its corner
+        corner = (np.arange(h_out)[:, None] * s - p) * w + np.arange(w_out) * s - p  # (H_out, W_out)
+        index = offset[self.arg]  # (M, C, H_out, W_out) int64
+        index += corner
+        return index
 
 
 def maxpool_forward(
@@ -334,24 +416,35 @@ def maxpool_forward(
     m, c, h, w = x.shape
     if h + 2 * padding < kernel or w + 2 * padding < kernel:
         raise ValueError(f"x of shape {x.shape} is smaller than the kernel {kernel} after padding")
+    return _maxpool_forward(x, kernel, stride, padding)
+
+
+def _maxpool_forward(x, kernel, stride, padding):
+    """:func:`maxpool_forward` without argument checks (``x`` a finite float ``(M, C, H, W)``
+    at least ``kernel`` wide after padding, ``0 <= padding <= kernel // 2``)."""
+    m, c, h, w = x.shape
     p, k, s = padding, kernel, stride
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)  # (M, C, H+2p, W+2p)
     h_out, w_out = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    offsets = [(i, j) for i in range(k) for j in range(k)]  # row-major window order
-    shifted = [xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]  # each (M, C, H_out, W_out)
-               for i, j in offsets]
-    out = shifted[0].copy()  # (M, C, H_out, W_out)
-    for view in shifted[1:]:
-        np.maximum(out, view, out=out)
-    # The winner is the FIRST offset holding the maximum (PyTorch's tie rule): scan the
-    # offsets backwards so that earlier ones overwrite later ones.
-    arg = np.zeros((m, c, h_out, w_out), dtype=np.int64)  # offset i*k + j of the winner
-    for n in reversed(range(1, len(offsets))):
-        np.copyto(arg, n, where=shifted[n] == out)
-    np.copyto(arg, 0, where=shifted[0] == out)
-    rows = np.arange(h_out)[:, None] * s + arg // k - p  # (M, C, H_out, W_out), in x
-    cols = np.arange(w_out)[None, :] * s + arg % k - p  # (M, C, H_out, W_out), in x
-    return out, MaxPoolCache(rows * w + cols, x.shape, x.dtype)
+
+    def window_entry(n):  # (M, C, H_out, W_out) view: entry n = i*k + j of every window
+        i, j = divmod(n, k)
+        return xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]
+
+    out = window_entry(0).copy()  # (M, C, H_out, W_out) running maximum
+    arg = np.zeros(out.shape, dtype=np.uint8 if k * k <= 256 else np.uint16)  # offset of the running max
+    greater = np.empty(out.shape, dtype=bool)  # (M, C, H_out, W_out)
+    step = np.empty(out.shape, dtype=arg.dtype)  # (M, C, H_out, W_out)
+    for n in range(1, k * k):  # row-major window order
+        entry = window_entry(n)
+        # Replace only on a strictly greater value, so that ties keep the first maximum.
+        np.greater(entry, out, out=greater)
+        np.maximum(out, entry, out=out)
+        # arg = n where greater, else unchanged. Every offset recorded so far is < n, so
+        # this is max(arg, n * greater): two cheap passes instead of a masked copy.
+        np.multiply(greater, step.dtype.type(n), out=step)
+        np.maximum(arg, step, out=arg)
+    return out, MaxPoolCache(arg, x.shape, x.dtype, k, s, p)
 
 
 def maxpool_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
@@ -365,11 +458,19 @@ def maxpool_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     Returns:
         ``dx`` of shape ``(M, C, H, W)``.
     """
-    index, (m, c, h, w), dtype = cache
-    dout = _check_dout(dout, index.shape, dtype)
-    plane = np.arange(m * c).reshape(m, c, 1, 1) * (h * w)  # offset of each (m, c) image
-    dx = np.bincount((plane + index).ravel(), weights=dout.ravel(), minlength=m * c * h * w)
-    return dx.reshape(m, c, h, w).astype(dtype, copy=False)
+    dout = _check_dout(dout, cache.arg.shape, cache.dtype)
+    return _maxpool_backward(dout, cache)
+
+
+def _maxpool_backward(dout, cache):
+    """:func:`maxpool_backward` without argument checks (``dout`` shaped like the output)."""
+    m, c, h, w = cache.x_shape
+    dx = np.zeros((m, c, h * w), dtype=cache.dtype)  # (M, C, H*W)
+    index = cache.index.reshape(m, c, -1)  # (M, C, H_out*W_out), into H*W
+    plane = np.arange(m * c).reshape(m, c, 1) * (h * w)  # (M, C, 1) offset of each image in dx
+    # dx[m, c, index[m, c, o]] += dout[m, c, o], adding up where windows overlap
+    np.add.at(dx.reshape(-1), (index + plane).reshape(-1), dout.reshape(-1))
+    return dx.reshape(m, c, h, w)
 
 
 # ------------------------------------------------------------------------ linear
@@ -404,12 +505,20 @@ def linear_forward(
             f"weight has D_in = {weight.shape[1]} (shape {weight.shape}) "
             f"but x has {x.shape[-1]} features (shape {x.shape})"
         )
-    out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))  # (..., D_out)
     if bias is not None:
         bias = as_float_array(bias, "bias")
         check_shape(bias, (weight.shape[0],), "bias")
-        out = out + bias
-    return out, LinearCache(x, weight, bias is not None)
+    return _linear_forward(x, weight, bias)
+
+
+def _linear_forward(x, weight, bias):
+    """:func:`linear_forward` without argument checks (``x`` ``(..., D_in)``, ``weight``
+    ``(D_out, D_in)``, ``bias`` ``(D_out,)`` or ``None``, finite floats)."""
+    out = x.reshape(-1, x.shape[-1]) @ weight.T  # (rows, D_out): one 2-D GEMM
+    if bias is not None:
+        # in place unless the bias's dtype would widen the result (mixed inputs promote as NumPy does)
+        out = np.add(out, bias, out=out if np.result_type(out, bias) == out.dtype else None)
+    return out.reshape(x.shape[:-1] + (weight.shape[0],)), LinearCache(x, weight, bias is not None)
 
 
 def linear_backward(
@@ -428,9 +537,17 @@ def linear_backward(
     x, weight, has_bias = cache
     d_out, d_in = weight.shape
     dout = _check_dout(dout, x.shape[:-1] + (d_out,), np.result_type(x, weight))
+    return _linear_backward(dout, cache)
+
+
+def _linear_backward(dout, cache):
+    """:func:`linear_backward` without argument checks (``dout`` ``(..., D_out)`` in
+    the compute dtype)."""
+    x, weight, has_bias = cache
+    d_out, d_in = weight.shape
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = prod(...)
     dx = (dout2 @ weight).reshape(x.shape)  # (..., D_in); 2-D matmuls are one BLAS call
-    dweight = dout2.T @ x.reshape(-1, d_in)  # (D_out, D_in): sums over every row
+    dweight = _rows_product(dout2, x.reshape(-1, d_in))  # dout2^T @ x: (D_out, D_in), sums over every row
     dbias = dout2.sum(axis=0) if has_bias else None  # (D_out,)
     return dx, dweight, dbias
 

@@ -17,7 +17,7 @@ Step form used here (SpikingJelly's ``LIFNode`` with ``v_reset = 0``), with
 and ``v`` the membrane after it. Arrays are time-major: ``x`` is ``(T, ...)``
 with any trailing shape, e.g. ``(T, B, N, D)``.
 
-Backward (SPEC §1), walking ``t = T-1 .. 0`` with ``dv`` the gradient reaching
+Backward (docs/spec.md §1), walking ``t = T-1 .. 0`` with ``dv`` the gradient reaching
 ``v[t]`` from step ``t+1`` (zero at ``t = T-1``) and ``sg`` the surrogate
 derivative at ``h[t] - theta``::
 
@@ -32,6 +32,12 @@ differences: the emitted spike becomes the surrogate's primal
 ``primal(h - theta)``; the spike inside the reset factor stays the hard step
 when ``detach_reset=True`` (locally constant, hence no gradient, which is what
 detaching means) and becomes the primal when ``detach_reset=False``.
+
+Cost: the cache keeps only ``h`` (the reset spike and ``v`` are recomputed
+from it), and each time step writes into preallocated arrays, a few
+elementwise passes per step. :func:`forward` and :func:`backward` check their
+arguments; ``_forward`` and ``_backward`` are the same computations without the
+checks, for a caller (the model) that has validated its inputs once.
 """
 from __future__ import annotations
 
@@ -46,23 +52,37 @@ __all__ = ["LIFCache", "forward", "backward", "membrane"]
 
 
 class LIFCache(NamedTuple):
-    """What :func:`forward` keeps for :func:`backward`.
+    """What :func:`forward` keeps for :func:`backward`: only the pre-reset membrane ``h``.
 
-    Kept: the pre-reset membrane ``h`` and the spike ``s_reset`` used in the
-    reset factor (hard or smooth, exactly as the forward used it); the
-    surrogate derivative is recomputed from ``h`` in the backward. ``v`` is the
-    post-reset membrane, kept for plotting.
+    Everything else the backward reads is recomputed from ``h``: the surrogate
+    derivative ``sg(h - theta)``, and the spike inside the reset factor,
+    ``s_reset = 1(h >= theta)`` (or, in smooth mode with ``detach_reset=False``,
+    ``primal(h - theta)``, exactly what the forward used). The post-reset
+    membrane ``v`` is not kept: the properties ``s_reset`` and ``v`` recompute them.
     """
 
     h: np.ndarray  # (T, ...) membrane before reset (the paper's V)
-    v: np.ndarray  # (T, ...) membrane after reset
-    s_reset: np.ndarray  # (T, ...) the spike inside (1 - s) of the reset
     tau_m: float
     v_threshold: float
     decay_input: bool
     detach_reset: bool
     surrogate: str
     alpha: float
+    smooth: bool
+
+    @property
+    def s_reset(self) -> np.ndarray:
+        """``(T, ...)`` the spike inside ``(1 - s)`` of the reset, recomputed from ``h``
+        (equal to the emitted spikes except in smooth mode with ``detach_reset=True``)."""
+        if self.smooth and not self.detach_reset:
+            return _surrogate.get(self.surrogate).primal(self.h - self.v_threshold, self.alpha)
+        return (self.h >= self.v_threshold).astype(self.h.dtype)
+
+    @property
+    def v(self) -> np.ndarray:
+        """``(T, ...)`` the membrane after reset, ``v = h (1 - s_reset)``, recomputed from ``h``
+        (for plotting; the backward does not need it)."""
+        return self.h * (1 - self.s_reset)
 
 
 def _check_options(tau_m, v_threshold, surrogate, alpha):
@@ -99,31 +119,53 @@ def forward(
 
     Returns:
         ``(spikes, cache)``: spikes ``(T, ...)`` of 0/1 (in smooth mode, values in
-        (0, 1)), same dtype as ``x``; ``cache.h`` and ``cache.v`` hold the
-        membrane trace before and after reset for plotting.
+        (0, 1)), same dtype as ``x``; ``cache.h`` holds the membrane before reset
+        (:func:`membrane` also gives the one after it).
     """
     x = as_float_array(x, "x", min_ndim=1, what=" (a leading time axis T)")
     tau_m, v_threshold, sg, alpha = _check_options(tau_m, v_threshold, surrogate, alpha)
+    return _forward(x, tau_m, v_threshold, bool(decay_input), bool(detach_reset), sg.name, alpha, bool(smooth))
+
+
+def _forward(x, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, smooth):
+    """:func:`forward` without argument checks, for callers that have checked them once.
+
+    Preconditions: ``x`` a finite float32/float64 array ``(T, ...)``; ``tau_m >= 1``
+    and ``v_threshold`` finite floats; ``surrogate`` a name in
+    :data:`ds2ta_ref.surrogate.SURROGATES`; ``alpha`` a float > 0 (not ``None``).
+
+    Every step writes into preallocated arrays (``out=``), so a step allocates
+    nothing of its own: ``h`` and ``spikes`` are filled row by row, ``v`` and
+    ``below`` are one step's worth, reused.
+    """
     k = 1.0 - 1.0 / tau_m
-    current = x / tau_m if decay_input else x
-    h = np.empty_like(x)
-    v = np.empty_like(x)
-    s_out = np.empty_like(x)
-    s_reset = np.empty_like(x)
-    v_prev = np.zeros_like(x[0])
+    shape = x.shape
+    x = x.reshape(shape[0], -1)  # (T, n): one row of n neurons per step (rows are views even for 1-D x)
+    h = np.empty_like(x)  # (T, n) membrane before reset, the cache
+    spikes = np.empty_like(x)  # (T, n)
+    v = np.zeros_like(x[0])  # (n,) v[t-1], the membrane after the previous reset; v[-1] = 0
+    below = np.empty(x.shape[1:], dtype=bool)  # (n,) 1 - s[t] as a mask: h[t] < theta
     for t in range(x.shape[0]):
-        h[t] = k * v_prev + current[t]  # charge
-        hard = (h[t] >= v_threshold).astype(x.dtype)  # fire (Heaviside, >=)
-        if smooth:
-            s_out[t] = sg.primal(h[t] - v_threshold, alpha)
-            s_reset[t] = hard if detach_reset else s_out[t]
+        h_t = h[t]  # (n,) a view: writing h_t writes h[t]
+        # charge: h[t] = k v[t-1] + I[t], with I[t] = x[t] / tau_m if decay_input else x[t]
+        np.multiply(v, k, out=h_t)
+        if decay_input:
+            h_t += np.divide(x[t], tau_m, out=v)  # v[t-1] is used up: its buffer holds I[t]
         else:
-            s_out[t] = hard
-            s_reset[t] = hard
-        v[t] = h[t] * (1 - s_reset[t])  # hard reset to 0
-        v_prev = v[t]
-    cache = LIFCache(h, v, s_reset, tau_m, v_threshold, bool(decay_input), bool(detach_reset), sg.name, alpha)
-    return s_out, cache
+            h_t += x[t]
+        # fire: s[t] = 1(h[t] - theta >= 0)
+        if smooth:
+            spikes[t] = _surrogate.SURROGATES[surrogate].primal(h_t - v_threshold, alpha)
+        else:
+            np.greater_equal(h_t, v_threshold, out=spikes[t])
+        # reset: v[t] = h[t] (1 - s_reset[t])
+        if smooth and not detach_reset:
+            np.multiply(h_t, 1 - spikes[t], out=v)
+        else:  # s_reset is the hard spike, so (1 - s_reset) = 1(h[t] < theta)
+            np.less(h_t, v_threshold, out=below)
+            np.multiply(h_t, below, out=v)
+    cache = LIFCache(h.reshape(shape), tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, smooth)
+    return spikes.reshape(shape), cache
 
 
 def backward(dspikes: np.ndarray, cache: LIFCache) -> np.ndarray:
@@ -136,23 +178,48 @@ def backward(dspikes: np.ndarray, cache: LIFCache) -> np.ndarray:
     Returns:
         ``dx`` of shape ``(T, ...)``, dtype of the cached membrane.
     """
+    if not isinstance(cache, LIFCache):
+        raise ValueError(f"cache must be the LIFCache returned by lif.forward, got {type(cache).__name__}")
     dspikes = as_float_array(dspikes, "dspikes")
     check_shape(dspikes, cache.h.shape, "dspikes")
-    sg = _surrogate.get(cache.surrogate)
+    return _backward(dspikes.astype(cache.h.dtype, copy=False), cache)
+
+
+def _backward(dspikes, cache):
+    """:func:`backward` without argument checks: ``dspikes`` must be a finite array
+    shaped and typed like ``cache.h``. One step's worth of buffers, reused."""
+    sg = _surrogate.SURROGATES[cache.surrogate]
     k = 1.0 - 1.0 / cache.tau_m
-    dtype = cache.h.dtype
-    dx = np.empty(cache.h.shape, dtype=dtype)
-    dv = np.zeros(cache.h.shape[1:], dtype=dtype)  # gradient reaching v[t] from step t+1
-    for t in reversed(range(cache.h.shape[0])):
+    theta = cache.v_threshold
+    shape = cache.h.shape
+    h = cache.h.reshape(shape[0], -1)  # (T, n) as in the forward
+    dspikes = dspikes.reshape(h.shape)  # (T, n)
+    smooth_reset = cache.smooth and not cache.detach_reset  # s_reset = primal(h - theta), not a step
+    dx = np.empty_like(h)  # (T, n)
+    dv = np.zeros_like(h[0])  # (n,) gradient reaching v[t] from step t+1 (zero at t = T-1)
+    grad_sg = np.empty_like(h[0])  # (n,) sg(h[t] - theta)
+    below = np.empty(h.shape[1:], dtype=bool)  # (n,) 1 - s_reset[t] as a mask: h[t] < theta
+    work = None if cache.detach_reset else np.empty_like(h[0])  # (n,)
+    for t in reversed(range(h.shape[0])):
         # forward was: h = k v[t-1] + I; s = fire(h); v = h (1 - s_reset)
-        grad_sg = sg.grad(cache.h[t] - cache.v_threshold, cache.alpha).astype(dtype, copy=False)
-        dv_dh = 1 - cache.s_reset[t]
+        dh = dx[t]  # (n,) dh[t] is built in place in dx[t]
+        sg.grad(np.subtract(h[t], theta, out=grad_sg), cache.alpha, out=grad_sg)
+        np.multiply(dspikes[t], grad_sg, out=dh)  # ds[t] * sg
+        # + dv * dv/dh, with dv/dh = (1 - s_reset[t]) - (h[t] sg if not detach_reset)
         if not cache.detach_reset:
-            dv_dh = dv_dh - cache.h[t] * grad_sg
-        dh = dspikes[t] * grad_sg + dv * dv_dh
-        dx[t] = dh / cache.tau_m if cache.decay_input else dh
-        dv = dh * k  # to v[t-1]
-    return dx
+            np.multiply(dv, h[t], out=work)
+            work *= grad_sg
+            dh -= work  # - dv h[t] sg: the gradient through the spike in the reset
+        if smooth_reset:
+            dv *= 1 - sg.primal(h[t] - theta, cache.alpha)
+        else:
+            np.less(h[t], theta, out=below)
+            dv *= below  # dv (1 - s_reset[t]): zero where the neuron fired
+        dh += dv
+        np.multiply(dh, k, out=dv)  # to v[t-1]: dv = dh[t] k
+        if cache.decay_input:
+            dh /= cache.tau_m  # dI[t] = dh[t] / tau_m
+    return dx.reshape(shape)
 
 
 def membrane(
@@ -160,8 +227,9 @@ def membrane(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Convenience for plotting: ``(spikes, h, v)`` for input current ``x``.
 
-    ``h`` is the membrane before reset (the paper's ``V``), ``v`` after it;
-    ``options`` are those of :func:`forward`.
+    ``h`` is the membrane before reset (the paper's ``V``), ``v`` after it,
+    recomputed from the cache as ``v = h (1 - s_reset)``; ``options`` are those
+    of :func:`forward`.
     """
     spikes, cache = forward(x, **options)
     return spikes, cache.h, cache.v

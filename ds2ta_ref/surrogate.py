@@ -1,4 +1,4 @@
-"""Surrogate gradients for the Heaviside spike function (SPEC §1).
+"""Surrogate gradients for the Heaviside spike function (docs/spec.md §1).
 
 The forward pass of a spiking neuron always uses the step
 ``Heaviside(x) = 1 if x >= 0 else 0``. Its derivative is zero almost
@@ -18,6 +18,10 @@ that finite differences can check the hand-written backward exactly.
 
 The sigmoid is evaluated with :func:`scipy.special.expit`, which is stable for
 large ``|x|`` (the naive ``1 / (1 + exp(-αx))`` overflows for ``αx << 0``).
+
+The derivatives take an optional ``out=`` array (it may be ``x`` itself), so that
+the LIF backward can evaluate them into a buffer it reuses at every time step
+instead of allocating fresh arrays.
 """
 from __future__ import annotations
 
@@ -51,15 +55,28 @@ def sigmoid_primal(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
         return expit(alpha * np.asarray(x))
 
 
-def sigmoid_grad(x: np.ndarray, alpha: float = 4.0) -> np.ndarray:
+def sigmoid_grad(x: np.ndarray, alpha: float = 4.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """``d/dx σ(αx) = α σ(αx) (1 - σ(αx))``.
 
-    Evaluated as ``α σ(-α|x|) (1 - σ(-α|x|))`` (the derivative is even), so that
-    ``1 - σ`` never cancels: for large ``|x|`` the naive form loses all relative
-    precision on the positive side.
+    Evaluated as the equal, even form ``(α/4) / cosh(α|x|/2)^2`` (with
+    ``σ(z) = e^(z/2) / (e^(z/2) + e^(-z/2))`` one gets ``σ(z)(1 - σ(z)) = 1 / (4 cosh(z/2)^2)``):
+    there is no ``1 - σ`` to cancel (the naive form loses all relative precision
+    for large ``x > 0``), it takes five elementwise passes instead of ~7 with a
+    sigmoid, and for large ``|x|`` the square overflows to ``inf`` and the
+    result to the correct limit 0.
+
+    Args:
+        x: any shape.
+        alpha: sharpness.
+        out: optional array shaped like ``x`` (may be ``x`` itself) to write into.
     """
-    sig = sigmoid_primal(-np.abs(x), alpha)  # in (0, 1/2]
-    return alpha * sig * (1 - sig)
+    x = np.asarray(x)
+    out = np.abs(x, out=_float_out(x, out))  # |x|: the derivative is even
+    with np.errstate(over="ignore"):  # α|x|/2, its cosh or the square -> inf gives the limit 0
+        out *= alpha / 2  # α|x|/2
+        np.cosh(out, out=out)
+        out *= out  # cosh(α|x|/2)^2
+    return np.divide(alpha / 4, out, out=out)
 
 
 def atan_primal(x: np.ndarray, alpha: float = 2.0) -> np.ndarray:
@@ -69,11 +86,24 @@ def atan_primal(x: np.ndarray, alpha: float = 2.0) -> np.ndarray:
         return np.arctan(np.pi / 2 * alpha * x) / np.pi + 0.5
 
 
-def atan_grad(x: np.ndarray, alpha: float = 2.0) -> np.ndarray:
-    """``d/dx [atan(π/2 α x) / π + 1/2] = (α/2) / (1 + (π/2 α x)^2)``."""
+def atan_grad(x: np.ndarray, alpha: float = 2.0, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``d/dx [atan(π/2 α x) / π + 1/2] = (α/2) / (1 + (π/2 α x)^2)``.
+
+    ``out``: optional array shaped like ``x`` (may be ``x`` itself) to write into.
+    """
     x = np.asarray(x)
-    with np.errstate(over="ignore"):  # the square -> inf gives the correct limit 0
-        return (alpha / 2) / (1 + (np.pi / 2 * alpha * x) ** 2)
+    with np.errstate(over="ignore"):  # π/2 α x or its square -> inf gives the correct limit 0
+        out = np.multiply(x, np.pi / 2 * alpha, out=_float_out(x, out))  # π/2 α x
+        out *= out
+    out += 1
+    return np.divide(alpha / 2, out, out=out)
+
+
+def _float_out(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out``, or a new array shaped like ``x`` in its float dtype (integers -> float64)."""
+    if out is not None:
+        return out
+    return np.empty(x.shape, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
 
 
 class Surrogate(NamedTuple):
@@ -81,7 +111,7 @@ class Surrogate(NamedTuple):
 
     name: str
     primal: Callable[[np.ndarray, float], np.ndarray]
-    grad: Callable[[np.ndarray, float], np.ndarray]
+    grad: Callable[..., np.ndarray]  # grad(x, alpha, *, out=None)
     default_alpha: float
 
 

@@ -9,7 +9,7 @@ window of ``T_AW`` time steps, with weights that decay with the lag::
     df(lag) = 2^(-tau * lag)                                               (Eq. 5)
 
 Because every lag uses the *same* weight matrix scaled by ``df(lag)``, mix over
-the window first and multiply once (SPEC §2), with ``lag = 0 .. T_AW-1`` and
+the window first and multiply once (docs/spec.md §2), with ``lag = 0 .. T_AW-1`` and
 zeros before ``t = 0``::
 
     x_mix[t] = sum_{lag=0}^{T_AW-1} 2^(-tau*lag) * s[t-lag]
@@ -20,7 +20,7 @@ spatial-only attention. ``window = T_AW = 1`` is exactly Spikformer's
 spatial-only input ``s[t] @ W^T + b``. The only parameter added to a linear
 layer is ``tau``.
 
-``tau`` conventions (SPEC §2, listed in the spec notes):
+``tau`` conventions (docs/spec.md §2, listed in the spec notes):
 
 * ``tau`` is stored as a float; the forward uses ``tau_int = max(0, round(tau))``
   (NumPy rounding, half to even), so ``2.5 -> 2`` and ``-1.3 -> 0``.
@@ -35,12 +35,15 @@ layer is ``tau``.
 * ``frozen_tau=True``: :func:`backward` returns ``dtau = None`` (not ``0.0``),
   so that an optimizer cannot mistake a frozen ``tau`` for a learned one whose
   gradient happens to vanish.
-* ``continuous_tau=True`` is the check mode of SPEC §1: the forward uses
+* ``continuous_tau=True`` is the check mode of docs/spec.md §1: the forward uses
   ``tau`` itself (no rounding, no clip), so central differences of the forward
   check ``dtau`` exactly. In rounded mode ``dtau`` equals the continuous-mode
   ``dtau`` evaluated at ``tau_int``.
 
 Arrays are time-major: ``s`` is ``(T, ..., D_in)``, e.g. ``(T, B, N, D)``.
+The product is one 2-D GEMM over all ``T*B*N`` rows. :func:`forward` and
+:func:`backward` check their arguments; ``_forward`` and ``_backward`` skip the
+checks of the arrays, for a caller that has validated them once.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
+from .layers import _rows_product
 
 __all__ = ["TASACache", "forward", "backward", "decay_factors", "tau_used"]
 
@@ -57,19 +61,24 @@ __all__ = ["TASACache", "forward", "backward", "decay_factors", "tau_used"]
 class TASACache(NamedTuple):
     """What :func:`forward` keeps for :func:`backward`.
 
-    Kept: the input ``s`` (for ``dtau``), the mixed input ``x_mix`` (for
-    ``dweight``), the weight (for ``dx_mix``) and the decay factors at the
-    ``tau`` the forward used; the backward recomputes nothing.
+    Kept: the input ``s`` (a reference, not a copy: for ``dtau``, and to
+    recompute ``x_mix`` for ``dweight``, which costs ``window - 1`` elementwise
+    passes and saves keeping a second array of the input's size), the weight
+    (for ``dx_mix``) and the decay factors at the ``tau`` the forward used.
     """
 
     s: np.ndarray  # (T, ..., D_in) input, in the compute dtype
-    x_mix: np.ndarray  # (T, ..., D_in) attenuated sum over the window
     weight: np.ndarray  # (D_out, D_in)
     has_bias: bool
     tau_used: float  # max(0, round(tau)), or tau itself when continuous_tau
     factors: np.ndarray  # (window,) 2^(-tau_used * lag), compute dtype
     window: int
     frozen_tau: bool
+
+    @property
+    def x_mix(self) -> np.ndarray:
+        """``(T, ..., D_in)`` the attenuated sum over the window, recomputed from ``s``."""
+        return _mix(self.s, self.factors)
 
 
 def tau_used(tau: float, *, continuous_tau: bool = False) -> float:
@@ -155,22 +164,47 @@ def forward(
         dtype of ``s`` and ``weight`` (float32 stays float32).
     """
     s, weight, bias = _check_layer(s, weight, bias)
+    return _forward(s, weight, bias, tau=tau, window=window, frozen_tau=frozen_tau,
+                    continuous_tau=continuous_tau)
+
+
+def _forward(s, weight, bias, *, tau, window, frozen_tau=False, continuous_tau=False):
+    """:func:`forward` without the checks of the arrays (the scalars are still checked):
+    ``s`` ``(T, ..., D_in)`` and ``weight`` ``(D_out, D_in)`` finite arrays of one float
+    dtype, ``bias`` ``(D_out,)`` of that dtype or ``None``."""
     window = check_int(window, "window", minimum=1)
     tau_u = tau_used(tau, continuous_tau=continuous_tau)
     with np.errstate(over="ignore"):
         factors = decay_factors(tau_u, window).astype(s.dtype)  # (window,)
     if not np.all(np.isfinite(factors)):
         raise ValueError(f"tau = {tau_u!r} overflows the decay factors in {s.dtype}")
-    T = s.shape[0]
+    d_out, d_in = weight.shape
 
-    x_mix = np.zeros_like(s)  # (T, ..., D_in)
-    for lag in range(min(window, T)):  # lags >= T only see the zero padding
-        x_mix[lag:] += factors[lag] * s[: T - lag]  # s[t - lag] lands on t
-    out = x_mix @ weight.T  # (T, ..., D_out)
+    x_mix = _mix(s, factors)  # (T, ..., D_in)
+    # one 2-D GEMM over all rows (a 4-D @ 2-D product would be one GEMM per (t, b))
+    out = x_mix.reshape(-1, d_in) @ weight.T  # (rows, D_out), rows = T * B * N ...
     if bias is not None:
         out += bias
-    cache = TASACache(s, x_mix, weight, bias is not None, tau_u, factors, window, bool(frozen_tau))
-    return out, cache
+    cache = TASACache(s, weight, bias is not None, tau_u, factors, window, bool(frozen_tau))
+    return out.reshape(s.shape[:-1] + (d_out,)), cache
+
+
+def _mix(s: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """``x_mix[t] = sum_lag factors[lag] * s[t - lag]`` with ``s[t] = 0`` for ``t < 0``.
+
+    ``factors[0] = 2^0 = 1``, so the lag-0 term is ``s`` itself; for ``window = 1``
+    the result *is* ``s`` (no copy).
+    """
+    T = s.shape[0]
+    lags = min(len(factors), T)  # lags >= T only see the zero padding
+    if lags == 1:
+        return s
+    x_mix = s.copy()  # lag 0, factor 1
+    term = np.empty_like(s[: T - 1])  # (T-1, ..., D_in) reused for every lag
+    for lag in range(1, lags):
+        np.multiply(s[: T - lag], factors[lag], out=term[: T - lag])
+        x_mix[lag:] += term[: T - lag]  # s[t - lag] lands on t
+    return x_mix
 
 
 def backward(
@@ -191,26 +225,34 @@ def backward(
     """
     if not isinstance(cache, TASACache):
         raise ValueError(f"cache must be the TASACache returned by tasa.forward, got {type(cache).__name__}")
-    s, x_mix, weight = cache.s, cache.x_mix, cache.weight
-    d_out, d_in = weight.shape
     dout = as_float_array(dout, "dout")
-    check_shape(dout, s.shape[:-1] + (d_out,), "dout")
-    dout = dout.astype(s.dtype, copy=False)
-    T = s.shape[0]
-    rows = math.prod(s.shape[:-1])  # T * B * N ...
+    check_shape(dout, cache.s.shape[:-1] + (cache.weight.shape[0],), "dout")
+    return _backward(dout.astype(cache.s.dtype, copy=False), cache)
 
-    # forward was: out = x_mix @ W^T + b, so now:
-    dbias = dout.reshape(rows, d_out).sum(axis=0) if cache.has_bias else None  # (D_out,)
-    dweight = dout.reshape(rows, d_out).T @ x_mix.reshape(rows, d_in)  # (D_out, D_in)
-    dx_mix = dout @ weight  # (T, ..., D_in)
+
+def _backward(dout, cache):
+    """:func:`backward` without argument checks (``dout`` ``(T, ..., D_out)`` in the
+    compute dtype)."""
+    s, weight = cache.s, cache.weight
+    d_out, d_in = weight.shape
+    T = s.shape[0]
+    dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = T * B * N ...
+
+    # forward was: out = x_mix @ W^T + b (one 2-D GEMM), so now:
+    dbias = dout2.sum(axis=0) if cache.has_bias else None  # (D_out,)
+    dweight = _rows_product(dout2, _mix(s, cache.factors).reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
+    dx_mix = (dout2 @ weight).reshape(s.shape)  # (T, ..., D_in)
 
     # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:
-    ds = np.zeros_like(dx_mix)  # (T, ..., D_in)
+    lags = min(cache.window, T)
+    ds = dx_mix if lags == 1 else dx_mix.copy()  # lag 0, factor 1
     dtau = None if cache.frozen_tau else 0.0
-    for lag in range(min(cache.window, T)):
-        ds[: T - lag] += cache.factors[lag] * dx_mix[lag:]  # fans out over lags: +=
-        if dtau is not None and lag > 0:
+    term = np.empty_like(s[: T - 1]) if lags > 1 else None  # (T-1, ..., D_in) reused for every lag
+    for lag in range(1, lags):
+        np.multiply(dx_mix[lag:], cache.factors[lag], out=term[: T - lag])
+        ds[: T - lag] += term[: T - lag]  # fans out over lags: +=
+        if dtau is not None:
             # d df(lag) / d tau = -lag * ln 2 * df(lag)
-            dot = float(np.sum(dx_mix[lag:] * s[: T - lag], dtype=np.float64))
+            dot = float(np.sum(np.multiply(dx_mix[lag:], s[: T - lag], out=term[: T - lag]), dtype=np.float64))
             dtau += dot * (-lag * math.log(2.0)) * float(cache.factors[lag])
     return ds, dweight, dbias, dtau

@@ -1,0 +1,156 @@
+"""Time each kernel (forward + backward) of this checkout against another checkout.
+
+    python benchmarks/bench_kernels.py --baseline /path/to/other/checkout
+    python benchmarks/bench_kernels.py --baseline ../old --kernels lif,maxpool --repeat 7
+
+Each measurement runs in a fresh child process that imports ``ds2ta_ref`` from
+one checkout (``--baseline`` or this one), with 2 BLAS threads, builds seeded
+inputs at the ``cifar10`` preset's sizes (batch 8, T = 4, float32 by default),
+calls the kernel once to warm up and reports the median of ``--inner`` timed
+calls. The two sides alternate (baseline, this, baseline, this, ...) and the
+result is the median over ``--repeat`` pairs of the ratio baseline / this, with
+its spread (min .. max): on a shared machine a ratio of neighbouring runs is
+what can be trusted, not an absolute time. Only the public kernel entry points
+are called, so any two checkouts with the same kernel signatures can be compared.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+THIS_ROOT = os.path.dirname(HERE)
+
+# name: (description, setup source building `step`, a zero-argument callable)
+KERNELS = {
+    "lif": ("LIF fwd+bwd (4, 8, 64, 1536)", """
+x = rng.standard_normal((4, 8, 64, 1536)).astype(dtype) + 0.5
+d = rng.standard_normal(x.shape).astype(dtype)
+def step():
+    s, cache = lif.forward(x)
+    lif.backward(d, cache)
+"""),
+    "bn_tokens": ("BatchNorm1d fwd+bwd (4, 8, 64, 1536), axis -1", """
+x = rng.standard_normal((4, 8, 64, 1536)).astype(dtype)
+g, b = np.ones(1536, dtype), np.zeros(1536, dtype)
+d = rng.standard_normal(x.shape).astype(dtype)
+def step():
+    out, m, v, cache = layers.batchnorm_forward(x, g, b, b, g, axis=-1, training=True)
+    layers.batchnorm_backward(d, cache)
+"""),
+    "bn_2d": ("BatchNorm2d fwd+bwd (32, 96, 32, 32), axis 1", """
+x = rng.standard_normal((32, 96, 32, 32)).astype(dtype)
+g, b = np.ones(96, dtype), np.zeros(96, dtype)
+d = rng.standard_normal(x.shape).astype(dtype)
+def step():
+    out, m, v, cache = layers.batchnorm_forward(x, g, b, b, g, axis=1, training=True)
+    layers.batchnorm_backward(d, cache)
+"""),
+    "maxpool": ("max-pool 3/2/1 fwd+bwd, spikes (32, 192, 32, 32)", """
+x = (rng.random((32, 192, 32, 32)) < 0.2).astype(dtype)
+d = rng.standard_normal((32, 192, 16, 16)).astype(dtype)
+def step():
+    out, cache = layers.maxpool_forward(x)
+    layers.maxpool_backward(d, cache)
+"""),
+    "tasa": ("TASA window 3 fwd+bwd, spikes (4, 8, 64, 384) -> 384", """
+s = (rng.random((4, 8, 64, 384)) < 0.2).astype(dtype)
+w = (rng.standard_normal((384, 384)) * 0.05).astype(dtype)
+bias = np.zeros(384, dtype)
+d = rng.standard_normal(s.shape).astype(dtype)
+def step():
+    out, cache = tasa.forward(s, w, bias, tau=2.0, window=3)
+    tasa.backward(d, cache)
+"""),
+    "linear": ("linear fwd+bwd (4, 8, 64, 384) -> 1536", """
+x = (rng.random((4, 8, 64, 384)) < 0.2).astype(dtype)
+w = (rng.standard_normal((1536, 384)) * 0.05).astype(dtype)
+bias = np.zeros(1536, dtype)
+d = rng.standard_normal((4, 8, 64, 1536)).astype(dtype)
+def step():
+    out, cache = layers.linear_forward(x, w, bias)
+    layers.linear_backward(d, cache)
+"""),
+    "conv": ("conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192", """
+x = (rng.random((32, 96, 32, 32)) < 0.2).astype(dtype)
+w = (rng.standard_normal((192, 96, 3, 3)) * 0.05).astype(dtype)
+d = rng.standard_normal((32, 192, 32, 32)).astype(dtype)
+def step():
+    out, cache = layers.conv_forward(x, w)
+    layers.conv_backward(d, cache)
+"""),
+}
+
+
+def child(root: str, kernel: str, dtype_name: str, inner: int) -> None:
+    """Import ds2ta_ref from ``root``, time ``kernel``, print the median seconds per call."""
+    sys.path.insert(0, root)
+    import numpy as np
+    from ds2ta_ref import layers, lif, tasa
+
+    assert os.path.dirname(os.path.dirname(os.path.abspath(lif.__file__))) == os.path.abspath(root)
+    scope = dict(np=np, layers=layers, lif=lif, tasa=tasa, dtype=np.dtype(dtype_name),
+                 rng=np.random.default_rng(0))
+    exec(KERNELS[kernel][1], scope)
+    step = scope["step"]
+    step()  # warm-up
+    times = []
+    for _ in range(inner):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    print(statistics.median(times))
+
+
+def run_child(root: str, kernel: str, dtype: str, inner: int, threads: int) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), PYTHONPATH=root)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kernel, "--root", root,
+           "--dtype", dtype, "--inner", str(inner)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", help="the other checkout (a directory holding ds2ta_ref/)")
+    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated, from {list(KERNELS)}")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--repeat", type=int, default=5, help="alternated process pairs per kernel (>= 1)")
+    parser.add_argument("--inner", type=int, default=3, help="timed calls per process")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.root, args.child, args.dtype, args.inner)
+        return 0
+    if not args.baseline:
+        parser.error("--baseline is required")
+    kernels = args.kernels.split(",")
+    unknown = sorted(set(kernels) - set(KERNELS))
+    if unknown:
+        parser.error(f"unknown kernels {unknown}; valid: {list(KERNELS)}")
+    baseline = os.path.abspath(args.baseline)
+    print(f"`{' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}`: "
+          f"baseline {baseline} vs this checkout {THIS_ROOT}, {args.dtype}, {args.threads} threads, "
+          f"{args.repeat} alternated process pairs, median of {args.inner} calls in each\n")
+    print("| kernel | baseline / this (median) | spread (min .. max) |")
+    print("|---|---|---|")
+    for kernel in kernels:
+        ratios = []
+        for _ in range(args.repeat):
+            t_base = run_child(baseline, kernel, args.dtype, args.inner, args.threads)
+            t_this = run_child(THIS_ROOT, kernel, args.dtype, args.inner, args.threads)
+            ratios.append(t_base / t_this)
+        print(f"| {KERNELS[kernel][0]} | {statistics.median(ratios):.2f}x | "
+              f"{min(ratios):.2f} .. {max(ratios):.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
