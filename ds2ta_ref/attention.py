@@ -26,7 +26,7 @@ import numpy as np
 
 from . import bnlif, lif, nsad, tasa
 from .config import ModelConfig
-from .params import join, sub
+from .params import checked_block_inputs, join, sub
 
 __all__ = ["AttentionCache", "forward", "backward", "param_shapes", "state_shapes", "tau_name"]
 
@@ -87,12 +87,12 @@ class AttentionCache(NamedTuple):
 
 def _site_forward(x, site, params, state, cfg, training, smooth):
     """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``."""
-    z, tasa_cache = tasa.forward(
+    z, tasa_cache = tasa._forward(
         x, params[f"{site}_linear.weight"], params.get(f"{site}_linear.bias"),
         tau=float(params[tau_name(site, cfg)]) if cfg.tasa else 0.0,
         window=cfg.effective_window, frozen_tau=cfg.frozen_tau or not cfg.tasa,
         continuous_tau=smooth)  # (T, B, N, D)
-    s, bn_state, unit_cache = bnlif.forward(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
+    s, bn_state, unit_cache = bnlif._forward(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
                                             training=training, smooth=smooth)  # (T, B, N, D)
     return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
@@ -100,7 +100,7 @@ def _site_forward(x, site, params, state, cfg, training, smooth):
 def _site_backward(ds, cache: SiteCache, site, cfg, grads):
     """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared)."""
     dz, bn_grads = bnlif.backward(ds, cache.unit)
-    dx, dw, db, dtau = tasa.backward(dz, cache.tasa)
+    dx, dw, db, dtau = tasa._backward(dz, cache.tasa)
     grads.update(join(f"{site}_bn", bn_grads))
     grads[f"{site}_linear.weight"] = dw
     if db is not None:
@@ -128,6 +128,7 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     Returns ``(out, new_state, cache)``: spikes ``(T, B, N, D)``; the updated
     running statistics of the four BatchNorms.
     """
+    x, params, state = checked_block_inputs(x, params, state, param_shapes(cfg), state_shapes(cfg), what="attention")
     new_state, sites, heads = {}, {}, {}
     for site in ("q", "k", "v"):
         s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth)  # (T, B, N, D)
@@ -142,7 +143,7 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     else:
         A = S
     y_in = _merge_heads((A @ v) * cfg.scale)  # (T, B, N, D)
-    y, attn_lif_cache = lif.forward(y_in, **bnlif.lif_options(cfg, smooth=smooth, v_threshold=cfg.attn_v_threshold))
+    y, attn_lif_cache = bnlif.lif_forward(y_in, cfg, smooth=smooth, v_threshold=cfg.attn_v_threshold)
     out, bn_state, sites["proj"] = _site_forward(y, "proj", params, state, cfg, training, smooth)  # (T, B, N, D)
     new_state.update(bn_state)
     units = [sites[site].unit for site in SITES]
@@ -160,7 +161,7 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     grads = {}
     # forward was: out = site_proj(y); y = LIF_0.5(merge((A @ v) * scale)), so now:
     dy = _site_backward(dout, cache.sites["proj"], "proj", cfg, grads)  # (T, B, N, D)
-    dy_in = lif.backward(dy, cache.attn_lif)  # (T, B, N, D)
+    dy_in = lif._backward(dy, cache.attn_lif)  # (T, B, N, D)
     dAv = _split_heads(dy_in, cfg.heads) * cfg.scale  # (T, B, H, N, d)
     dA = dAv @ cache.v.swapaxes(-1, -2)  # (T, B, H, N, N)
     dv = cache.A.swapaxes(-1, -2) @ dAv  # (T, B, H, N, d)

@@ -18,10 +18,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import layers, lif
+from . import layers, lif, surrogate
 from .config import ModelConfig
+from .params import checked_block_inputs
 
-__all__ = ["BNLIFCache", "forward", "backward", "lif_options", "param_shapes", "state_shapes"]
+__all__ = ["BNLIFCache", "forward", "backward", "lif_options", "lif_forward", "param_shapes", "state_shapes"]
 
 PARAMS = ("weight", "bias")
 STATE = ("running_mean", "running_var", "num_batches_tracked")
@@ -40,6 +41,14 @@ def lif_options(cfg: ModelConfig, *, smooth: bool = False, v_threshold: float | 
     return dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
                 decay_input=cfg.decay_input, detach_reset=cfg.detach_reset,
                 surrogate=cfg.surrogate, alpha=cfg.alpha, smooth=smooth)
+
+
+def lif_forward(x: np.ndarray, cfg: ModelConfig, *, smooth: bool = False, v_threshold: float | None = None):
+    """:func:`ds2ta_ref.lif.forward` with the options of ``cfg``, on a checked ``x`` (its unchecked core)."""
+    o = lif_options(cfg, smooth=smooth, v_threshold=v_threshold)
+    sg, alpha = surrogate.resolve(o["surrogate"], o["alpha"])
+    return lif._forward(x, float(o["tau_m"]), float(o["v_threshold"]), bool(o["decay_input"]),
+                        bool(o["detach_reset"]), sg.name, alpha, bool(smooth))
 
 
 class BNLIFCache(NamedTuple):
@@ -70,20 +79,31 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     Returns:
         ``(spikes, new_state, cache)``: spikes shaped like ``x``; ``new_state`` with the keys of ``state``.
     """
-    y, mean, var, bn_cache = layers.batchnorm_forward(
+    c = x.shape[channel_axis] if np.ndim(x) > 0 else 0
+    x, params, state = checked_block_inputs(x, params, state, param_shapes(c), state_shapes(c), what="bnlif")
+    return _forward(x, params, state, cfg, training=training, smooth=smooth, channel_axis=channel_axis,
+                    v_threshold=v_threshold)
+
+
+def _forward(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, v_threshold=None):
+    """:func:`forward` on arguments already checked by the calling block
+    (:func:`ds2ta_ref.params.checked_block_inputs`): the kernels' unchecked cores run here."""
+    y, mean, var, bn_cache = layers._batchnorm_forward(
         x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
-        axis=channel_axis, training=training, momentum=cfg.bn_momentum, eps=cfg.bn_eps)  # like x
+        channel_axis % x.ndim, training, cfg.bn_momentum, cfg.bn_eps)  # like x
     new_state = {"running_mean": mean, "running_var": var}
     if "num_batches_tracked" in state:
         count = np.asarray(state["num_batches_tracked"], dtype=np.int64)
         new_state["num_batches_tracked"] = count + 1 if training else count
-    spikes, lif_cache = lif.forward(y, **lif_options(cfg, smooth=smooth, v_threshold=v_threshold))  # like x
+    spikes, lif_cache = lif_forward(y, cfg, smooth=smooth, v_threshold=v_threshold)  # like x
     return spikes, new_state, BNLIFCache(bn_cache, lif_cache, float(spikes.sum()), spikes.size)
 
 
 def backward(dspikes: np.ndarray, cache: BNLIFCache) -> tuple[np.ndarray, dict]:
     """Backward of :func:`forward`: ``(dx, {"weight": dgamma, "bias": dbeta})``."""
+    if np.shape(dspikes) != cache.lif.h.shape:
+        raise ValueError(f"dspikes must have shape {cache.lif.h.shape} (the forward's spikes), got {np.shape(dspikes)}")
     # forward was: y = BN(x); s = LIF(y), so now:
-    dy = lif.backward(dspikes, cache.lif)
-    dx, dgamma, dbeta = layers.batchnorm_backward(dy, cache.bn)
+    dy = lif._backward(np.asarray(dspikes, dtype=cache.lif.h.dtype), cache.lif)
+    dx, dgamma, dbeta = layers._batchnorm_backward(dy, cache.bn)
     return dx, {"weight": dgamma, "bias": dbeta}

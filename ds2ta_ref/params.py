@@ -131,3 +131,27 @@ def init_state(cfg: ModelConfig, *, dtype=np.float64) -> dict[str, np.ndarray]:
         else:
             state[name] = (np.zeros if name.endswith("mean") else np.ones)(shape, dtype=dtype)
     return state
+
+
+def checked_block_inputs(x, params: dict, state: dict, param_shapes_: dict, state_shapes_: dict, *,
+                         what: str) -> tuple[np.ndarray, dict, dict]:
+    """The checks a block's public ``forward`` makes once, so that the kernels it calls
+    can run their unchecked cores: ``x`` a finite float array; ``params`` and
+    ``state`` with exactly the expected names and shapes (a missing
+    ``num_batches_tracked`` counts from 0), finite, and cast to ``x``'s dtype.
+    Raises ``ValueError`` naming the block (``what``) and the entry at fault."""
+    from ._checks import as_float_array
+
+    x = as_float_array(x, f"{what} input x")
+    counters = {k: np.array(0, dtype=np.int64) for k in state_shapes_ if k.endswith("num_batches_tracked")}
+    state = {**counters, **state}
+    validate(params, param_shapes_, what=f"{what} params")
+    validate(state, state_shapes_, what=f"{what} state (BatchNorm running statistics)")
+    params = {k: as_float_array(v, f"{what} params[{k!r}]").astype(x.dtype, copy=False) for k, v in params.items()}
+    state = {k: (np.asarray(v, dtype=np.int64) if k.endswith("num_batches_tracked")
+                 else as_float_array(v, f"{what} state[{k!r}]").astype(x.dtype, copy=False))
+             for k, v in state.items()}
+    bad = [k for k, v in state.items() if k.endswith("running_var") and np.any(v < 0)]
+    if bad:
+        raise ValueError(f"{what} state[{bad[0]!r}] must be >= 0 (a running variance)")
+    return x, params, state

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import bnlif, layers
 from .config import ModelConfig
-from .params import join, sub
+from .params import checked_block_inputs, join, sub
 
 __all__ = ["SPSCache", "forward", "backward", "param_shapes", "state_shapes"]
 
@@ -90,12 +90,14 @@ def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, 
     Returns ``(tokens, new_state, cache)``; token values are in {0, 1, 2}
     (a spike plus the relative-position spike).
     """
+    frames, params, state = checked_block_inputs(frames, params, state, param_shapes(cfg), state_shapes(cfg),
+                                                 what="sps")
     T, B = frames.shape[:2]
     new_state = {}
 
     def conv_bn_lif(h, conv, bn):  # h: (TB, C, H, W) -> spikes (TB, C', H, W)
-        z, conv_cache = layers.conv_forward(h, params[f"{conv}.weight"])  # (TB, C', H, W)
-        s, bn_state, unit_cache = bnlif.forward(
+        z, conv_cache = layers._conv_forward(h, params[f"{conv}.weight"])  # (TB, C', H, W)
+        s, bn_state, unit_cache = bnlif._forward(
             z.reshape((T, B) + z.shape[1:]), sub(params, bn), sub(state, bn), cfg,
             training=training, smooth=smooth, channel_axis=2)  # (T, B, C', H, W)
         new_state.update(join(bn, bn_state))
@@ -107,7 +109,7 @@ def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, 
         h, conv_cache, unit_cache = conv_bn_lif(h, conv, bn)  # (TB, C', H, W) spikes
         pool_cache = None
         if pool:
-            h, pool_cache = layers.maxpool_forward(h, kernel=3, stride=2, padding=1)  # (TB, C', H/2, W/2)
+            h, pool_cache = layers._maxpool_forward(h, 3, 2, 1)  # (TB, C', H/2, W/2)
         stages.append(StageCache(conv_cache, unit_cache, pool_cache))
     r, rpe_conv_cache, rpe_unit_cache = conv_bn_lif(h, "rpe_conv", "rpe_bn")  # (TB, D, h, w)
     feat = h + r  # relative position embedding; (TB, D, h, w), values in {0, 1, 2}
@@ -125,7 +127,7 @@ def backward(dtokens: np.ndarray, cache: SPSCache) -> tuple[np.ndarray, dict]:
 
     def conv_bn_lif_backward(ds, conv_cache, unit_cache, conv, bn):  # ds: (TB, C', H, W)
         dz, bn_grads = bnlif.backward(ds.reshape((T, B) + ds.shape[1:]), unit_cache)  # (T, B, C', H, W)
-        dh, grads[f"{conv}.weight"] = layers.conv_backward(dz.reshape(ds.shape), conv_cache)  # (TB, C, H, W)
+        dh, grads[f"{conv}.weight"] = layers._conv_backward(dz.reshape(ds.shape), conv_cache)  # (TB, C, H, W)
         grads.update(join(bn, bn_grads))
         return dh
 
@@ -134,6 +136,6 @@ def backward(dtokens: np.ndarray, cache: SPSCache) -> tuple[np.ndarray, dict]:
     dh = dfeat + conv_bn_lif_backward(dfeat, cache.rpe_conv, cache.rpe_unit, "rpe_conv", "rpe_bn")
     for conv, bn, stage in reversed(list(zip(CONVS, BNS, cache.stages))):
         if stage.pool is not None:
-            dh = layers.maxpool_backward(dh, stage.pool)  # (TB, C', H, W)
+            dh = layers._maxpool_backward(dh, stage.pool)  # (TB, C', H, W)
         dh = conv_bn_lif_backward(dh, stage.conv, stage.unit, conv, bn)  # (TB, C, H, W)
     return dh.reshape((T, B) + dh.shape[1:]), grads

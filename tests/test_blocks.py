@@ -162,3 +162,22 @@ def test_frozen_u_gets_zero_gradient_and_never_changes_while_a_to_e_learn():
     for k, v in before.items():
         np.testing.assert_array_equal(params[k][:, 5], v[:, 5])  # u: bit-identical
         assert np.all(params[k][:, :5] != v[:, :5]), (k, params[k], v)  # a, b, c, d, e: every one moved
+
+
+@pytest.mark.parametrize("prefix", BLOCKS)
+def test_block_forward_checks_its_arguments_once(prefix):
+    """A block's public forward checks its input and parameters (its kernels then run unchecked)."""
+    module = BLOCKS[prefix]
+    x, params, state = _block_inputs(prefix)
+    bad_x = x.copy()
+    bad_x.flat[0] = np.nan
+    with pytest.raises(ValueError, match="input x must be finite"):
+        module.forward(bad_x, params, state, CFG, training=True)
+    name = next(iter(params))
+    with pytest.raises(ValueError, match=f"params\\['{name}'\\] must be finite"):
+        module.forward(x, {**params, name: params[name] * np.nan}, state, CFG, training=True)
+    with pytest.raises(ValueError, match="missing"):
+        module.forward(x, {k: v for k, v in params.items() if k != name}, state, CFG, training=True)
+    var = next(k for k in state if k.endswith("running_var"))
+    with pytest.raises(ValueError, match="running variance"):
+        module.forward(x, params, {**state, var: -state[var]}, CFG, training=False)
