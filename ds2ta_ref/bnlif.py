@@ -91,6 +91,12 @@ def _forward(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, 
     y, mean, var, bn_cache = layers._batchnorm_forward(
         x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
         channel_axis % x.ndim, training, cfg.bn_momentum, cfg.bn_eps)  # like x
+    # With unchecked kernels a NaN would pass silently (it never reaches the threshold, so it
+    # only stops the neuron firing). One float64 sum is finite exactly when y is, for the cost
+    # of a single reduction pass; it catches an overflow upstream (a diverging run).
+    if not np.isfinite(np.add.reduce(y, axis=None, dtype=np.float64)):
+        raise ValueError("the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
+                         "a value overflowed upstream")
     new_state = {"running_mean": mean, "running_var": var}
     if "num_batches_tracked" in state:
         count = np.asarray(state["num_batches_tracked"], dtype=np.int64)
