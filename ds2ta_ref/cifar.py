@@ -56,15 +56,21 @@ def read_records(path: str | os.PathLike, label_bytes: int) -> tuple[np.ndarray,
     CIFAR binary file).
     """
     path = os.fspath(path)
-    record = check_int(label_bytes, "label_bytes", minimum=1) + PIXELS
+    record = _check_file(path, check_int(label_bytes, "label_bytes", minimum=1))
+    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, record)  # (n, record)
+    return raw[:, label_bytes:].reshape(-1, 3, 32, 32), raw[:, :label_bytes].copy()
+
+
+def _check_file(path: str, label_bytes: int) -> int:
+    """The record size, after checking that ``path`` exists and holds a whole number of records."""
+    record = label_bytes + PIXELS
     if not os.path.isfile(path):
         raise ValueError(f"CIFAR file {path!r} is missing")
     size = os.path.getsize(path)
     if size == 0 or size % record:
         raise ValueError(f"CIFAR file {path!r} is truncated or not a CIFAR binary file: {size} bytes is not "
                          f"a positive multiple of the {record}-byte record ({label_bytes} label byte(s) + 3072 pixels)")
-    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, record)  # (n, record)
-    return raw[:, label_bytes:].reshape(-1, 3, 32, 32), raw[:, :label_bytes].copy()
+    return record
 
 
 def normalize(images: np.ndarray, name: str, dtype=np.float32) -> np.ndarray:
@@ -103,15 +109,8 @@ def check_files(name: str, data_dir: str | os.PathLike) -> str:
     _check_name(name)
     folder = _folder(os.fspath(data_dir), name)
     _, train_files, test_files, label_bytes = FILES[name]
-    record = label_bytes + PIXELS
     for file in train_files + test_files:
-        path = os.path.join(folder, file)
-        if not os.path.isfile(path):
-            raise ValueError(f"CIFAR file {path!r} is missing (expected the official binary files of {name})")
-        size = os.path.getsize(path)
-        if size == 0 or size % record:
-            raise ValueError(f"CIFAR file {path!r} is truncated or not a CIFAR binary file: {size} bytes is not "
-                             f"a positive multiple of the {record}-byte record")
+        _check_file(os.path.join(folder, file), label_bytes)
     return folder
 
 

@@ -240,6 +240,19 @@ def model_config(tc: TrainConfig, ds: data.Dataset) -> ModelConfig:
     return preset(tc.preset, **overrides)
 
 
+def epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test: EvalResult, seconds, epochs,
+              log: Callable[[str], None]) -> dict:
+    """One epoch's line of ``metrics.csv``/``metrics.json``, logged as one summary line
+    (both backends write the same rows from their sums over the epoch's samples)."""
+    row = dict(epoch=epoch, step=step, lr=lr, loss=loss_sum / seen, train_acc=correct / seen,
+               test_acc=test.accuracy, test_loss=test.loss, firing_rate=rate_sum / seen,
+               attention_sparsity=float(np.mean([e.sparsity for e in test.energy])), seconds=seconds)
+    log(f"epoch {epoch:3d}/{epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
+        f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
+        f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
+    return row
+
+
 def augment_batch(xb: np.ndarray, ds: data.Dataset, tc: TrainConfig, rng: np.random.Generator) -> np.ndarray:
     """A training batch's augmentation, drawn from the run's ``rng`` in this order (both
     backends call this, so they draw the same numbers): the random ``shift``, then for
@@ -673,14 +686,8 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
             test = guarded(evaluate, params, state, cfg, ds.test_x, ds.test_y)
         if not math.isfinite(test.loss):
             diverged(f"non-finite test loss ({test.loss})", evaluating=True)
-        seconds = time.perf_counter() - t0
-        row = dict(epoch=epoch, step=step, lr=lr, loss=loss_sum / seen, train_acc=correct / seen,
-                   test_acc=test.accuracy, test_loss=test.loss, firing_rate=rate_sum / seen,
-                   attention_sparsity=float(np.mean([e.sparsity for e in test.energy])), seconds=seconds)
-        history.append(row)
-        log(f"epoch {epoch:3d}/{tc.epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
-            f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
-            f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
+        history.append(epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test,
+                                 time.perf_counter() - t0, tc.epochs, log))
         if path is not None:
             _save(path, tc, cfg, params, state, opt, rng, epoch, step, history)
             saved_epoch = epoch

@@ -338,14 +338,8 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
             for b in net.buffers():  # rank 0's running statistics everywhere before evaluating
                 dist.broadcast(b, 0)
         test = evaluate_torch(net, ds.test_x, ds.test_y, device=dev)
-        seconds = time.perf_counter() - t0
-        row = dict(epoch=epoch, step=step, lr=lr, loss=loss_total / seen, train_acc=correct / seen,
-                   test_acc=test.accuracy, test_loss=test.loss, firing_rate=rate_total / seen,
-                   attention_sparsity=float(np.mean([e.sparsity for e in test.energy])), seconds=seconds)
-        history.append(row)
-        log(f"epoch {epoch:3d}/{tc.epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
-            f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
-            f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
+        history.append(reference.epoch_row(epoch, step, lr, loss_total, correct, rate_total, seen, test,
+                                           time.perf_counter() - t0, tc.epochs, log))
         if path is not None:
             _save(path, tc, cfg, net, opt, rng, epoch, step, history, world)
             saved_epoch = epoch
