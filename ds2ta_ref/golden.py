@@ -26,13 +26,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import attention, layers, lif, mlp, model, nsad, sps, tasa
+from . import attention, checkpoint, layers, lif, mlp, model, nsad, sps, tasa
 from . import surrogate as _surrogate
 from .config import PRESETS, ModelConfig, parse_overrides, preset
 from .gradcheck import firing_model_inputs, lif_input_away_from_threshold
@@ -269,28 +268,16 @@ def write(path: str | os.PathLike, cfg: ModelConfig, *, seed: int, batch: int = 
 
 
 def _write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` layout (one ``<key>.npy`` member per array), atomically, with fixed zip timestamps
-    so that the same arrays give the same bytes."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
-                for key, arr in arrays.items():
-                    info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-                    info.external_attr = 0o644 << 16
-                    with zf.open(info, mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """``np.savez`` layout (one ``<key>.npy`` member per array), atomically
+    (:func:`ds2ta_ref.checkpoint.atomic_write`), with fixed zip timestamps so that
+    the same arrays give the same bytes."""
+    with checkpoint.atomic_write(path) as f:
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+            for key, arr in arrays.items():
+                info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                with zf.open(info, mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
 
 
 def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
