@@ -410,12 +410,19 @@ def test_metrics_are_written_atomically(run, monkeypatch):
 
 
 # --------------------------------------------------------------------------- Ctrl-C
+def _default_sigint():
+    """A shell without job control starts background jobs (CI's, a ``nohup ... &``) with
+    SIGINT ignored, and Python keeps an ignored SIGINT: the child would never see Ctrl-C.
+    Restore the default so that Python installs its KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(run):
     """A child extends the finished run by 100 epochs and gets SIGINT once it is training."""
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen([sys.executable, "-m", "ds2ta_ref", "train", "--resume", "run", "--add-epochs", "100",
                               "--no-progress"], cwd=run.parent, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         assert child.stdout.readline().startswith("resuming run/checkpoint.npz after epoch 1 of 101")
         child.send_signal(signal.SIGINT)

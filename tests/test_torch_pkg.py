@@ -13,6 +13,13 @@ from ds2ta_ref.gradcheck import firing_model_inputs, rel_error, small_model_conf
 
 SMALL = small_model_config()
 
+# NumPy and PyTorch sum float products in different orders (and OpenBLAS picks another
+# kernel on Intel and AMD machines: Haswell, SkylakeX, Zen), so float results are compared
+# at this relative tolerance (rel_error, float64), never bit for bit. Only what is exact by
+# construction is compared exactly: spikes of inputs away from the threshold, table look-ups
+# of integer scores, integer counts, and arrays copied or round-tripped unchanged.
+CROSS_LIBRARY_RTOL = 1e-14
+
 
 def test_importing_ds2ta_ref_never_imports_torch():
     code = "import ds2ta_ref, ds2ta_ref.train, ds2ta_ref.cifar, sys; assert 'torch' not in sys.modules"
@@ -93,7 +100,9 @@ def test_tasa_mix_matches_numpy(dt, torch, tau):
     st, wt, taut = (torch.tensor(a, requires_grad=True) for a in (s, w, tau))
     ot = dt.functional.tasa_mix(st, taut, 3) @ wt.T
     ot.backward(torch.tensor(dout))
-    assert np.array_equal(out, ot.detach().numpy())
+    # A float product: NumPy's BLAS and PyTorch's sum in different orders (OpenBLAS picks
+    # another kernel on Intel and AMD), so the outputs agree to round-off, not bit for bit.
+    assert rel_error(out, ot.detach().numpy()) <= CROSS_LIBRARY_RTOL
     assert rel_error(ds, st.grad.numpy()) <= 1e-14 and rel_error(dw, wt.grad.numpy()) <= 1e-14
     assert abs(dtau - taut.grad.item()) <= 1e-12 * abs(dtau)
 
@@ -275,12 +284,13 @@ def test_checkpoints_evaluate_in_the_other_backend(dt, runs):
 
     tc, cfg, params, state, _, meta = load_run(runs["dir"] / "torch" / "checkpoint.npz")
     ds = build_data(tc)
+    one_example = 1 / len(ds.test_y)  # logits agree to 1e-10: only a near-tie could flip one argmax
     result = evaluate(params, state, cfg, ds.test_x, ds.test_y)  # torch's checkpoint, NumPy's model
-    assert result.accuracy == meta["history"][-1]["test_acc"]
+    assert abs(result.accuracy - meta["history"][-1]["test_acc"]) <= one_example
     assert abs(result.loss - meta["history"][-1]["test_loss"]) <= 1e-10
     tc, cfg, params, state, _, meta = load_run(runs["dir"] / "numpy" / "checkpoint.npz")
     result = evaluate_torch(dt.from_numpy(params, state, cfg), ds.test_x, ds.test_y)  # and the reverse
-    assert result.accuracy == meta["history"][-1]["test_acc"]
+    assert abs(result.accuracy - meta["history"][-1]["test_acc"]) <= one_example
     assert abs(result.loss - meta["history"][-1]["test_loss"]) <= 1e-10
     assert abs(result.spike_rate - evaluate(params, state, cfg, ds.test_x, ds.test_y).spike_rate) <= 1e-12
 
@@ -347,8 +357,8 @@ def test_ddp_training_is_the_single_process_run_and_rank0_checkpoints(dt, runs, 
     _close(state, state1, 1e-9)
     _history_close(meta["history"], meta1["history"], 1e-10)
     ds = build_data(tc)
-    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)
-    assert result.accuracy == meta["history"][0]["test_acc"]
+    result = evaluate(params, state, cfg, ds.test_x, ds.test_y)  # torch's checkpoint, NumPy's model
+    assert abs(result.accuracy - meta["history"][0]["test_acc"]) <= 1 / len(ds.test_y)
     resumed = train_torch(None, resume=str(tmp_path / "ddp"), **_quiet())  # in one process, in its folder
     assert resumed.trained_epochs == 1
     _close(resumed.params, runs["torch"].params, 1e-10)
