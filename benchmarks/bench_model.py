@@ -121,7 +121,7 @@ def child(args) -> None:
 
     if args.child == "numpy":
         def step(measure=False):
-            logits, _, cache = model.forward(params, state, x, cfg, training=True)
+            logits, _, cache = model.forward(x, params, state, cfg, training=True)
             if measure:
                 result["cache_bytes"] = _numpy_bytes(cache)
             _, dlogits = layers.cross_entropy(logits, y)

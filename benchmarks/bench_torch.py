@@ -72,7 +72,7 @@ def main(args):
             torch.cuda.synchronize()
 
     def numpy_step():
-        logits, _, cache = model.forward(params, state, x, cfg, training=True)
+        logits, _, cache = model.forward(x, params, state, cfg, training=True)
         _, dlogits = layers.cross_entropy(logits, y)
         model.backward(dlogits, cache)
 

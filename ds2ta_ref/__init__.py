@@ -21,15 +21,18 @@ The whole model::
     cfg = ds2ta_ref.preset("tiny")
     params = ds2ta_ref.init_params(cfg, np.random.default_rng(0))
     state = ds2ta_ref.init_state(cfg)
-    logits, state, cache = ds2ta_ref.model_forward(params, state, images, cfg, training=True)
-    grads = ds2ta_ref.model_backward(dlogits, cache)
+    logits, state, cache = ds2ta_ref.model.forward(images, params, state, cfg, training=True)
+    dimages, grads = ds2ta_ref.model.backward(dlogits, cache)
+
+``ds2ta_ref.model_forward`` is :func:`ds2ta_ref.model.forward`; ``ds2ta_ref.model_backward``
+is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
 from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
                spikformer, surrogate, tasa)
 from .config import PRESETS, ModelConfig, preset
 from .params import count_params, init_params, init_state
 from .spikformer import load_spikformer_npz
-from .model import backward as model_backward
+from .model import backward_grads as model_backward  # deprecated: model.backward returns (dx, grads)
 from .model import forward as model_forward
 
 __version__ = "0.1.0"

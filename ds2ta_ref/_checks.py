@@ -59,8 +59,3 @@ def check_int(value, name: str, *, minimum: int) -> int:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
-
-def check_binary(arr: np.ndarray, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless every entry is 0 or 1."""
-    if not np.all((arr == 0) | (arr == 1)):
-        raise ValueError(f"{name} must be binary spikes (0/1 only)")

@@ -26,9 +26,9 @@ import numpy as np
 
 from . import bnlif, lif, nsad, tasa
 from .config import ModelConfig
-from .params import checked_block_inputs, join, sub
+from .names import checked_block_inputs, join, sub
 
-__all__ = ["AttentionCache", "forward", "backward", "param_shapes", "state_shapes", "tau_name"]
+__all__ = ["AttentionCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes", "tau_name"]
 
 SITES = ("q", "k", "v", "proj")
 
@@ -87,20 +87,20 @@ class AttentionCache(NamedTuple):
 
 def _site_forward(x, site, params, state, cfg, training, smooth):
     """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``."""
-    z, tasa_cache = tasa._forward(
+    z, tasa_cache = tasa.forward_unchecked(
         x, params[f"{site}_linear.weight"], params.get(f"{site}_linear.bias"),
         tau=float(params[tau_name(site, cfg)]) if cfg.tasa else 0.0,
         window=cfg.effective_window, frozen_tau=cfg.frozen_tau or not cfg.tasa,
         continuous_tau=smooth)  # (T, B, N, D)
-    s, bn_state, unit_cache = bnlif._forward(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
+    s, bn_state, unit_cache = bnlif.forward_unchecked(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
                                             training=training, smooth=smooth)  # (T, B, N, D)
     return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
 
 def _site_backward(ds, cache: SiteCache, site, cfg, grads):
     """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared)."""
-    dz, bn_grads = bnlif.backward(ds, cache.unit)
-    dx, dw, db, dtau = tasa._backward(dz, cache.tasa)
+    dz, bn_grads = bnlif.backward_unchecked(ds, cache.unit)
+    dx, dw, db, dtau = tasa.backward_unchecked(dz, cache.tasa)
     grads.update(join(f"{site}_bn", bn_grads))
     grads[f"{site}_linear.weight"] = dw
     if db is not None:
@@ -129,6 +129,14 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     running statistics of the four BatchNorms.
     """
     x, params, state = checked_block_inputs(x, params, state, param_shapes(cfg), state_shapes(cfg), what="attention")
+    return forward_unchecked(x, params, state, cfg, training=training, smooth=smooth)
+
+
+def forward_unchecked(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+                      smooth: bool = False) -> tuple[np.ndarray, dict, AttentionCache]:
+    """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
+    with :func:`ds2ta_ref.names.checked_block_inputs`; NSAD runs its unchecked core too (the
+    scores ``q k^T`` of spikes are integer counts in ``[0, d]`` by construction)."""
     new_state, sites, heads = {}, {}, {}
     for site in ("q", "k", "v"):
         s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth)  # (T, B, N, D)
@@ -138,7 +146,7 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     S = q @ k.swapaxes(-1, -2)  # (T, B, H, N, N) counts in [0, d]
     nsad_cache = None
     if cfg.nsad:
-        A, nsad_cache = nsad.forward(S, params["nsad"], head_dim=cfg.head_dim, surrogate=cfg.surrogate,
+        A, nsad_cache = nsad.forward_unchecked(S, params["nsad"], head_dim=cfg.head_dim, surrogate=cfg.surrogate,
                                      alpha=cfg.alpha, rounding=cfg.nsad_rounding, smooth=smooth)
     else:
         A = S
@@ -161,13 +169,13 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     grads = {}
     # forward was: out = site_proj(y); y = LIF_0.5(merge((A @ v) * scale)), so now:
     dy = _site_backward(dout, cache.sites["proj"], "proj", cfg, grads)  # (T, B, N, D)
-    dy_in = lif._backward(dy, cache.attn_lif)  # (T, B, N, D)
+    dy_in = lif.backward_unchecked(dy, cache.attn_lif)  # (T, B, N, D)
     dAv = _split_heads(dy_in, cfg.heads) * cfg.scale  # (T, B, H, N, d)
     dA = dAv @ cache.v.swapaxes(-1, -2)  # (T, B, H, N, N)
     dv = cache.A.swapaxes(-1, -2) @ dAv  # (T, B, H, N, d)
     # forward was: A = NSAD(S), so now:
     if cfg.nsad:
-        dS, grads["nsad"] = nsad.backward(dA, cache.nsad)
+        dS, grads["nsad"] = nsad.backward_unchecked(dA, cache.nsad)
         if cfg.frozen_u:  # u_h (column 5) is not learned: its gradient is exactly 0, so AdamW leaves it
             grads["nsad"][:, 5] = 0.0  # at u0 (nsad has no weight decay); a, b, c, d, e still learn
     else:

@@ -20,13 +20,9 @@ import numpy as np
 
 from . import layers, lif, surrogate
 from .config import ModelConfig
-from .params import checked_block_inputs
+from .names import checked_block_inputs
 
-__all__ = ["BNLIFCache", "forward", "backward", "lif_options", "lif_forward", "param_shapes", "state_shapes"]
-
-PARAMS = ("weight", "bias")
-STATE = ("running_mean", "running_var", "num_batches_tracked")
-
+__all__ = ["BNLIFCache", "forward", "forward_unchecked", "backward", "backward_unchecked", "lif_options", "lif_forward", "param_shapes", "state_shapes"]
 
 def param_shapes(channels: int) -> dict[str, tuple]:
     return {"weight": (channels,), "bias": (channels,)}
@@ -47,7 +43,7 @@ def lif_forward(x: np.ndarray, cfg: ModelConfig, *, smooth: bool = False, v_thre
     """:func:`ds2ta_ref.lif.forward` with the options of ``cfg``, on a checked ``x`` (its unchecked core)."""
     o = lif_options(cfg, smooth=smooth, v_threshold=v_threshold)
     sg, alpha = surrogate.resolve(o["surrogate"], o["alpha"])
-    return lif._forward(x, float(o["tau_m"]), float(o["v_threshold"]), bool(o["decay_input"]),
+    return lif.forward_unchecked(x, float(o["tau_m"]), float(o["v_threshold"]), bool(o["decay_input"]),
                         bool(o["detach_reset"]), sg.name, alpha, bool(smooth))
 
 
@@ -81,14 +77,14 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     """
     c = x.shape[channel_axis] if np.ndim(x) > 0 else 0
     x, params, state = checked_block_inputs(x, params, state, param_shapes(c), state_shapes(c), what="bnlif")
-    return _forward(x, params, state, cfg, training=training, smooth=smooth, channel_axis=channel_axis,
+    return forward_unchecked(x, params, state, cfg, training=training, smooth=smooth, channel_axis=channel_axis,
                     v_threshold=v_threshold)
 
 
-def _forward(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, v_threshold=None):
+def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, v_threshold=None):
     """:func:`forward` on arguments already checked by the calling block
-    (:func:`ds2ta_ref.params.checked_block_inputs`): the kernels' unchecked cores run here."""
-    y, mean, var, bn_cache = layers._batchnorm_forward(
+    (:func:`ds2ta_ref.names.checked_block_inputs`): the kernels' unchecked cores run here."""
+    y, mean, var, bn_cache = layers.batchnorm_forward_unchecked(
         x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
         channel_axis % x.ndim, training, cfg.bn_momentum, cfg.bn_eps)  # like x
     # With unchecked kernels a NaN would pass silently (it never reaches the threshold, so it
@@ -109,7 +105,12 @@ def backward(dspikes: np.ndarray, cache: BNLIFCache) -> tuple[np.ndarray, dict]:
     """Backward of :func:`forward`: ``(dx, {"weight": dgamma, "bias": dbeta})``."""
     if np.shape(dspikes) != cache.lif.h.shape:
         raise ValueError(f"dspikes must have shape {cache.lif.h.shape} (the forward's spikes), got {np.shape(dspikes)}")
+    return backward_unchecked(np.asarray(dspikes, dtype=cache.lif.h.dtype), cache)
+
+
+def backward_unchecked(dspikes: np.ndarray, cache: BNLIFCache) -> tuple[np.ndarray, dict]:
+    """:func:`backward` for a caller whose ``dspikes`` is shaped like the forward's spikes."""
     # forward was: y = BN(x); s = LIF(y), so now:
-    dy = lif._backward(np.asarray(dspikes, dtype=cache.lif.h.dtype), cache.lif)
-    dx, dgamma, dbeta = layers._batchnorm_backward(dy, cache.bn)
+    dy = lif.backward_unchecked(np.asarray(dspikes, dtype=cache.lif.h.dtype), cache.lif)
+    dx, dgamma, dbeta = layers.batchnorm_backward_unchecked(dy, cache.bn)
     return dx, {"weight": dgamma, "bias": dbeta}

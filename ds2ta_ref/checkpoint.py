@@ -12,8 +12,8 @@ with ``np.load``) holding the named arrays plus one reserved member
 SHA-256 of its raw bytes in C order, so :func:`load` can name the array that
 was altered. Nothing is pickled, on either side.
 
-Also here: :func:`validate` (names and shapes against what a model expects)
-and the pickle-free round trip of a ``np.random.Generator``
+Also here: :func:`validate` (names and shapes against what a model expects,
+re-exported from :mod:`~ds2ta_ref.names`) and the pickle-free round trip of a ``np.random.Generator``
 (:func:`rng_state_to_arrays`, :func:`rng_from_arrays`), so a resumed run draws
 the same random stream.
 """
@@ -30,6 +30,8 @@ import zlib
 from typing import Mapping
 
 import numpy as np
+
+from .names import validate  # re-exported: it was defined here; it lives below the blocks now
 
 __all__ = [
     "CheckpointError",
@@ -297,29 +299,6 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.
             if "sha256" in record and _sha256(arr) != record["sha256"]:
                 fail(f"array {name!r} fails its SHA-256 check: the file was altered after it was saved")
     return arrays, meta
-
-
-def validate(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple], *, what: str = "checkpoint") -> None:
-    """Check that ``arrays`` has exactly the names of ``expected``, each with its shape.
-
-    ``expected``: ``name -> shape``. Raises ``ValueError`` listing, in one
-    line, every missing name, every extra name and every mis-shaped entry.
-    This is the one name-and-shape check of the package: the model, the
-    training checkpoints, the Spikformer import and the optimizer all use it.
-    """
-    missing = [name for name in expected if name not in arrays]
-    extra = [name for name in arrays if name not in expected]
-    wrong = [
-        (name, tuple(np.shape(arrays[name])), tuple(shape))
-        for name, shape in expected.items()
-        if name in arrays and tuple(np.shape(arrays[name])) != tuple(shape)
-    ]
-    if not (missing or extra or wrong):
-        return
-    problems = [f"missing {name!r} (expected shape {tuple(expected[name])})" for name in missing]
-    problems += [f"unexpected {name!r} (shape {tuple(np.shape(arrays[name]))})" for name in extra]
-    problems += [f"{name!r} has shape {got}, expected {want}" for name, got, want in wrong]
-    raise ValueError(f"{what} does not match the expected arrays: " + "; ".join(problems))
 
 
 _SUPPORTED_BIT_GENERATORS = ("PCG64", "PCG64DXSM")

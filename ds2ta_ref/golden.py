@@ -195,9 +195,9 @@ def _model_arrays(cfg: ModelConfig, rng: np.random.Generator, batch: int) -> dic
         if cfg.nsad:
             params[f"block.{i}.attn.nsad"] = _nsad_params(rng, cfg.heads, cfg.head_dim)
     target = rng.integers(0, cfg.num_classes, batch).astype(np.int64)
-    logits, new_state, cache = model.forward(params, state, x, cfg, training=True)
+    logits, new_state, cache = model.forward(x, params, state, cfg, training=True)
     loss, dlogits = layers.cross_entropy(logits, target)
-    grads = model.backward(dlogits, cache)
+    _, grads = model.backward(dlogits, cache)
 
     out = {"input": x, "target": target}
     out.update({f"param/{k}": v for k, v in params.items()})

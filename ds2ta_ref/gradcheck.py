@@ -270,10 +270,10 @@ def model_case(rng: np.random.Generator, cfg=None, *, max_entries: int = 4) -> d
     params, state, x = firing_model_inputs(cfg, rng)
 
     def fwd(**p):
-        logits, _, cache = model.forward(p, state, x, cfg, training=True, smooth=True)
+        logits, _, cache = model.forward(x, p, state, cfg, training=True, smooth=True)
         return logits, cache
 
-    return check_gradients(fwd, model.backward, params, wrt=model.trainable(cfg), rng=rng,
+    return check_gradients(fwd, lambda dlogits, cache: model.backward(dlogits, cache)[1], params, wrt=model.trainable(cfg), rng=rng,
                            max_entries=max_entries, floor=1e-3)
 
 

@@ -26,10 +26,10 @@ All functions are pure: inputs are never modified, state (BatchNorm's running
 statistics) goes in and comes out as arrays.
 
 Every public function checks its arguments (and that arrays are finite);
-each ``*_forward``/``*_backward`` has a private twin ``_*_forward``/``_*_backward``
+each ``*_forward``/``*_backward`` has a public twin ``*_forward_unchecked``/``*_backward_unchecked``
 that is the same computation without the checks, for a caller that has checked
-once (the model). Weight gradients are 2-D GEMMs over all rows (see
-``_rows_product``).
+its inputs once (the blocks, called by the model). Weight gradients are 2-D GEMMs over all rows (see
+``rows_product``).
 """
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ __all__ = [
     "LinearCache", "linear_forward", "linear_backward",
     "MeanCache", "mean_forward", "mean_backward",
     "cross_entropy",
+    # the same computations without argument checks, for a caller that checked once
+    "conv_forward_unchecked", "conv_backward_unchecked", "batchnorm_forward_unchecked",
+    "batchnorm_backward_unchecked", "maxpool_forward_unchecked", "maxpool_backward_unchecked",
+    "linear_forward_unchecked", "linear_backward_unchecked", "rows_product",
 ]
 
 
@@ -77,7 +81,7 @@ def _normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _rows_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def rows_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a.T @ b`` for ``a`` ``(n, p)`` and ``b`` ``(n, q)``: a weight gradient, a sum over
     the ``n`` rows (tokens or pixels). Evaluated as ``(b.T @ a).T`` when ``p <= q``: the
     same sums, but OpenBLAS runs a long shared axis up to several times faster when
@@ -138,10 +142,10 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
             f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
             f"but x has {x.shape[1]} (shape {x.shape})"
         )
-    return _conv_forward(x, weight)
+    return conv_forward_unchecked(x, weight)
 
 
-def _conv_forward(x, weight):
+def conv_forward_unchecked(x, weight):
     """:func:`conv_forward` without argument checks (``x`` ``(M, C_in, H, W)`` and
     ``weight`` ``(C_out, C_in, k, k)``, finite floats, ``k`` odd)."""
     c_out, _, k, _ = weight.shape
@@ -164,10 +168,10 @@ def conv_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.nd
     """
     cols, (m, _, h, w), weight = cache
     dout = _check_dout(dout, (m, weight.shape[0], h, w), np.result_type(cols, weight))
-    return _conv_backward(dout, cache)
+    return conv_backward_unchecked(dout, cache)
 
 
-def _conv_backward(dout, cache):
+def conv_backward_unchecked(dout, cache):
     """:func:`conv_backward` without argument checks (``dout`` ``(M, C_out, H, W)`` in
     the compute dtype)."""
     cols, (m, c_in, h, w), weight = cache
@@ -175,7 +179,7 @@ def _conv_backward(dout, cache):
     p = k // 2
     # forward was: out = W_flat @ cols, so now:
     dout_flat = dout.transpose(1, 0, 2, 3).reshape(c_out, m * h * w)  # (C_out, M*H*W)
-    dweight = _rows_product(dout_flat.T, cols.T).reshape(weight.shape)  # dout_flat @ cols^T: (C_out, C_in, k, k)
+    dweight = rows_product(dout_flat.T, cols.T).reshape(weight.shape)  # dout_flat @ cols^T: (C_out, C_in, k, k)
     w_flat_t = np.ascontiguousarray(weight.reshape(c_out, -1).T)  # (C_in*k*k, C_out), small
     dcols = (w_flat_t @ dout_flat).reshape(c_in, k, k, m, h, w)  # dcols = W_flat^T @ dout_flat
     dtype = dcols.dtype
@@ -261,11 +265,11 @@ def batchnorm_forward(
     eps = check_finite_scalar(eps, "eps", minimum=0.0, strict=True)
     if training and x.size // c < 2:
         raise ValueError(f"x must have more than 1 value per channel in training mode, got shape {x.shape}")
-    return _batchnorm_forward(x, params["gamma"], params["beta"], params["running_mean"],
+    return batchnorm_forward_unchecked(x, params["gamma"], params["beta"], params["running_mean"],
                               params["running_var"], ax, bool(training), momentum, eps)
 
 
-def _batchnorm_forward(x, gamma, beta, running_mean, running_var, ax, training, momentum, eps):
+def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, training, momentum, eps):
     """:func:`batchnorm_forward` without argument checks: ``x`` a finite float array,
     the four parameters finite ``(C,)`` arrays for ``C = x.shape[ax]``, ``ax`` a
     non-negative axis, ``momentum`` in [0, 1], ``eps > 0``, and in training more
@@ -324,10 +328,10 @@ def batchnorm_backward(
     xhat, inv_std, gamma, axes, training = cache
     dtype = np.result_type(xhat, inv_std, gamma)
     dout = _check_dout(dout, xhat.shape, dtype)
-    return _batchnorm_backward(dout, cache)
+    return batchnorm_backward_unchecked(dout, cache)
 
 
-def _batchnorm_backward(dout, cache):
+def batchnorm_backward_unchecked(dout, cache):
     """:func:`batchnorm_backward` without argument checks (``dout`` shaped like ``x``,
     in the cache's dtype). One full-size array is allocated: ``dx``.
 
@@ -416,10 +420,10 @@ def maxpool_forward(
     m, c, h, w = x.shape
     if h + 2 * padding < kernel or w + 2 * padding < kernel:
         raise ValueError(f"x of shape {x.shape} is smaller than the kernel {kernel} after padding")
-    return _maxpool_forward(x, kernel, stride, padding)
+    return maxpool_forward_unchecked(x, kernel, stride, padding)
 
 
-def _maxpool_forward(x, kernel, stride, padding):
+def maxpool_forward_unchecked(x, kernel, stride, padding):
     """:func:`maxpool_forward` without argument checks (``x`` a finite float ``(M, C, H, W)``
     at least ``kernel`` wide after padding, ``0 <= padding <= kernel // 2``)."""
     m, c, h, w = x.shape
@@ -459,10 +463,10 @@ def maxpool_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
         ``dx`` of shape ``(M, C, H, W)``.
     """
     dout = _check_dout(dout, cache.arg.shape, cache.dtype)
-    return _maxpool_backward(dout, cache)
+    return maxpool_backward_unchecked(dout, cache)
 
 
-def _maxpool_backward(dout, cache):
+def maxpool_backward_unchecked(dout, cache):
     """:func:`maxpool_backward` without argument checks (``dout`` shaped like the output)."""
     m, c, h, w = cache.x_shape
     dx = np.zeros((m, c, h * w), dtype=cache.dtype)  # (M, C, H*W)
@@ -508,10 +512,10 @@ def linear_forward(
     if bias is not None:
         bias = as_float_array(bias, "bias")
         check_shape(bias, (weight.shape[0],), "bias")
-    return _linear_forward(x, weight, bias)
+    return linear_forward_unchecked(x, weight, bias)
 
 
-def _linear_forward(x, weight, bias):
+def linear_forward_unchecked(x, weight, bias):
     """:func:`linear_forward` without argument checks (``x`` ``(..., D_in)``, ``weight``
     ``(D_out, D_in)``, ``bias`` ``(D_out,)`` or ``None``, finite floats)."""
     out = x.reshape(-1, x.shape[-1]) @ weight.T  # (rows, D_out): one 2-D GEMM
@@ -537,17 +541,17 @@ def linear_backward(
     x, weight, has_bias = cache
     d_out, d_in = weight.shape
     dout = _check_dout(dout, x.shape[:-1] + (d_out,), np.result_type(x, weight))
-    return _linear_backward(dout, cache)
+    return linear_backward_unchecked(dout, cache)
 
 
-def _linear_backward(dout, cache):
+def linear_backward_unchecked(dout, cache):
     """:func:`linear_backward` without argument checks (``dout`` ``(..., D_out)`` in
     the compute dtype)."""
     x, weight, has_bias = cache
     d_out, d_in = weight.shape
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = prod(...)
     dx = (dout2 @ weight).reshape(x.shape)  # (..., D_in); 2-D matmuls are one BLAS call
-    dweight = _rows_product(dout2, x.reshape(-1, d_in))  # dout2^T @ x: (D_out, D_in), sums over every row
+    dweight = rows_product(dout2, x.reshape(-1, d_in))  # dout2^T @ x: (D_out, D_in), sums over every row
     dbias = dout2.sum(axis=0) if has_bias else None  # (D_out,)
     return dx, dweight, dbias
 
@@ -566,8 +570,8 @@ class MeanCache(NamedTuple):
 def mean_forward(x: np.ndarray, axis) -> tuple[np.ndarray, MeanCache]:
     """Mean over ``axis`` (an int or a tuple of ints), as ``x.mean(dim)`` in torch.
 
-    The head uses it for the mean over tokens and time: ``(T, B, N, D) -> (B, D)``
-    with ``axis=(0, 2)``.
+    The head uses it twice: the mean over tokens (``axis=2``, ``(T, B, N, D) -> (T, B, D)``),
+    then over time (``axis=0``, ``-> (B, D)``).
 
     Returns:
         ``(out, cache)``: ``out`` has the reduced axes removed.

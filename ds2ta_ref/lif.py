@@ -36,8 +36,8 @@ detaching means) and becomes the primal when ``detach_reset=False``.
 Cost: the cache keeps only ``h`` (the reset spike and ``v`` are recomputed
 from it), and each time step writes into preallocated arrays, a few
 elementwise passes per step. :func:`forward` and :func:`backward` check their
-arguments; ``_forward`` and ``_backward`` are the same computations without the
-checks, for a caller (the model) that has validated its inputs once.
+arguments; :func:`forward_unchecked` and :func:`backward_unchecked` are the same computations
+without the checks, for a caller (a block of the model) that has validated its inputs once.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ import numpy as np
 from . import surrogate as _surrogate
 from ._checks import as_float_array, check_finite_scalar, check_shape
 
-__all__ = ["LIFCache", "forward", "backward", "membrane"]
+__all__ = ["LIFCache", "forward", "backward", "forward_unchecked", "backward_unchecked", "membrane"]
 
 
 class LIFCache(NamedTuple):
@@ -124,10 +124,10 @@ def forward(
     """
     x = as_float_array(x, "x", min_ndim=1, what=" (a leading time axis T)")
     tau_m, v_threshold, sg, alpha = _check_options(tau_m, v_threshold, surrogate, alpha)
-    return _forward(x, tau_m, v_threshold, bool(decay_input), bool(detach_reset), sg.name, alpha, bool(smooth))
+    return forward_unchecked(x, tau_m, v_threshold, bool(decay_input), bool(detach_reset), sg.name, alpha, bool(smooth))
 
 
-def _forward(x, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, smooth):
+def forward_unchecked(x, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, smooth):
     """:func:`forward` without argument checks, for callers that have checked them once.
 
     Preconditions: ``x`` a finite float32/float64 array ``(T, ...)``; ``tau_m >= 1``
@@ -182,10 +182,10 @@ def backward(dspikes: np.ndarray, cache: LIFCache) -> np.ndarray:
         raise ValueError(f"cache must be the LIFCache returned by lif.forward, got {type(cache).__name__}")
     dspikes = as_float_array(dspikes, "dspikes")
     check_shape(dspikes, cache.h.shape, "dspikes")
-    return _backward(dspikes.astype(cache.h.dtype, copy=False), cache)
+    return backward_unchecked(dspikes.astype(cache.h.dtype, copy=False), cache)
 
 
-def _backward(dspikes, cache):
+def backward_unchecked(dspikes, cache):
     """:func:`backward` without argument checks: ``dspikes`` must be a finite array
     shaped and typed like ``cache.h``. One step's worth of buffers, reused."""
     sg = _surrogate.SURROGATES[cache.surrogate]

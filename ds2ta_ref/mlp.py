@@ -14,11 +14,9 @@ import numpy as np
 
 from . import bnlif, layers
 from .config import ModelConfig
-from .params import checked_block_inputs, join, sub
+from .names import checked_block_inputs, join, sub
 
-__all__ = ["MLPCache", "forward", "backward", "param_shapes", "state_shapes"]
-
-LAYERS = ("fc1", "fc2")
+__all__ = ["MLPCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes"]
 
 
 def _widths(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
@@ -56,11 +54,18 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
             smooth: bool = False) -> tuple[np.ndarray, dict, MLPCache]:
     """``LIF(BN(fc2(LIF(BN(fc1(x))))))`` on ``(T, B, N, D)``; returns ``(out, new_state, cache)``."""
     x, params, state = checked_block_inputs(x, params, state, param_shapes(cfg), state_shapes(cfg), what="mlp")
-    z1, fc1 = layers._linear_forward(x, params["fc1_linear.weight"], params["fc1_linear.bias"])  # (T, B, N, 4D)
-    h, state1, unit1 = bnlif._forward(z1, sub(params, "fc1_bn"), sub(state, "fc1_bn"), cfg,
+    return forward_unchecked(x, params, state, cfg, training=training, smooth=smooth)
+
+
+def forward_unchecked(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+                      smooth: bool = False) -> tuple[np.ndarray, dict, MLPCache]:
+    """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
+    with :func:`ds2ta_ref.names.checked_block_inputs`."""
+    z1, fc1 = layers.linear_forward_unchecked(x, params["fc1_linear.weight"], params["fc1_linear.bias"])  # (T, B, N, 4D)
+    h, state1, unit1 = bnlif.forward_unchecked(z1, sub(params, "fc1_bn"), sub(state, "fc1_bn"), cfg,
                                      training=training, smooth=smooth)  # (T, B, N, 4D) spikes
-    z2, fc2 = layers._linear_forward(h, params["fc2_linear.weight"], params["fc2_linear.bias"])  # (T, B, N, D)
-    out, state2, unit2 = bnlif._forward(z2, sub(params, "fc2_bn"), sub(state, "fc2_bn"), cfg,
+    z2, fc2 = layers.linear_forward_unchecked(h, params["fc2_linear.weight"], params["fc2_linear.bias"])  # (T, B, N, D)
+    out, state2, unit2 = bnlif.forward_unchecked(z2, sub(params, "fc2_bn"), sub(state, "fc2_bn"), cfg,
                                        training=training, smooth=smooth)  # (T, B, N, D) spikes
     new_state = {**join("fc1_bn", state1), **join("fc2_bn", state2)}
     cache = MLPCache(fc1, unit1, fc2, unit2, unit1.spike_count + unit2.spike_count,
@@ -71,11 +76,11 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
 def backward(dout: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, dict]:
     """Backward of :func:`forward`: ``(dx (T, B, N, D), grads)``, ``grads`` keyed like ``params``."""
     # forward was: z2 = fc2(h); out = LIF(BN(z2)), so now:
-    dz2, bn2 = bnlif.backward(dout, cache.unit2)
-    dh, dw2, db2 = layers._linear_backward(dz2, cache.fc2)
+    dz2, bn2 = bnlif.backward_unchecked(dout, cache.unit2)
+    dh, dw2, db2 = layers.linear_backward_unchecked(dz2, cache.fc2)
     # forward was: z1 = fc1(x); h = LIF(BN(z1)), so now:
-    dz1, bn1 = bnlif.backward(dh, cache.unit1)
-    dx, dw1, db1 = layers._linear_backward(dz1, cache.fc1)
+    dz1, bn1 = bnlif.backward_unchecked(dh, cache.unit1)
+    dx, dw1, db1 = layers.linear_backward_unchecked(dz1, cache.fc1)
     grads = {"fc1_linear.weight": dw1, "fc1_linear.bias": db1, **join("fc1_bn", bn1),
              "fc2_linear.weight": dw2, "fc2_linear.bias": db2, **join("fc2_bn", bn2)}
     return dx, grads

@@ -16,23 +16,30 @@ This module only assembles the blocks (:mod:`~ds2ta_ref.sps`,
 prefixes of the full names are joined here and nowhere else. Names, shapes and
 initialization live in :mod:`~ds2ta_ref.params`.
 
-Public API: :func:`forward` ``(params, state, x, cfg, *, training) -> (logits, new_state, cache)``
-and :func:`backward` ``(dlogits, cache) -> grads``.
+Public API, the blocks' contract at the top too: :func:`forward`
+``(x, params, state, cfg, *, training) -> (logits, new_state, cache)`` and :func:`backward`
+``(dlogits, cache) -> (dx, grads)``. The model checks its inputs once
+(:func:`ds2ta_ref.names.checked_block_inputs`) and runs the blocks' ``forward_unchecked``.
+
+The old argument order ``forward(params, state, x, cfg, ...)`` (a dict first) still works
+with a ``DeprecationWarning``; ``ds2ta_ref.model_backward`` (the package's old top-level
+name) still returns ``grads`` alone, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
 from . import attention, layers, mlp, sps
 from ._checks import as_float_array
 from .config import ModelConfig
-from .params import (count_params, init_params, init_state, join, param_shapes, state_shapes, sub,
-                     trainable, validate)
+from .names import checked_block_inputs, join, sub, validate
+from .params import count_params, init_params, init_state, param_shapes, state_shapes, trainable
 
 __all__ = [
-    "forward", "backward", "ModelCache", "ForwardRecord",
+    "forward", "backward", "backward_grads", "ModelCache", "ForwardRecord",
     # re-exported from ds2ta_ref.params
     "param_shapes", "state_shapes", "init_params", "init_state", "count_params", "trainable",
 ]
@@ -58,6 +65,7 @@ class ModelCache(NamedTuple):
     trainable: tuple  # the names backward returns gradients for
     dtype: np.dtype
     batch: int
+    static: bool  # x was static images (B, C, H, W), repeated T times: dx sums over time
     sps: sps.SPSCache | None
     blocks: list  # [(AttentionCache, MLPCache)] per block, or None
     mean_tokens: layers.MeanCache | None
@@ -85,24 +93,16 @@ def _frames(x, cfg: ModelConfig, dtype) -> np.ndarray:
         f"got shape {x.shape}")
 
 
-def _checked_state(state: dict, cfg: ModelConfig) -> dict:
-    """``state`` validated against the config; a missing ``num_batches_tracked`` counts from 0."""
-    counters = {k: np.array(0, dtype=np.int64) for k in state_shapes(cfg) if k.endswith("num_batches_tracked")}
-    state = {**counters, **state}
-    validate(state, state_shapes(cfg), what="state (BatchNorm running statistics)")
-    return state
-
-
-def forward(params: dict, state: dict, x: np.ndarray, cfg: ModelConfig, *, training: bool,
+def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
             smooth: bool = False, need_backward: bool = True) -> tuple[np.ndarray, dict, ModelCache]:
     """Run the model.
 
     Args:
+        x: static images ``(B, C, H, W)`` (repeated over ``T`` steps) or time-major
+            event frames ``(T, B, C, H, W)``.
         params: from :func:`init_params` (float32 or float64; the model computes in
             the dtype of ``head.weight``).
         state: BatchNorm running statistics, from :func:`init_state`.
-        x: static images ``(B, C, H, W)`` (repeated over ``T`` steps) or time-major
-            event frames ``(T, B, C, H, W)``.
         cfg: the model configuration.
         training: BatchNorm uses batch statistics of the flattened ``T*B`` batch and
             updates the running statistics (True), or uses the running statistics (False).
@@ -115,27 +115,37 @@ def forward(params: dict, state: dict, x: np.ndarray, cfg: ModelConfig, *, train
         ``(logits, new_state, cache)``: logits ``(B, classes)``; the updated
         running statistics (equal to ``state`` in eval mode); the cache for
         :func:`backward`, whose ``record`` holds the attention maps and spike counts.
+
+    The old order ``forward(params, state, x, cfg, ...)`` (a dict first) is accepted with a
+    ``DeprecationWarning``.
     """
+    if isinstance(x, Mapping):  # the old order (params, state, x, cfg)
+        warnings.warn("model.forward(params, state, x, cfg, ...) is deprecated: call "
+                      "model.forward(x, params, state, cfg, ...), the order of every block",
+                      DeprecationWarning, stacklevel=2)
+        x, params, state = state, x, params
     validate(params, param_shapes(cfg), what="params")
-    state = _checked_state(state, cfg)
-    dtype = params["head.weight"].dtype
+    dtype = as_float_array(params["head.weight"], "params['head.weight']").dtype
     frames = _frames(x, cfg, dtype)  # (T, B, C, H, W)
+    # checked once here: every block below runs its unchecked core
+    _, params, state = checked_block_inputs(None, params, state, param_shapes(cfg), state_shapes(cfg), what="",
+                                            dtype=dtype)
     keep = (lambda c: c) if need_backward else (lambda c: None)
     new_state, blocks, maps, scores = {}, [], [], []
 
-    h, block_state, sps_cache = sps.forward(frames, sub(params, "patch_embed"), sub(state, "patch_embed"), cfg,
-                                            training=training, smooth=smooth)  # (T, B, N, D)
+    h, block_state, sps_cache = sps.forward_unchecked(frames, sub(params, "patch_embed"), sub(state, "patch_embed"),
+                                                      cfg, training=training, smooth=smooth)  # (T, B, N, D)
     new_state.update(join("patch_embed", block_state))
     spikes, neurons = sps_cache.spike_count, sps_cache.neuron_count
     sps_cache = keep(sps_cache)  # without backward, the im2col columns etc. are freed here
     for i in range(cfg.depth):
         attn, mlp_ = f"block.{i}.attn", f"block.{i}.mlp"
-        a, block_state, attn_cache = attention.forward(h, sub(params, attn), sub(state, attn), cfg,
-                                                       training=training, smooth=smooth)  # (T, B, N, D)
+        a, block_state, attn_cache = attention.forward_unchecked(h, sub(params, attn), sub(state, attn), cfg,
+                                                                 training=training, smooth=smooth)  # (T, B, N, D)
         new_state.update(join(attn, block_state))
         h = h + a  # additive residual: an integer-valued stream
-        m, block_state, mlp_cache = mlp.forward(h, sub(params, mlp_), sub(state, mlp_), cfg,
-                                                training=training, smooth=smooth)  # (T, B, N, D)
+        m, block_state, mlp_cache = mlp.forward_unchecked(h, sub(params, mlp_), sub(state, mlp_), cfg,
+                                                          training=training, smooth=smooth)  # (T, B, N, D)
         new_state.update(join(mlp_, block_state))
         h = h + m
         maps.append(attn_cache.A)
@@ -145,25 +155,27 @@ def forward(params: dict, state: dict, x: np.ndarray, cfg: ModelConfig, *, train
         blocks.append(keep((attn_cache, mlp_cache)))
     pooled, mean_tokens = layers.mean_forward(h, axis=2)  # (T, B, D)
     pooled, mean_time = layers.mean_forward(pooled, axis=0)  # (B, D)
-    logits, head = layers.linear_forward(pooled, params["head.weight"], params["head.bias"])  # (B, classes)
+    logits, head = layers.linear_forward_unchecked(pooled, params["head.weight"],
+                                                   params["head.bias"])  # (B, classes)
 
     record = ForwardRecord(maps, scores, spikes, neurons)
-    cache = ModelCache(cfg, tuple(trainable(cfg)), dtype, logits.shape[0], sps_cache, blocks if need_backward else None,
-                       keep(mean_tokens), keep(mean_time), keep(head), record)
+    cache = ModelCache(cfg, tuple(trainable(cfg)), dtype, logits.shape[0], np.ndim(x) == 4, sps_cache,
+                       blocks if need_backward else None, keep(mean_tokens), keep(mean_time), keep(head), record)
     return logits, new_state, cache
 
 
-def backward(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
-    """Backward of :func:`forward`: gradients of the loss w.r.t. every trainable parameter.
+def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Backward of :func:`forward`: ``(dx, grads)``, like every block.
 
     Args:
         dlogits: ``(B, classes)``, e.g. from :func:`ds2ta_ref.layers.cross_entropy`.
         cache: from :func:`forward` with ``need_backward=True``.
 
     Returns:
-        A dict with the keys of ``params`` (less a frozen ``tau``, see
-        :func:`ds2ta_ref.params.trainable`), each gradient shaped like its parameter
-        and in the model's dtype.
+        ``dx``: the gradient w.r.t. the forward's ``x``, shaped like it (static images:
+        the sum over the ``T`` repeated frames); ``grads``: a dict with the keys of
+        ``params`` (less a frozen ``tau``, see :func:`ds2ta_ref.params.trainable`), each
+        gradient shaped like its parameter. Both in the model's dtype.
     """
     cfg = cache.cfg
     if cache.head is None:
@@ -174,7 +186,8 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
                          f"got {dlogits.shape}")
     grads = {}
     # forward was: logits = head(mean_time(mean_tokens(h))), so now:
-    dpooled, grads["head.weight"], grads["head.bias"] = layers.linear_backward(dlogits, cache.head)  # (B, D)
+    dpooled, grads["head.weight"], grads["head.bias"] = layers.linear_backward_unchecked(
+        dlogits.astype(cache.dtype, copy=False), cache.head)  # (B, D)
     dh = layers.mean_backward(dpooled, cache.mean_time)  # (T, B, D)
     dh = layers.mean_backward(dh, cache.mean_tokens)  # (T, B, N, D)
     for i in reversed(range(cfg.depth)):
@@ -186,6 +199,18 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
         da, block_grads = attention.backward(dh, attn_cache)
         grads.update(join(f"block.{i}.attn", block_grads))
         dh = dh + da
-    _, block_grads = sps.backward(dh, cache.sps)
+    dframes, block_grads = sps.backward(dh, cache.sps)  # (T, B, C, H, W)
     grads.update(join("patch_embed", block_grads))
-    return {name: np.asarray(grads[name], dtype=cache.dtype) for name in cache.trainable}
+    # forward was: frames = x repeated T times (static images), so now: sum over time
+    dx = dframes.sum(axis=0) if cache.static else dframes
+    return np.asarray(dx, dtype=cache.dtype), {name: np.asarray(grads[name], dtype=cache.dtype)
+                                               for name in cache.trainable}
+
+
+def backward_grads(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
+    """The old top-level contract ``ds2ta_ref.model_backward(dlogits, cache) -> grads``, deprecated:
+    use :func:`backward`, which returns ``(dx, grads)``."""
+    warnings.warn("ds2ta_ref.model_backward(dlogits, cache) -> grads is deprecated: call "
+                  "ds2ta_ref.model.backward(dlogits, cache), which returns (dx, grads) like every block",
+                  DeprecationWarning, stacklevel=2)
+    return backward(dlogits, cache)[1]

@@ -66,6 +66,8 @@ __all__ = [
     "hashmap",
     "forward",
     "backward",
+    "forward_unchecked",
+    "backward_unchecked",
     "curve",
     "init_params",
     "sparsity",
@@ -222,12 +224,18 @@ def hashmap(params: np.ndarray, *, head_dim: int, rounding: str = "nearest") -> 
     params = _check_params(params)
     head_dim = check_int(head_dim, "head_dim", minimum=1)
     rounding = _check_rounding(rounding)
+    return _table(params, head_dim, rounding)
+
+
+def _table(params: np.ndarray, head_dim: int, rounding: str) -> np.ndarray:
+    """:func:`hashmap` on checked arguments (the overflow check stays: it is on the result)."""
     s = np.arange(head_dim + 1, dtype=params.dtype)  # (d+1,)
+    a, b, c, d, e, u = _columns(params, 1)  # each (H, 1)
     with np.errstate(over="ignore"):  # an overflow is reported just below, naming params
-        table = ROUNDINGS[rounding](curve(params, s))  # (H, d+1)
+        table = ROUNDINGS[rounding](np.where(s > u, _g(s, a, b, c, d, e), 0).astype(params.dtype, copy=False))
     if not np.all(np.isfinite(table)):
         raise ValueError("params must give a finite table, but Eq. 7 overflows for these params")
-    return table
+    return table  # (H, d+1)
 
 
 def curve(params: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -281,8 +289,20 @@ def forward(
     params = _check_params(params)
     head_dim = check_int(head_dim, "head_dim", minimum=1)
     rounding = _check_rounding(rounding)
-    sg, alpha = _surrogate.resolve(surrogate, alpha)
+    _surrogate.resolve(surrogate, alpha)  # checks the surrogate's name and alpha
     scores = _check_scores(scores, params, head_dim, bool(smooth))
+    return forward_unchecked(scores, params, head_dim=head_dim, surrogate=surrogate, alpha=alpha,
+                             rounding=rounding, smooth=bool(smooth))
+
+
+def forward_unchecked(scores: np.ndarray, params: np.ndarray, *, head_dim: int, surrogate: str = "sigmoid",
+                      alpha: float | None = None, rounding: str = "nearest",
+                      smooth: bool = False) -> tuple[np.ndarray, NSADCache]:
+    """:func:`forward` without the checks of its arguments, for a caller that has checked them
+    (the attention block): ``scores`` a float array ``(..., H, N, N)`` of integer counts in
+    ``[0, head_dim]`` (any finite reals in smooth mode), ``params`` a finite float ``(H, 6)``.
+    Skips the full scan of the scores that :func:`forward` makes on every call."""
+    sg, alpha = _surrogate.resolve(surrogate, alpha)
     dtype = params.dtype
     if smooth:
         s = scores.astype(dtype, copy=False)  # (..., H, N, N)
@@ -291,7 +311,7 @@ def forward(
         A = gate * _g(s, a, b, c, d, e)  # Eq. 6 without rounding
     else:
         gate = None
-        table = hashmap(params, head_dim=head_dim, rounding=rounding)  # (H, d+1)
+        table = _table(params, head_dim, rounding)  # (H, d+1)
         A = table.ravel()[_flat_index(scores, head_dim)]  # (..., H, N, N) gather
     cache = NSADCache(scores, params, gate, head_dim, rounding, sg.name, alpha, bool(smooth))
     return A, cache
@@ -310,6 +330,11 @@ def backward(dA: np.ndarray, cache: NSADCache) -> tuple[np.ndarray, np.ndarray]:
     """
     dA = as_float_array(dA, "dA")
     check_shape(dA, cache.scores.shape, "dA")
+    return backward_unchecked(dA, cache)
+
+
+def backward_unchecked(dA: np.ndarray, cache: NSADCache) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`backward` without the checks of ``dA`` (a finite float array shaped like the scores)."""
     backward_path = _backward_smooth if cache.smooth else _backward_table
     dscores, dparams = backward_path(dA.astype(cache.params.dtype, copy=False), cache)
     return dscores, dparams

@@ -15,7 +15,7 @@ from typing import Callable, Collection, Mapping
 import numpy as np
 
 from ._checks import check_finite_scalar, check_int
-from .checkpoint import validate
+from .names import validate
 
 __all__ = ["AdamW", "cosine_lr", "clip_grad_norm"]
 

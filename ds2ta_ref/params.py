@@ -10,9 +10,12 @@ block's short names to its prefix (the only place prefixes exist)::
 
 plus DS2TA's ``block.{i}.attn.tau`` (and ``proj_tau``) and ``block.{i}.attn.nsad``.
 BatchNorm running statistics (``*.running_mean``, ``*.running_var``,
-``*.num_batches_tracked``) are state, not parameters. :func:`validate` is the
-one name-and-shape check used by the model, the checkpoint loader, the
-Spikformer import and the optimizer.
+``*.num_batches_tracked``) are state, not parameters. :func:`validate` (from
+:mod:`~ds2ta_ref.names`, re-exported here) is the one name-and-shape check used by
+the model, the checkpoint loader, the Spikformer import and the optimizer.
+
+In the module graph this sits above the blocks (it asks each block for its
+shapes) and below the model; it does no file I/O.
 """
 from __future__ import annotations
 
@@ -20,28 +23,16 @@ import re
 
 import numpy as np
 
-from .checkpoint import validate
+from . import attention, mlp, nsad, sps
 from .config import ModelConfig
+from .names import checked_block_inputs, join, sub, validate
 
 __all__ = ["sub", "join", "blocks", "param_shapes", "state_shapes", "trainable", "init_params",
-           "init_state", "count_params", "validate"]
-
-
-def sub(d: dict, prefix: str) -> dict:
-    """The entries ``prefix.<key>`` of ``d`` as ``{key: value}``."""
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in d.items() if k.startswith(prefix + ".")}
-
-
-def join(prefix: str, d: dict) -> dict:
-    """``{key: value}`` as ``{prefix.key: value}`` (the inverse of :func:`sub`)."""
-    return {f"{prefix}.{k}": v for k, v in d.items()}
+           "init_state", "count_params", "validate", "checked_block_inputs"]
 
 
 def blocks(cfg: ModelConfig) -> list[tuple[str, object]]:
     """``(prefix, module)`` of every block in forward order (the head is separate)."""
-    from . import attention, mlp, sps
-
     out = [("patch_embed", sps)]
     for i in range(cfg.depth):
         out += [(f"block.{i}.attn", attention), (f"block.{i}.mlp", mlp)]
@@ -99,8 +90,6 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator, *, dtype=np.float64)
     BatchNorm: weight 1, bias 0. ``tau = tau0``; NSAD: :func:`ds2ta_ref.nsad.init_params`.
     Parameters are drawn in ``state_dict`` order from ``rng``.
     """
-    from . import nsad
-
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     params = {}
@@ -131,27 +120,3 @@ def init_state(cfg: ModelConfig, *, dtype=np.float64) -> dict[str, np.ndarray]:
         else:
             state[name] = (np.zeros if name.endswith("mean") else np.ones)(shape, dtype=dtype)
     return state
-
-
-def checked_block_inputs(x, params: dict, state: dict, param_shapes_: dict, state_shapes_: dict, *,
-                         what: str) -> tuple[np.ndarray, dict, dict]:
-    """The checks a block's public ``forward`` makes once, so that the kernels it calls
-    can run their unchecked cores: ``x`` a finite float array; ``params`` and
-    ``state`` with exactly the expected names and shapes (a missing
-    ``num_batches_tracked`` counts from 0), finite, and cast to ``x``'s dtype.
-    Raises ``ValueError`` naming the block (``what``) and the entry at fault."""
-    from ._checks import as_float_array
-
-    x = as_float_array(x, f"{what} input x")
-    counters = {k: np.array(0, dtype=np.int64) for k in state_shapes_ if k.endswith("num_batches_tracked")}
-    state = {**counters, **state}
-    validate(params, param_shapes_, what=f"{what} params")
-    validate(state, state_shapes_, what=f"{what} state (BatchNorm running statistics)")
-    params = {k: as_float_array(v, f"{what} params[{k!r}]").astype(x.dtype, copy=False) for k, v in params.items()}
-    state = {k: (np.asarray(v, dtype=np.int64) if k.endswith("num_batches_tracked")
-                 else as_float_array(v, f"{what} state[{k!r}]").astype(x.dtype, copy=False))
-             for k, v in state.items()}
-    bad = [k for k, v in state.items() if k.endswith("running_var") and np.any(v < 0)]
-    if bad:
-        raise ValueError(f"{what} state[{bad[0]!r}] must be >= 0 (a running variance)")
-    return x, params, state

@@ -24,9 +24,9 @@ import numpy as np
 
 from . import bnlif, layers
 from .config import ModelConfig
-from .params import checked_block_inputs, join, sub
+from .names import checked_block_inputs, join, sub
 
-__all__ = ["SPSCache", "forward", "backward", "param_shapes", "state_shapes"]
+__all__ = ["SPSCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes"]
 
 CONVS = ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3")
 BNS = ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3")
@@ -92,12 +92,19 @@ def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, 
     """
     frames, params, state = checked_block_inputs(frames, params, state, param_shapes(cfg), state_shapes(cfg),
                                                  what="sps")
+    return forward_unchecked(frames, params, state, cfg, training=training, smooth=smooth)
+
+
+def forward_unchecked(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
+                      smooth: bool = False) -> tuple[np.ndarray, dict, SPSCache]:
+    """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
+    with :func:`ds2ta_ref.names.checked_block_inputs`."""
     T, B = frames.shape[:2]
     new_state = {}
 
     def conv_bn_lif(h, conv, bn):  # h: (TB, C, H, W) -> spikes (TB, C', H, W)
-        z, conv_cache = layers._conv_forward(h, params[f"{conv}.weight"])  # (TB, C', H, W)
-        s, bn_state, unit_cache = bnlif._forward(
+        z, conv_cache = layers.conv_forward_unchecked(h, params[f"{conv}.weight"])  # (TB, C', H, W)
+        s, bn_state, unit_cache = bnlif.forward_unchecked(
             z.reshape((T, B) + z.shape[1:]), sub(params, bn), sub(state, bn), cfg,
             training=training, smooth=smooth, channel_axis=2)  # (T, B, C', H, W)
         new_state.update(join(bn, bn_state))
@@ -109,7 +116,7 @@ def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, 
         h, conv_cache, unit_cache = conv_bn_lif(h, conv, bn)  # (TB, C', H, W) spikes
         pool_cache = None
         if pool:
-            h, pool_cache = layers._maxpool_forward(h, 3, 2, 1)  # (TB, C', H/2, W/2)
+            h, pool_cache = layers.maxpool_forward_unchecked(h, 3, 2, 1)  # (TB, C', H/2, W/2)
         stages.append(StageCache(conv_cache, unit_cache, pool_cache))
     r, rpe_conv_cache, rpe_unit_cache = conv_bn_lif(h, "rpe_conv", "rpe_bn")  # (TB, D, h, w)
     feat = h + r  # relative position embedding; (TB, D, h, w), values in {0, 1, 2}
@@ -126,8 +133,8 @@ def backward(dtokens: np.ndarray, cache: SPSCache) -> tuple[np.ndarray, dict]:
     grads = {}
 
     def conv_bn_lif_backward(ds, conv_cache, unit_cache, conv, bn):  # ds: (TB, C', H, W)
-        dz, bn_grads = bnlif.backward(ds.reshape((T, B) + ds.shape[1:]), unit_cache)  # (T, B, C', H, W)
-        dh, grads[f"{conv}.weight"] = layers._conv_backward(dz.reshape(ds.shape), conv_cache)  # (TB, C, H, W)
+        dz, bn_grads = bnlif.backward_unchecked(ds.reshape((T, B) + ds.shape[1:]), unit_cache)  # (T, B, C', H, W)
+        dh, grads[f"{conv}.weight"] = layers.conv_backward_unchecked(dz.reshape(ds.shape), conv_cache)  # (TB, C, H, W)
         grads.update(join(bn, bn_grads))
         return dh
 
@@ -136,6 +143,6 @@ def backward(dtokens: np.ndarray, cache: SPSCache) -> tuple[np.ndarray, dict]:
     dh = dfeat + conv_bn_lif_backward(dfeat, cache.rpe_conv, cache.rpe_unit, "rpe_conv", "rpe_bn")
     for conv, bn, stage in reversed(list(zip(CONVS, BNS, cache.stages))):
         if stage.pool is not None:
-            dh = layers._maxpool_backward(dh, stage.pool)  # (TB, C', H, W)
+            dh = layers.maxpool_backward_unchecked(dh, stage.pool)  # (TB, C', H, W)
         dh = conv_bn_lif_backward(dh, stage.conv, stage.unit, conv, bn)  # (TB, C, H, W)
     return dh.reshape((T, B) + dh.shape[1:]), grads

@@ -42,8 +42,8 @@ layer is ``tau``.
 
 Arrays are time-major: ``s`` is ``(T, ..., D_in)``, e.g. ``(T, B, N, D)``.
 The product is one 2-D GEMM over all ``T*B*N`` rows. :func:`forward` and
-:func:`backward` check their arguments; ``_forward`` and ``_backward`` skip the
-checks of the arrays, for a caller that has validated them once.
+:func:`backward` check their arguments; :func:`forward_unchecked` and :func:`backward_unchecked`
+skip the checks of the arrays, for a caller that has validated them once.
 """
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
-from .layers import _rows_product
+from .layers import rows_product
 
-__all__ = ["TASACache", "forward", "backward", "decay_factors", "tau_used"]
+__all__ = ["TASACache", "forward", "backward", "forward_unchecked", "backward_unchecked", "decay_factors", "tau_used"]
 
 
 class TASACache(NamedTuple):
@@ -164,11 +164,11 @@ def forward(
         dtype of ``s`` and ``weight`` (float32 stays float32).
     """
     s, weight, bias = _check_layer(s, weight, bias)
-    return _forward(s, weight, bias, tau=tau, window=window, frozen_tau=frozen_tau,
+    return forward_unchecked(s, weight, bias, tau=tau, window=window, frozen_tau=frozen_tau,
                     continuous_tau=continuous_tau)
 
 
-def _forward(s, weight, bias, *, tau, window, frozen_tau=False, continuous_tau=False):
+def forward_unchecked(s, weight, bias, *, tau, window, frozen_tau=False, continuous_tau=False):
     """:func:`forward` without the checks of the arrays (the scalars are still checked):
     ``s`` ``(T, ..., D_in)`` and ``weight`` ``(D_out, D_in)`` finite arrays of one float
     dtype, ``bias`` ``(D_out,)`` of that dtype or ``None``."""
@@ -227,10 +227,10 @@ def backward(
         raise ValueError(f"cache must be the TASACache returned by tasa.forward, got {type(cache).__name__}")
     dout = as_float_array(dout, "dout")
     check_shape(dout, cache.s.shape[:-1] + (cache.weight.shape[0],), "dout")
-    return _backward(dout.astype(cache.s.dtype, copy=False), cache)
+    return backward_unchecked(dout.astype(cache.s.dtype, copy=False), cache)
 
 
-def _backward(dout, cache):
+def backward_unchecked(dout, cache):
     """:func:`backward` without argument checks (``dout`` ``(T, ..., D_out)`` in the
     compute dtype)."""
     s, weight = cache.s, cache.weight
@@ -240,7 +240,7 @@ def _backward(dout, cache):
 
     # forward was: out = x_mix @ W^T + b (one 2-D GEMM), so now:
     dbias = dout2.sum(axis=0) if cache.has_bias else None  # (D_out,)
-    dweight = _rows_product(dout2, _mix(s, cache.factors).reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
+    dweight = rows_product(dout2, _mix(s, cache.factors).reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
     dx_mix = (dout2 @ weight).reshape(s.shape)  # (T, ..., D_in)
 
     # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:

@@ -325,7 +325,7 @@ def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.n
     zeros = np.zeros(cfg.depth, dtype=np.int64)
     entries = np.zeros(cfg.depth, dtype=np.int64)
     for xb, yb in data.iterate_minibatches(x, y, batch_size, rng=None, shuffle=False):
-        logits, _, cache = model.forward(params, state, _model_input(xb, cfg), cfg, training=False,
+        logits, _, cache = model.forward(_model_input(xb, cfg), params, state, cfg, training=False,
                                          need_backward=False)
         loss, _ = layers.cross_entropy(logits, yb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
@@ -660,12 +660,12 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
                 lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup,
                                      base_lr=tc.lr, min_lr=tc.min_lr)
                 xb = augment_batch(xb, ds, tc, rng)
-                logits, state, cache = guarded(model.forward, params, state, _model_input(xb, cfg), cfg,
+                logits, state, cache = guarded(model.forward, _model_input(xb, cfg), params, state, cfg,
                                                training=True)
                 loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)
                 if not np.isfinite(loss):
                     diverged(f"non-finite loss ({loss})")
-                grads = guarded(model.backward, dlogits, cache)
+                _, grads = guarded(model.backward, dlogits, cache)
                 bad = _first_non_finite({k: grads[k] for k in params if k in grads})
                 if bad:
                     diverged(f"non-finite gradient of {bad!r}")

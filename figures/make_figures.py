@@ -89,7 +89,7 @@ SWEEP = ((1.0, False), (1.0, True), (2.0, False), (2.0, True), (3.0, False), (3.
 # ----------------------------------------------------------------------------- training runs
 def scores_and_maps(params, state, cfg, x):
     """Eval-mode forward: per block the score maps ``S = QKᵀ`` and the maps ``A``, ``(T, B, H, N, N)``."""
-    _, _, cache = ds2ta_ref.model_forward(params, state, x, cfg, training=False, need_backward=False)
+    _, _, cache = ds2ta_ref.model_forward(x, params, state, cfg, training=False, need_backward=False)
     return cache.record.scores, cache.record.attention_maps
 
 

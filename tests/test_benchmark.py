@@ -62,9 +62,9 @@ def test_benchmark_twin_computes_the_same_model(torch, overrides):
         sys.path.remove(BENCH)
     cfg = small_model_config().replace(**overrides)
     params, state, x = firing_model_inputs(cfg, np.random.default_rng(0), batch=2, gain=25.0)
-    logits, new_state, cache = model.forward(params, state, x, cfg, training=True)
+    logits, new_state, cache = model.forward(x, params, state, cfg, training=True)
     dlogits = np.random.default_rng(1).standard_normal(logits.shape)
-    grads = model.backward(dlogits, cache)
+    _, grads = model.backward(dlogits, cache)
 
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     St = {k: torch.tensor(v) for k, v in state.items() if not k.endswith("num_batches_tracked")}

@@ -88,15 +88,15 @@ def test_bnlif_contract():
 
 def test_model_backward_reads_every_block_and_joins_prefixes():
     params, state, x = firing_model_inputs(CFG, np.random.default_rng(2))
-    logits, new_state, cache = model.forward(params, state, x, CFG, training=True)
-    grads = model.backward(np.ones_like(logits), cache)
+    logits, new_state, cache = model.forward(x, params, state, CFG, training=True)
+    _, grads = model.backward(np.ones_like(logits), cache)
     assert list(grads) == list(params) and set(new_state) == set(state)
 
 
 def test_need_backward_false_keeps_only_the_record():
     params, state, x = firing_model_inputs(CFG, np.random.default_rng(3))
-    full = model.forward(params, state, x, CFG, training=False)
-    lean = model.forward(params, state, x, CFG, training=False, need_backward=False)
+    full = model.forward(x, params, state, CFG, training=False)
+    lean = model.forward(x, params, state, CFG, training=False, need_backward=False)
     np.testing.assert_array_equal(full[0], lean[0])
     assert lean[2].blocks is None and lean[2].sps is None
     assert lean[2].record.spike_count == full[2].record.spike_count > 0
@@ -111,7 +111,7 @@ def test_firing_rate_counts_every_lif_neuron():
     """The record's neuron count is the sum of every LIF layer's size (times T)."""
     cfg, B = CFG, 2
     params, state, x = firing_model_inputs(cfg, np.random.default_rng(4), batch=B)
-    _, _, cache = model.forward(params, state, x, cfg, training=True)
+    _, _, cache = model.forward(x, params, state, cfg, training=True)
     N, D, T = cfg.num_tokens, cfg.dim, cfg.T
     side = cfg.img_size
     ch = sps.channels(cfg)
@@ -130,9 +130,9 @@ def test_frozen_tau_gets_no_gradient_and_never_changes():
     assert not set(taus) & set(names)
     opt = optim.AdamW({n: params[n] for n in names}, lr=0.1, weight_decay=0.5)
     for _ in range(3):
-        logits, state, cache = model.forward(params, state, x, cfg, training=True)
+        logits, state, cache = model.forward(x, params, state, cfg, training=True)
         _, dlogits = ds2ta_ref.layers.cross_entropy(logits, y)
-        grads = model.backward(dlogits, cache)
+        _, grads = model.backward(dlogits, cache)
         assert not set(taus) & set(grads)
         opt.step({n: params[n] for n in grads}, grads)
     for k, v in taus.items():
@@ -154,9 +154,9 @@ def test_frozen_u_gets_zero_gradient_and_never_changes_while_a_to_e_learn():
     opt = optim.AdamW({n: params[n] for n in names}, lr=0.1, weight_decay=0.5,
                       no_decay=lambda n: train._no_decay(n, params[n].shape))
     for _ in range(3):
-        logits, state, cache = model.forward(params, state, x, cfg, training=True)
+        logits, state, cache = model.forward(x, params, state, cfg, training=True)
         _, dlogits = ds2ta_ref.layers.cross_entropy(logits, y)
-        grads = model.backward(dlogits, cache)
+        _, grads = model.backward(dlogits, cache)
         assert all(np.all(grads[k][:, 5] == 0.0) for k in before)
         opt.step({n: params[n] for n in grads}, grads)
     for k, v in before.items():

@@ -340,9 +340,9 @@ def poison_gradient(monkeypatch):
     real = train_mod.model.backward
 
     def backward(dlogits, cache):
-        grads = real(dlogits, cache)
+        dx, grads = real(dlogits, cache)
         grads["head.bias"] = grads["head.bias"] * np.inf
-        return grads
+        return dx, grads
 
     monkeypatch.setattr(train_mod.model, "backward", backward)
 

@@ -65,40 +65,42 @@ def test_spikformer_has_no_ds2ta_parameters():
 # ------------------------------------------------------------------ forward behaviour
 def test_forward_shapes_and_binary_streams():
     params, state, x = _inputs(SMALL)
-    logits, new_state, cache = model.forward(params, state, x, SMALL, training=True)
+    logits, new_state, cache = model.forward(x, params, state, SMALL, training=True)
     assert logits.shape == (2, SMALL.num_classes)
     assert set(new_state) == set(state)
     for A in cache.attention_maps:
         assert A.shape == (SMALL.T, 2, SMALL.heads, SMALL.num_tokens, SMALL.num_tokens)
         assert np.array_equal(A, np.round(A))
-    grads = model.backward(np.ones_like(logits), cache)
+    _, grads = model.backward(np.ones_like(logits), cache)
     assert set(grads) == set(params)
     assert all(grads[k].shape == params[k].shape and grads[k].dtype == params[k].dtype for k in params)
 
 
 def test_eval_uses_running_statistics_and_leaves_them_unchanged():
     params, state, x = _inputs(SMALL)
-    _, trained_state, _ = model.forward(params, state, x, SMALL, training=True)
-    logits1, same, _ = model.forward(params, trained_state, x, SMALL, training=False)
+    _, trained_state, _ = model.forward(x, params, state, SMALL, training=True)
+    logits1, same, _ = model.forward(x, params, trained_state, SMALL, training=False)
     for k in trained_state:
         np.testing.assert_array_equal(same[k], trained_state[k])
     # eval output does not depend on the rest of the batch
-    logits2, _, _ = model.forward(params, trained_state, x[:1], SMALL, training=False)
+    logits2, _, _ = model.forward(x[:1], params, trained_state, SMALL, training=False)
     np.testing.assert_allclose(logits1[:1], logits2, rtol=1e-12, atol=1e-12)
 
 
 def test_float32_end_to_end():
     params, state, x = _inputs(SMALL)
     p32 = {k: v.astype(np.float32) for k, v in params.items()}
-    logits, _, cache = model.forward(p32, state, x, SMALL, training=True)
+    logits, _, cache = model.forward(x, p32, state, SMALL, training=True)
     assert logits.dtype == np.float32
-    grads = model.backward(np.ones_like(logits), cache)
+    _, grads = model.backward(np.ones_like(logits), cache)
     assert all(g.dtype == np.float32 for g in grads.values())
 
 
 def test_same_seed_same_numbers():
-    a = model.forward(*_inputs(SMALL, seed=3), SMALL, training=True)[0]
-    b = model.forward(*_inputs(SMALL, seed=3), SMALL, training=True)[0]
+    params, state, x = _inputs(SMALL, seed=3)
+    a = model.forward(x, params, state, SMALL, training=True)[0]
+    params, state, x = _inputs(SMALL, seed=3)
+    b = model.forward(x, params, state, SMALL, training=True)[0]
     np.testing.assert_array_equal(a, b)
 
 
@@ -106,7 +108,7 @@ def test_event_frames_input():
     cfg = SMALL
     params, state, _ = _inputs(cfg)
     frames = (np.random.default_rng(0).random((cfg.T, 3, cfg.in_channels, 8, 8)) < 0.3).astype(float)
-    logits, _, _ = model.forward(params, state, frames, cfg, training=True)
+    logits, _, _ = model.forward(frames, params, state, cfg, training=True)
     assert logits.shape == (3, cfg.num_classes)
 
 
@@ -151,15 +153,18 @@ def test_whole_model_gradient_check_with_frozen_u():
         for k, u in u_fixed.items():  # u is a constant of this function
             p[k] = p[k].copy()
             p[k][:, 5] = u
-        logits, _, cache = model.forward(p, state, x, cfg, training=True, smooth=True)
+        logits, _, cache = model.forward(x, p, state, cfg, training=True, smooth=True)
         return logits, cache
 
     _, cache = fwd(**params)
-    grads = model.backward(rng.standard_normal((x.shape[-4], cfg.num_classes)), cache)
+    _, grads = model.backward(rng.standard_normal((x.shape[-4], cfg.num_classes)), cache)
     for k in nsad_names:
         assert np.all(grads[k][:, 5] == 0.0) and np.all(grads[k][:, :5] != 0.0), (k, grads[k])
-    report = check_gradients(fwd, model.backward, params, wrt=nsad_names, rng=rng, floor=1e-3)  # every entry
-    report.update(check_gradients(fwd, model.backward, params, wrt=model.trainable(cfg), rng=rng,
+    def grads_only(dlogits, cache):
+        return model.backward(dlogits, cache)[1]
+
+    report = check_gradients(fwd, grads_only, params, wrt=nsad_names, rng=rng, floor=1e-3)  # every entry
+    report.update(check_gradients(fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng,
                                   max_entries=3, floor=1e-3))
     assert set(nsad_names) | {"block.0.attn.tau", "head.weight"} <= set(report)
     worst = max(report, key=report.get)
@@ -171,9 +176,9 @@ def _torch_compare(torch, cfg, seed, gain=25.0):
     from torch_twin_model import model as twin
 
     params, state, x = _inputs(cfg, seed=seed, gain=gain)
-    logits, new_state, cache = model.forward(params, state, x, cfg, training=True)
+    logits, new_state, cache = model.forward(x, params, state, cfg, training=True)
     dlogits = np.random.default_rng(seed).standard_normal(logits.shape)
-    grads = model.backward(dlogits, cache)
+    _, grads = model.backward(dlogits, cache)
     # Every weight receives gradient (the attention LIF fires, so proj_linear is exercised).
     assert all(np.abs(grads[k]).max() > 0 for k in params if not k.endswith("_linear.bias")), \
         [k for k in params if np.abs(grads[k]).max() == 0]
@@ -231,7 +236,7 @@ def _state_dict_npz(tmp_path, cfg, params, state, *, extra=None, drop=(), dvs=Fa
 def test_load_spikformer_checkpoint_round_trip(tmp_path):
     cfg = SMALL.replace(tasa=False, nsad=False)
     params, state, x = _inputs(cfg)
-    _, state, _ = model.forward(params, state, x, cfg, training=True)
+    _, state, _ = model.forward(x, params, state, cfg, training=True)
     path = _state_dict_npz(tmp_path, cfg, params, state)
     p2, s2 = ds2ta_ref.load_spikformer_npz(path, cfg)
     assert all(np.array_equal(p2[k], params[k]) for k in params) and set(p2) == set(params)
@@ -285,19 +290,19 @@ def test_load_rejects_pickles_and_garbage(tmp_path):
 def test_bad_inputs():
     params, state, x = _inputs(SMALL)
     with pytest.raises(ValueError, match=r"x must be static images \(B, 2, 8, 8\)"):
-        model.forward(params, state, x[:, :1], SMALL, training=True)
+        model.forward(x[:, :1], params, state, SMALL, training=True)
     with pytest.raises(ValueError, match="x must be static images"):
-        model.forward(params, state, np.zeros((2, 2, 16, 16)), SMALL, training=True)
+        model.forward(np.zeros((2, 2, 16, 16)), params, state, SMALL, training=True)
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="x must be finite"):
-        model.forward(params, state, bad, SMALL, training=True)
+        model.forward(bad, params, state, SMALL, training=True)
     broken = dict(params)
     del broken["head.bias"]
     broken["head.weight"] = np.zeros((4, 16))
     with pytest.raises(ValueError, match=r"missing 'head.bias'.*'head.weight' has shape \(4, 16\)"):
-        model.forward(broken, state, x, SMALL, training=True)
-    _, _, cache = model.forward(params, state, x, SMALL, training=True)
+        model.forward(x, broken, state, SMALL, training=True)
+    _, _, cache = model.forward(x, params, state, SMALL, training=True)
     with pytest.raises(ValueError, match=r"dlogits must have shape \(2, 3\)"):
         model.backward(np.ones((3, 3)), cache)
 

@@ -149,8 +149,8 @@ def test_whole_model_matches_numpy_float64(crosscheck, name):
     worst = max(errors, key=errors.get)
     assert errors[worst] <= 1e-10, (worst, errors[worst])
     # the case is not vacuous: every weight of the model receives gradient
-    _, _, cache = model.forward(params, state, x, cfg, training=True)
-    grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)) * np.arange(cfg.num_classes), cache)
+    _, _, cache = model.forward(x, params, state, cfg, training=True)
+    _, grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)) * np.arange(cfg.num_classes), cache)
     silent = [k for k, g in grads.items() if not k.endswith("_linear.bias") and not np.any(g)]
     assert not silent, silent
     assert all(A.any() for A in cache.attention_maps)
@@ -161,8 +161,8 @@ def test_frozen_u_gradient_is_exactly_zero_in_torch_as_in_numpy(dt, crosscheck, 
     net = dt.from_numpy(params, state, cfg)
     logits = net(torch.from_numpy(x))
     torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)).backward()
-    _, _, cache = model.forward(params, state, x, cfg, training=True)
-    grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)), cache)
+    _, _, cache = model.forward(x, params, state, cfg, training=True)
+    _, grads = model.backward(np.ones((x.shape[-4], cfg.num_classes)), cache)
     for name in [k for k in params if k.endswith(".nsad")]:
         g = net.get_parameter(name).grad.numpy()
         assert np.all(g[:, 5] == 0.0) and np.all(g[:, :5] != 0.0), (name, g)
@@ -180,8 +180,8 @@ def test_whole_model_matches_numpy_on_cuda_when_there_is_one(crosscheck, torch):
 
 def test_eval_mode_and_record_match_numpy(dt, torch):
     params, state, x = firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)
-    _, state, _ = model.forward(params, state, x, SMALL, training=True)  # non-trivial running statistics
-    logits, new_state, cache = model.forward(params, state, x, SMALL, training=False, need_backward=False)
+    _, state, _ = model.forward(x, params, state, SMALL, training=True)  # non-trivial running statistics
+    logits, new_state, cache = model.forward(x, params, state, SMALL, training=False, need_backward=False)
     net = dt.from_numpy(params, state, SMALL).eval()
     with torch.no_grad():
         out, rec = net(torch.tensor(x), record=True)
@@ -308,9 +308,9 @@ def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):
     ds = data.load_digits(size=16)
     x, y = ds.train_x[:24].astype(np.float32), ds.train_y[:24]
     params, state = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32), model.init_state(cfg)
-    logits, _, cache = model.forward(params, state, x, cfg, training=True)
+    logits, _, cache = model.forward(x, params, state, cfg, training=True)
     loss, dlogits = layers.cross_entropy(logits, y, label_smoothing=0.1)
-    grads = model.backward(dlogits, cache)
+    _, grads = model.backward(dlogits, cache)
     net = dt.from_numpy(params, state, cfg).train()
     out = net(torch.from_numpy(x))
     assert out.dtype == torch.float32

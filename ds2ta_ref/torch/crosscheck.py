@@ -81,9 +81,9 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
     differences instead. ``device``: where the PyTorch model runs (e.g. ``"cuda"``).
     """
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    logits, new_state, cache = np_model.forward(params, state, x, cfg, training=True)
+    logits, new_state, cache = np_model.forward(x, params, state, cfg, training=True)
     loss, dlogits = layers.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    grads = np_model.backward(dlogits, cache)
+    _, grads = np_model.backward(dlogits, cache)
 
     net = from_numpy(params, state, cfg).to(device).train()
     out = net(torch.from_numpy(np.asarray(x, dtype=np.float64)).to(device))
