@@ -29,13 +29,13 @@ is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarn
 """
 from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
                spikformer, surrogate, tasa)
+from ._version import __version__
 from .config import PRESETS, ModelConfig, preset
 from .params import count_params, init_params, init_state
 from .spikformer import load_spikformer_npz
 from .model import backward_grads as model_backward  # deprecated: model.backward returns (dx, grads)
 from .model import forward as model_forward
 
-__version__ = "0.1.0"
 
 __all__ = [
     "attention", "bnlif", "checkpoint", "data", "gradcheck", "layers", "lif", "mlp", "model", "nsad", "optim",

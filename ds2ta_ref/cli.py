@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from . import __version__, checkpoint, gradcheck, model
+from . import checkpoint, gradcheck, model
+from ._version import __version__
 from .config import PRESETS, parse_overrides
 from .energy import format_table
 from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
