@@ -314,3 +314,60 @@ def test_bad_config():
         ds2ta_ref.preset("tiny", heads=5)
     with pytest.raises(ValueError, match="unknown ModelConfig field"):
         ds2ta_ref.preset("tiny", depthh=2)
+
+
+# ------------------------------------------------------------------ the block contract at the top (issue 20)
+def test_forward_takes_x_first_and_the_old_order_still_works_with_a_deprecation_warning():
+    params, state, x = _inputs(SMALL)
+    new = model.forward(x, params, state, SMALL, training=True)
+    with pytest.warns(DeprecationWarning, match=r"model.forward\(x, params, state, cfg"):
+        old = model.forward(params, state, x, SMALL, training=True)
+    with pytest.warns(DeprecationWarning):
+        top = ds2ta_ref.model_forward(params, state, x, SMALL, training=True)
+    for other in (old, top):
+        np.testing.assert_array_equal(new[0], other[0])
+        assert all(np.array_equal(new[1][k], other[1][k]) for k in new[1])
+
+
+def test_backward_returns_dx_and_grads_and_the_old_top_level_name_returns_grads():
+    params, state, x = _inputs(SMALL)
+    logits, _, cache = model.forward(x, params, state, SMALL, training=True)
+    dx, grads = model.backward(np.ones_like(logits), cache)
+    assert dx.shape == x.shape and dx.dtype == logits.dtype and list(grads) == list(params)
+    with pytest.warns(DeprecationWarning, match=r"returns \(dx, grads\)"):
+        old = ds2ta_ref.model_backward(np.ones_like(logits), cache)
+    assert isinstance(old, dict) and all(np.array_equal(old[k], grads[k]) for k in grads)
+
+
+@pytest.mark.parametrize("frames", [False, True], ids=["static images", "time-major frames"])
+def test_dx_matches_finite_differences(frames):
+    """dx of the whole model (float64, smooth mode, T = 2): static images get the sum over
+    the T repeated frames; event frames their own gradient per step."""
+    rng = np.random.default_rng(7)
+    params, state, x = _inputs(SMALL, seed=7)
+    if frames:
+        x = np.stack([x, 0.5 * x[::-1]])  # (T, B, C, H, W), two different frames
+
+    def fwd(x):
+        logits, _, cache = model.forward(x, params, state, SMALL, training=True, smooth=True)
+        return logits, cache
+
+    report = check_gradients(fwd, lambda d, c: model.backward(d, c)[:1], {"x": x}, wrt=["x"], rng=rng,
+                             max_entries=12, floor=1e-3)
+    assert report["x"] <= 1e-5, report
+
+
+def test_a_wrong_dx_is_rejected_by_the_same_check():
+    """The check above can fail: the gradient of one frame instead of the sum over T is caught."""
+    rng = np.random.default_rng(7)
+    params, state, x = _inputs(SMALL, seed=7)
+
+    def fwd(x):
+        logits, _, cache = model.forward(x, params, state, SMALL, training=True, smooth=True)
+        return logits, cache
+
+    def wrong(d, c):
+        return (model.backward(d, c)[0] / SMALL.T,)  # as if x were one frame, not repeated T times
+
+    report = check_gradients(fwd, wrong, {"x": x}, wrt=["x"], rng=rng, max_entries=12, floor=1e-3)
+    assert report["x"] > 1e-2, report

@@ -156,6 +156,20 @@ def test_whole_model_matches_numpy_float64(crosscheck, name):
     assert all(A.any() for A in cache.attention_maps)
 
 
+@pytest.mark.parametrize("name", CASE_NAMES[:2])
+def test_dx_matches_torch_autograd_float64(dt, crosscheck, torch, name):
+    """model.backward's dx (issue 20: the block contract at the top) against autograd of the input."""
+    from ds2ta_ref import layers
+
+    cfg, params, state, x, labels = crosscheck.case_inputs(name)
+    logits, _, cache = model.forward(x, params, state, cfg, training=True)
+    _, dlogits = layers.cross_entropy(logits, labels)
+    dx, _ = model.backward(dlogits, cache)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.functional.cross_entropy(dt.from_numpy(params, state, cfg)(xt), torch.from_numpy(labels)).backward()
+    assert np.any(dx) and rel_error(dx, xt.grad.numpy()) <= 1e-10
+
+
 def test_frozen_u_gradient_is_exactly_zero_in_torch_as_in_numpy(dt, crosscheck, torch):
     cfg, params, state, x, labels = crosscheck.case_inputs("frozen_u")
     net = dt.from_numpy(params, state, cfg)
@@ -433,3 +447,20 @@ def test_train_torch_on_cifar_binary_files_with_crop_and_flip(dt, tmp_path, monk
     assert result.cfg.img_size == 32 and result.cfg.in_channels == 3 and result.history[0]["step"] == 2
     assert len(calls) == 2 and np.array_equal(calls[0], cifar.black("cifar10"))  # every training batch
     assert load_run(tmp_path / "run" / "checkpoint.npz")[1] == result.cfg
+
+
+def test_seed_none_starts_nsad_as_numpy_does_not_at_zero(dt, torch):
+    """DS2TA(cfg, seed=None) used to start with every NSAD parameter 0 (every attention map 0)."""
+    cfg = ds2ta_ref.preset("tiny")
+    net = dt.DS2TA(cfg, seed=None)
+    want = nsad.init_params(cfg.heads, cfg.u0)
+    for i in range(cfg.depth):
+        got = net.get_parameter(f"block.{i}.attn.nsad").detach().double().numpy()
+        np.testing.assert_array_equal(got, want)
+        assert np.any(got)  # the check can fail: all zeros (the old start) is rejected here
+    np.testing.assert_array_equal(dt.DS2TA(cfg, seed=0).get_parameter("block.0.attn.nsad").detach().double().numpy(),
+                                  want)
+    # the attention maps are not all zero from the start (with NSAD at 0 every entry was 0)
+    torch.manual_seed(0)
+    _, record = net.train()(torch.rand(4, cfg.in_channels, cfg.img_size, cfg.img_size) * 4, record=True)
+    assert int(record.zeros.sum()) < sum(record.entries), record

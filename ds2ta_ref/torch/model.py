@@ -25,6 +25,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .. import nsad as _nsad
 from .. import params as _params
 from .. import sps as _sps
 from ..config import ModelConfig
@@ -116,8 +117,9 @@ class Attention(nn.Module):
             self.tau = nn.Parameter(torch.tensor(float(cfg.tau0)), requires_grad=learn)
             if cfg.tau_per_site:
                 self.proj_tau = nn.Parameter(torch.tensor(float(cfg.tau0)), requires_grad=learn)
-        if cfg.nsad:
-            self.nsad = nn.Parameter(torch.zeros(cfg.heads, 6))
+        if cfg.nsad:  # NSAD's own initialization (a = 1, u = u0: A = S above u), as ds2ta_ref.nsad.init_params
+            init = torch.from_numpy(_nsad.init_params(cfg.heads, cfg.u0))
+            self.nsad = nn.Parameter(init.to(torch.get_default_dtype()))
 
     def _mix(self, x, site):
         """TASA's attenuated window sum of the input of ``site`` (the identity without TASA)."""
@@ -179,7 +181,9 @@ class DS2TA(nn.Module):
     ``DS2TA(cfg, seed=0)`` starts from :func:`ds2ta_ref.params.init_params` with
     ``numpy.random.default_rng(seed)`` (drawn in float32, held in torch's default
     dtype; ``.double()`` or ``.to(...)`` to change), i.e. the NumPy model's
-    initialization, number for number; ``seed=None`` leaves PyTorch's own.
+    initialization, number for number; ``seed=None`` leaves PyTorch's own for the
+    convolutions, linear maps and BatchNorms, with ``tau = tau0`` and NSAD's own
+    initialization (:func:`ds2ta_ref.nsad.init_params`: ``a = 1``, ``u = u0``), as in NumPy.
 
     ``forward(x)``: static images ``(B, C, H, W)`` (repeated over the ``T`` steps)
     or time-major frames ``(T, B, C, H, W)`` -> logits ``(B, classes)``. With
