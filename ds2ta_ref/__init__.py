@@ -27,18 +27,34 @@ The whole model::
 ``ds2ta_ref.model_forward`` is :func:`ds2ta_ref.model.forward`; ``ds2ta_ref.model_backward``
 is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
-from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
-               spikformer, surrogate, tasa)
+from . import (
+               attention,
+               bnlif,
+               checkpoint,
+               data,
+               gradcheck,
+               layers,
+               lif,
+               mlp,
+               model,
+               nsad,
+               optim,
+               params,
+               spikformer,
+               sps,
+               surrogate,
+               tasa,
+)
 from ._version import __version__
 from .config import PRESETS, ModelConfig, preset
-from .params import count_params, init_params, init_state
-from .spikformer import load_spikformer_npz
 from .model import backward_grads as model_backward  # deprecated: model.backward returns (dx, grads)
 from .model import forward as model_forward
-
+from .params import count_params, init_params, init_state
+from .spikformer import load_spikformer_npz
 
 __all__ = [
     "attention", "bnlif", "checkpoint", "data", "gradcheck", "layers", "lif", "mlp", "model", "nsad", "optim",
-    "params", "sps", "spikformer", "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params", "init_state", "count_params",
+    "params", "sps", "spikformer", "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params",
+    "init_state", "count_params",
     "model_forward", "model_backward", "load_spikformer_npz", "__version__",
 ]

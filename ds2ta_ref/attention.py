@@ -20,7 +20,7 @@ Spikformer's CIFAR code (``q_linear.weight``, ``q_bn.bias``, ...); DS2TA adds
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,7 +28,8 @@ from . import bnlif, lif, nsad, tasa
 from .config import ModelConfig
 from .names import checked_block_inputs, join, sub
 
-__all__ = ["AttentionCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes", "tau_name"]
+__all__ = ["AttentionCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes",
+           "tau_name"]
 
 SITES = ("q", "k", "v", "proj")
 
@@ -41,7 +42,7 @@ def tau_name(site: str, cfg: ModelConfig) -> str:
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """The block's parameters (short names) and shapes, in Spikformer's order."""
     D = cfg.dim
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for site in SITES:
         shapes[f"{site}_linear.weight"] = (D, D)
         if site == "proj" or cfg.qkv_bias:
@@ -166,7 +167,7 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     ``params`` (without ``tau`` when it is frozen; with ``cfg.frozen_u`` column 5 of
     ``grads["nsad"]``, the threshold u, is exactly 0)."""
     cfg = cache.cfg
-    grads = {}
+    grads: dict[str, np.ndarray] = {}
     # forward was: out = site_proj(y); y = LIF_0.5(merge((A @ v) * scale)), so now:
     dy = _site_backward(dout, cache.sites["proj"], "proj", cfg, grads)  # (T, B, N, D)
     dy_in = lif.backward_unchecked(dy, cache.attn_lif)  # (T, B, N, D)
@@ -174,7 +175,7 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     dA = dAv @ cache.v.swapaxes(-1, -2)  # (T, B, H, N, N)
     dv = cache.A.swapaxes(-1, -2) @ dAv  # (T, B, H, N, d)
     # forward was: A = NSAD(S), so now:
-    if cfg.nsad:
+    if cache.nsad is not None:  # cfg.nsad
         dS, grads["nsad"] = nsad.backward_unchecked(dA, cache.nsad)
         if cfg.frozen_u:  # u_h (column 5) is not learned: its gradient is exactly 0, so AdamW leaves it
             grads["nsad"][:, 5] = 0.0  # at u0 (nsad has no weight decay); a, b, c, d, e still learn
@@ -183,7 +184,7 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     # forward was: S = q @ k^T, so now:
     dq = dS @ cache.k  # (T, B, H, N, d)
     dk = dS.swapaxes(-1, -2) @ cache.q  # (T, B, H, N, d)
-    dx = 0
+    dx: Any = 0  # becomes (T, B, N, D)
     for site, dh in (("q", dq), ("k", dk), ("v", dv)):
         dx = dx + _site_backward(_merge_heads(dh), cache.sites[site], site, cfg, grads)  # x fans out: +=
     return dx, grads

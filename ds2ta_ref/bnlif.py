@@ -22,7 +22,8 @@ from . import layers, lif, surrogate
 from .config import ModelConfig
 from .names import checked_block_inputs
 
-__all__ = ["BNLIFCache", "forward", "forward_unchecked", "backward", "backward_unchecked", "lif_options", "lif_forward", "param_shapes", "state_shapes"]
+__all__ = ["BNLIFCache", "forward", "forward_unchecked", "backward", "backward_unchecked", "lif_options", "lif_forward",
+           "param_shapes", "state_shapes"]
 
 def param_shapes(channels: int) -> dict[str, tuple]:
     return {"weight": (channels,), "bias": (channels,)}

@@ -27,7 +27,7 @@ import os
 import tempfile
 import zipfile
 import zlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -349,7 +349,8 @@ def rng_from_arrays(arrays: Mapping[str, np.ndarray], prefix: str = "rng.") -> n
     )
     for key in ("state", "inc", "uinteger"):
         if saved[prefix + key].dtype != np.uint64:
-            raise ValueError(f"random generator state: {prefix + key!r} must be uint64, got {saved[prefix + key].dtype}")
+            raise ValueError(f"random generator state: {prefix + key!r} must be uint64, "
+                             f"got {saved[prefix + key].dtype}")
     name = str(saved[prefix + "bit_generator"])
     if name not in _SUPPORTED_BIT_GENERATORS:
         raise ValueError(f"random generator state: unsupported bit generator {name!r}")

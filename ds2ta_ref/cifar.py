@@ -157,7 +157,8 @@ def load(name: str, data_dir: str | os.PathLike, *, labels: str = "fine", dtype=
         if subset:
             x, y = x[:subset], y[:subset]
         splits += [normalize(x, name, dtype), y]
-    return Dataset(*splits, num_classes=num_classes, name=name,
+    train_x, train_y, test_x, test_y = splits
+    return Dataset(train_x, train_y, test_x, test_y, num_classes=num_classes, name=name,
                    description=f"{name} ({labels} labels) from the binary files in {folder}, "
                                f"normalized with mean {MEAN[name]} and std {STD[name]}")
 

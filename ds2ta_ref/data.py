@@ -295,7 +295,7 @@ def iterate_minibatches(
         raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
     if shuffle and not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator when shuffle=True, got {rng!r}")
-    order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+    order = rng.permutation(len(x)) if shuffle and rng is not None else np.arange(len(x))
     stop = len(x) - len(x) % batch_size if drop_last else len(x)
     return ((x[order[i:i + batch_size]], y[order[i:i + batch_size]]) for i in range(0, stop, batch_size))
 

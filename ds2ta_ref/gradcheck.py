@@ -18,7 +18,8 @@ do not dominate::
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,8 @@ def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
     return float(np.max(np.abs(a - b)) / scale)
 
 
-def _float64_copies(inputs: Mapping[str, object]) -> dict[str, object]:
-    out = {}
+def _float64_copies(inputs: Mapping[str, object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name, value in inputs.items():
         if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
             out[name] = value.astype(np.float64, copy=True)
@@ -102,7 +103,7 @@ def numerical_vjp(
 
 def check_gradients(
     forward: Callable[..., tuple[np.ndarray, object]],
-    backward: Callable[[np.ndarray, object], object],
+    backward: Callable[[np.ndarray, Any], object],
     inputs: Mapping[str, object],
     *,
     wrt: Sequence[str],
@@ -273,12 +274,15 @@ def model_case(rng: np.random.Generator, cfg=None, *, max_entries: int = 4) -> d
         logits, _, cache = model.forward(x, p, state, cfg, training=True, smooth=True)
         return logits, cache
 
-    return check_gradients(fwd, lambda dlogits, cache: model.backward(dlogits, cache)[1], params, wrt=model.trainable(cfg), rng=rng,
+    def grads_only(dlogits, cache):
+        return model.backward(dlogits, cache)[1]
+
+    return check_gradients(fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng,
                            max_entries=max_entries, floor=1e-3)
 
 
-def _cases() -> dict[str, Callable[[np.random.Generator], dict[str, float]]]:
-    cases = {}
+def _cases() -> dict[str, Callable[..., dict[str, float]]]:
+    cases: dict[str, Callable[..., dict[str, float]]] = {}
     for decay_input in (False, True):
         for detach_reset in (True, False):
             for name in ("sigmoid", "atan"):
@@ -310,7 +314,8 @@ def run_cases(names: Sequence[str] | None = None, *, seed: int = 0):
         n for n in CASES if n in names or n.split()[0] in names]
     unknown = sorted(set(names or ()) - set(CASES) - set(TOLERANCE))
     if unknown:
-        raise ValueError(f"unknown gradient-check case(s) {unknown}; choose kernels {list(TOLERANCE)} or cases {list(CASES)}")
+        raise ValueError(f"unknown gradient-check case(s) {unknown}; "
+                         f"choose kernels {list(TOLERANCE)} or cases {list(CASES)}")
     for name in selected:
         rng = np.random.default_rng([seed, list(CASES).index(name)])
         yield name, CASES[name](rng), TOLERANCE[name.split()[0]]

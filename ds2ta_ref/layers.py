@@ -374,7 +374,7 @@ class MaxPoolCache(NamedTuple):
     padding: int
 
     @property
-    def index(self) -> np.ndarray:
+    def index(self) -> np.ndarray:  # type: ignore[override]  # shadows tuple.index: a NamedTuple cache, never searched
         """``(M, C, H_out, W_out)`` int64: the winner's flat index ``row * W + col`` in ``x``,
         with ``row = a*stride - padding + n // kernel`` and ``col = b*stride - padding + n % kernel``
         for output ``(a, b)`` and winning offset ``n``."""

@@ -26,7 +26,7 @@ def _widths(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """The block's parameters (short names) and shapes, in Spikformer's order."""
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for fc, (d_in, d_out) in _widths(cfg).items():
         shapes[f"{fc}_linear.weight"] = (d_out, d_in)
         shapes[f"{fc}_linear.bias"] = (d_out,)
@@ -36,7 +36,8 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
 
 def state_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """The block's BatchNorm running statistics (short names) and shapes."""
-    return {k: s for fc, (_, d_out) in _widths(cfg).items() for k, s in join(f"{fc}_bn", bnlif.state_shapes(d_out)).items()}
+    return {k: s for fc, (_, d_out) in _widths(cfg).items()
+            for k, s in join(f"{fc}_bn", bnlif.state_shapes(d_out)).items()}
 
 
 class MLPCache(NamedTuple):
@@ -61,7 +62,8 @@ def forward_unchecked(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig
                       smooth: bool = False) -> tuple[np.ndarray, dict, MLPCache]:
     """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
     with :func:`ds2ta_ref.names.checked_block_inputs`."""
-    z1, fc1 = layers.linear_forward_unchecked(x, params["fc1_linear.weight"], params["fc1_linear.bias"])  # (T, B, N, 4D)
+    z1, fc1 = layers.linear_forward_unchecked(x, params["fc1_linear.weight"],
+                                              params["fc1_linear.bias"])  # (T, B, N, 4D)
     h, state1, unit1 = bnlif.forward_unchecked(z1, sub(params, "fc1_bn"), sub(state, "fc1_bn"), cfg,
                                      training=training, smooth=smooth)  # (T, B, N, 4D) spikes
     z2, fc2 = layers.linear_forward_unchecked(h, params["fc2_linear.weight"], params["fc2_linear.bias"])  # (T, B, N, D)

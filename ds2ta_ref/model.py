@@ -28,7 +28,8 @@ name) still returns ``grads`` alone, with a ``DeprecationWarning``.
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class ModelCache(NamedTuple):
     batch: int
     static: bool  # x was static images (B, C, H, W), repeated T times: dx sums over time
     sps: sps.SPSCache | None
-    blocks: list  # [(AttentionCache, MLPCache)] per block, or None
+    blocks: list | None  # [(AttentionCache, MLPCache)] per block, or None
     mean_tokens: layers.MeanCache | None
     mean_time: layers.MeanCache | None
     head: layers.LinearCache | None
@@ -123,14 +124,14 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
         warnings.warn("model.forward(params, state, x, cfg, ...) is deprecated: call "
                       "model.forward(x, params, state, cfg, ...), the order of every block",
                       DeprecationWarning, stacklevel=2)
-        x, params, state = state, x, params
+        x, params, state = state, x, params  # type: ignore[assignment]  # the old order, reordered
     validate(params, param_shapes(cfg), what="params")
     dtype = as_float_array(params["head.weight"], "params['head.weight']").dtype
     frames = _frames(x, cfg, dtype)  # (T, B, C, H, W)
     # checked once here: every block below runs its unchecked core
     _, params, state = checked_block_inputs(None, params, state, param_shapes(cfg), state_shapes(cfg), what="",
                                             dtype=dtype)
-    keep = (lambda c: c) if need_backward else (lambda c: None)
+    keep: Any = (lambda c: c) if need_backward else (lambda c: None)
     new_state, blocks, maps, scores = {}, [], [], []
 
     h, block_state, sps_cache = sps.forward_unchecked(frames, sub(params, "patch_embed"), sub(state, "patch_embed"),
@@ -178,7 +179,7 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[s
         gradient shaped like its parameter. Both in the model's dtype.
     """
     cfg = cache.cfg
-    if cache.head is None:
+    if cache.head is None or cache.blocks is None or cache.sps is None:
         raise ValueError("cache was made with need_backward=False: run forward with need_backward=True")
     dlogits = as_float_array(dlogits, "dlogits")
     if dlogits.shape != (cache.batch, cfg.num_classes):
@@ -188,8 +189,8 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[s
     # forward was: logits = head(mean_time(mean_tokens(h))), so now:
     dpooled, grads["head.weight"], grads["head.bias"] = layers.linear_backward_unchecked(
         dlogits.astype(cache.dtype, copy=False), cache.head)  # (B, D)
-    dh = layers.mean_backward(dpooled, cache.mean_time)  # (T, B, D)
-    dh = layers.mean_backward(dh, cache.mean_tokens)  # (T, B, N, D)
+    dh = layers.mean_backward(dpooled, cache.mean_time)  # type: ignore[arg-type]  # (T, B, D); kept with head
+    dh = layers.mean_backward(dh, cache.mean_tokens)  # type: ignore[arg-type]  # (T, B, N, D)
     for i in reversed(range(cfg.depth)):
         attn_cache, mlp_cache = cache.blocks[i]
         # forward was: h1 = h0 + attn(h0); h2 = h1 + mlp(h1), so now:

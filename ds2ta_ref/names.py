@@ -11,7 +11,7 @@ Below the blocks in the module graph (it imports only :mod:`~ds2ta_ref._checks`)
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -10,7 +10,7 @@ be written with :mod:`ds2ta_ref.checkpoint` without pickle.
 from __future__ import annotations
 
 import math
-from typing import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 

@@ -20,6 +20,7 @@ shapes) and below the model; it does no file I/O.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ __all__ = ["sub", "join", "blocks", "param_shapes", "state_shapes", "trainable",
            "init_state", "count_params", "validate", "checked_block_inputs"]
 
 
-def blocks(cfg: ModelConfig) -> list[tuple[str, object]]:
+def blocks(cfg: ModelConfig) -> list[tuple[str, Any]]:
     """``(prefix, module)`` of every block in forward order (the head is separate)."""
     out = [("patch_embed", sps)]
     for i in range(cfg.depth):

@@ -130,7 +130,7 @@ def get(name: str, alpha: float | None = None) -> Surrogate:
     if name not in SURROGATES:
         raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {name!r}")
     if alpha is not None:
-        if not np.isscalar(alpha) or not np.isfinite(alpha) or alpha <= 0:
+        if not np.isscalar(alpha) or not np.isfinite(alpha) or alpha <= 0:  # type: ignore[operator]
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
     return SURROGATES[name]
 

@@ -282,7 +282,7 @@ def test_layer_of_covers_subpackages():
 
 
 if __name__ == "__main__":  # draw the graph, layer by layer
-    for i, layer in enumerate(LAYERS):
+    for i in range(len(LAYERS)):
         for m in sorted(m for m in EDGES if layer_of(m) == i):
             print(f"{i:2d} {_show(m):34s} -> {', '.join(sorted(EDGES[m])) or '-'}")
     print("circle:", find_cycle(EDGES), "| upward:", upward_imports(EDGES) or "none")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import ds2ta_ref
-from ds2ta_ref import attention, bnlif, mlp, model, optim, params as P, sps
+from ds2ta_ref import attention, bnlif, mlp, model, optim, sps
+from ds2ta_ref import params as P
 from ds2ta_ref.gradcheck import check_gradients, firing_model_inputs, small_model_config
 
 CFG = small_model_config()

@@ -3,7 +3,6 @@ import pytest
 
 import ds2ta_ref
 from ds2ta_ref import model
-from ds2ta_ref.config import ModelConfig
 from ds2ta_ref.gradcheck import check_gradients, firing_model_inputs, model_case, rel_error, small_model_config
 
 # Small enough for finite differences: 8x8 images -> 2x2 = 4 tokens, two blocks.

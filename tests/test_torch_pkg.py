@@ -68,7 +68,8 @@ def test_from_numpy_names_every_bad_entry(dt):
     params, state, _ = firing_model_inputs(SMALL, np.random.default_rng(1))
     params.pop("head.bias")
     params["block.0.attn.nsad"] = np.zeros((3, 6))
-    with pytest.raises(ValueError, match=r"head\.bias[\s\S]*block\.0\.attn\.nsad|block\.0\.attn\.nsad[\s\S]*head\.bias"):
+    either_order = r"head\.bias[\s\S]*block\.0\.attn\.nsad|block\.0\.attn\.nsad[\s\S]*head\.bias"
+    with pytest.raises(ValueError, match=either_order):
         dt.from_numpy(params, state, SMALL)
 
 
@@ -94,7 +95,8 @@ def test_lif_kernel_matches_numpy(dt, torch, options):
 @pytest.mark.parametrize("tau", [-0.8, 0.5, 1.4, 2.5])
 def test_tasa_mix_matches_numpy(dt, torch, tau):
     rng = np.random.default_rng(0)
-    s, w, dout = rng.integers(0, 3, (4, 2, 3, 5)).astype(float), rng.standard_normal((6, 5)), rng.standard_normal((4, 2, 3, 6))
+    s, w = rng.integers(0, 3, (4, 2, 3, 5)).astype(float), rng.standard_normal((6, 5))
+    dout = rng.standard_normal((4, 2, 3, 6))
     out, cache = tasa.forward(s, w, None, tau=tau, window=3)
     ds, dw, _, dtau = tasa.backward(dout, cache)
     st, wt, taut = (torch.tensor(a, requires_grad=True) for a in (s, w, tau))
@@ -245,8 +247,8 @@ def _history_close(h1, h2, tol):
 def runs(dt, torch, tmp_path_factory):
     """float64 runs of the tiny preset on 48 digits (2 epochs of 2 steps, shift augmentation):
     NumPy, torch, torch interrupted after epoch 1 and resumed by torch and by NumPy."""
-    from ds2ta_ref.train import TrainConfig, train
     from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import TrainConfig, train
 
     torch.set_num_threads(1)  # the machines running the tests are shared; one thread is fastest there
     tc = TrainConfig(train_subset=32, test_subset=16, epochs=2, batch_size=16, shift=1, dtype="float64")
@@ -293,8 +295,8 @@ def test_torch_checkpoint_resumes_in_both_backends(runs):
 
 
 def test_checkpoints_evaluate_in_the_other_backend(dt, runs):
-    from ds2ta_ref.train import build_data, evaluate, load_run
     from ds2ta_ref.torch.train import evaluate_torch
+    from ds2ta_ref.train import build_data, evaluate, load_run
 
     tc, cfg, params, state, _, meta = load_run(runs["dir"] / "torch" / "checkpoint.npz")
     ds = build_data(tc)
@@ -313,10 +315,11 @@ def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):
     """float32: the first step's logits and gradients agree to float32 round-off; over a few
     steps a spike that flips at a threshold (or an Adam step on a near-zero gradient) makes
     the runs drift apart by at most a small fraction of one learning-rate step."""
-    from ds2ta_ref import data, layers
-    from ds2ta_ref.train import TrainConfig, train
-    from ds2ta_ref.torch.train import train_torch
     import torch.nn.functional as F
+
+    from ds2ta_ref import data, layers
+    from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import TrainConfig, train
 
     cfg = ds2ta_ref.preset("tiny")
     ds = data.load_digits(size=16)
@@ -357,9 +360,9 @@ def test_ddp_training_is_the_single_process_run_and_rank0_checkpoints(dt, runs, 
     """2 processes (gloo, synchronized BatchNorm) train the very run of one process: rank 0's
     checkpoint after epoch 1 is the single-process one, evaluates in NumPy, and resumed in a
     single process it ends where the uninterrupted single-process run ends."""
-    from ds2ta_ref.train import build_data, evaluate, load_run
     from ds2ta_ref.torch.distributed import train_processes
     from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import build_data, evaluate, load_run
 
     tc = runs["tc"]
     train_processes(tc, str(tmp_path / "ddp"), world_size=2, stop_after=1, sync_bn=True)
@@ -415,8 +418,8 @@ def test_dtype_agnostic_float32_bfloat16_and_autocast(dt, torch):
 def test_run_folder_rules_are_the_numpy_backends(dt, runs):
     """A folder holding a run is refused before any work, a resumed run keeps its settings,
     a finished run resumed does nothing (the rules of ds2ta_ref.train.train)."""
-    from ds2ta_ref.train import ConfigError, RunFolderError
     from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import ConfigError, RunFolderError
 
     with pytest.raises(RunFolderError, match="already holds a run"):
         train_torch(runs["tc"], str(runs["dir"] / "numpy"), **_quiet())
@@ -429,8 +432,8 @@ def test_run_folder_rules_are_the_numpy_backends(dt, runs):
 def test_train_torch_on_cifar_binary_files_with_crop_and_flip(dt, tmp_path, monkeypatch):
     """The CIFAR path: binary files -> normalized Dataset -> train_torch with crop+flip augmentation."""
     from ds2ta_ref import cifar
-    from ds2ta_ref.train import TrainConfig, load_run
     from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import TrainConfig, load_run
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-bin"

@@ -159,7 +159,8 @@ def test_cli_gradcheck_main_job(capsys):
 
 
 def test_bad_train_config():
-    with pytest.raises(ValueError, match=r"dataset must be one of \['cifar10', 'cifar100', 'digits', 'events'\], got 'cifar'"):
+    with pytest.raises(ValueError,
+                       match=r"dataset must be one of \['cifar10', 'cifar100', 'digits', 'events'\], got 'cifar'"):
         TrainConfig(dataset="cifar")
     with pytest.raises(ValueError, match="lr must be a finite number"):
         TrainConfig(lr=float("nan"))
@@ -174,7 +175,7 @@ def test_model_overrides_are_normalized_and_checked():
     assert TrainConfig(model=[["depth", 2]]).model == (("depth", 2),)  # as read back from the checkpoint's JSON
     assert TrainConfig(model=(("alpha", None),)).model == (("alpha", None),)
     assert TrainConfig(model={"T": 3}).model == (("T", 3),)  # digits are repeated T times: the model's choice
-    for model, problem in [({"dept": 2}, "'dept' is not a ModelConfig field"),
+    for overrides, problem in [({"dept": 2}, "'dept' is not a ModelConfig field"),
                            ({"depth": 2.0}, "depth expects int, got 2.0"),
                            ({"frozen_u": 1}, "frozen_u expects True or False, got 1"),
                            ({"u0": "2"}, "u0 expects float, got '2'"),
@@ -185,7 +186,7 @@ def test_model_overrides_are_normalized_and_checked():
                            ((("depth", 1), ("depth", 2)), "sets depth twice"),
                            ("depth=2", r"must be \(field, value\) pairs")]:
         with pytest.raises(train_mod.ConfigError, match=problem) as info:
-            TrainConfig(model=model)
+            TrainConfig(model=overrides)
         assert info.value.field == "model"
     with pytest.raises(train_mod.ConfigError, match="cannot set T: the events data set decides it"):
         TrainConfig(dataset="events", model={"T": 3})

@@ -187,7 +187,8 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     for i, block in enumerate(net.block):
         for name, module in ((f"block.{i}.attn.out", block.attn), (f"block.{i}.mlp.out", block.mlp),
                              (f"block.{i}.out", block)):
-            hooks.append(module.register_forward_hook(lambda m, i, o, key=f"act/{name}": out.__setitem__(key, o)))
+            hook = module.register_forward_hook  # type: ignore[union-attr]
+            hooks.append(hook(lambda m, i, o, key=f"act/{name}": out.__setitem__(key, o)))
     logits = net(t("input"))
     for h in hooks:
         h.remove()

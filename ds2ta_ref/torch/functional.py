@@ -134,7 +134,7 @@ def tasa_mix(x: torch.Tensor, tau: torch.Tensor | None, window: int) -> torch.Te
     """
     T = x.shape[0]
     lags = min(window, T)
-    if lags == 1:
+    if lags == 1 or tau is None:  # tau is None only with window = 1
         return x
     t = torch.arange(T, device=x.device)
     lag = t[:, None] - t[None, :]  # (T, T) t - m

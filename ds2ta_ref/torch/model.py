@@ -18,12 +18,12 @@ its gradient is exactly 0 while ``a .. e`` (columns 0-4) still get theirs.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .. import nsad as _nsad
 from .. import params as _params
@@ -53,7 +53,10 @@ class _Counter:
     """Adds up spikes and neurons when recording; does nothing otherwise."""
 
     def __init__(self, enabled: bool):
-        self.enabled, self.spikes, self.neurons, self.zeros, self.entries = enabled, 0, 0, [], []
+        self.enabled, self.neurons = enabled, 0
+        self.spikes: torch.Tensor | int = 0
+        self.zeros: list[torch.Tensor] = []
+        self.entries: list[int] = []
 
     def spikes_of(self, s: torch.Tensor) -> torch.Tensor:
         if self.enabled:
@@ -136,7 +139,7 @@ class Attention(nn.Module):
         q, k, v = (_bn_lif(getattr(self, f"{site}_bn"), getattr(self, f"{site}_linear")(x_mix), cfg, count)
                    .reshape(T, B, N, H, d).transpose(2, 3) for site in ("q", "k", "v"))  # (T, B, H, N, d)
         S = q @ k.transpose(-1, -2)  # (T, B, H, N, N) counts in [0, d]
-        nsad = self.nsad if cfg.nsad else None
+        nsad: Any = self.nsad if cfg.nsad else None
         if cfg.nsad and cfg.frozen_u:  # u (column 5) is a constant: its gradient is exactly 0, as in NumPy
             nsad = torch.cat([nsad[:, :5], nsad[:, 5:].detach()], dim=1)  # (H, 6)
         A = TF.nsad(S, nsad, head_dim=d, surrogate=cfg.surrogate, alpha=cfg.alpha,
@@ -144,7 +147,7 @@ class Attention(nn.Module):
         count.attention_map(A)
         y = ((A @ v) * cfg.scale).transpose(2, 3).reshape(T, B, N, D)  # heads merged
         y = count.spikes_of(TF.lif(y, **_lif_options(cfg, cfg.attn_v_threshold)))
-        return _bn_lif(self.proj_bn, self.proj_linear(self._mix(y, "proj")), cfg, count)
+        return _bn_lif(self.proj_bn, self.proj_linear(self._mix(y, "proj")), cfg, count)  # type: ignore[arg-type,operator]
 
 
 class MLP(nn.Module):
@@ -224,7 +227,7 @@ class DS2TA(nn.Module):
         if not record:
             return logits
         zeros = torch.stack(count.zeros) if count.zeros else torch.zeros(0, dtype=torch.int64)
-        return logits, Record(count.spikes, count.neurons, zeros, count.entries)
+        return logits, Record(torch.as_tensor(count.spikes), count.neurons, zeros, count.entries)
 
 
 def _state_names(cfg: ModelConfig) -> set:
