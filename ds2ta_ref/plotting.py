@@ -41,11 +41,15 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-from matplotlib.ticker import MaxNLocator
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.ticker import MaxNLocator
+except ImportError:  # one line naming the extra, not a traceback into matplotlib
+    raise ImportError("ds2ta_ref.plotting needs matplotlib: pip install 'ds2ta_ref[plot]'") from None
 
 from . import lif, nsad, surrogate, tasa
 
