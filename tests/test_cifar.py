@@ -131,6 +131,7 @@ def test_black_is_the_normalized_zero_pixel():
     assert np.allclose(cifar.normalize(zero, "cifar10")[0, :, 0, 0], cifar.black("cifar10"), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_command_on_cifar_files_in_both_backends(cifar10_dir, tmp_path, capsys):
     """`ds2ta-ref train --dataset cifar10 --data-dir DIR` reads the binary files, checks them
     before any work, augments, and the torch backend trains the same run to float round-off."""

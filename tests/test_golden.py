@@ -320,6 +320,7 @@ def test_each_injected_bug_is_caught_and_named(torch, mine, ref, bug, kernel_key
 
 # ------------------------------------------------------------------ tutorial 07, executed
 @pytest.mark.parametrize("hide_torch", [False, True], ids=["with torch", "without torch"])
+@pytest.mark.slow
 def test_notebook_07_runs_on_small_sizes(tmp_path, monkeypatch, request, hide_torch):
     """Executed like tests/test_notebooks.py does (a cell of smaller values injected after the
     'parameters' cell, a fresh kernel running this interpreter); it asserts its own claims.

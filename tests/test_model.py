@@ -116,6 +116,7 @@ def _smooth_check(cfg, seed, max_entries=4):
     return model_case(np.random.default_rng(seed), cfg, max_entries=max_entries)
 
 
+@pytest.mark.slow
 def test_whole_model_gradient_check_smooth_mode():
     """Finite differences in float64 on a random sample of entries of every parameter
     tensor, including tau and the NSAD parameters (T = 2, two blocks, TASA and NSAD on)."""
@@ -125,6 +126,7 @@ def test_whole_model_gradient_check_smooth_mode():
     assert report[worst] <= 1e-6, (worst, report[worst])
 
 
+@pytest.mark.slow
 def test_whole_model_gradient_check_undetached_reset_and_per_site_tau():
     cfg = SMALL.replace(detach_reset=False, tau_per_site=True, decay_input=True, surrogate="atan", alpha=2.0)
     report = _smooth_check(cfg, seed=1, max_entries=3)
@@ -133,6 +135,7 @@ def test_whole_model_gradient_check_undetached_reset_and_per_site_tau():
     assert report[worst] <= 1e-6, (worst, report[worst])
 
 
+@pytest.mark.slow
 def test_whole_model_gradient_check_with_frozen_u():
     """With ``frozen_u`` the backward is the derivative of the model in which every NSAD
     threshold u (column 5 of ``nsad``) is a constant: u's gradient is exactly 0 (and so is

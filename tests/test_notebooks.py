@@ -185,6 +185,7 @@ def execute(name, extra_code: str):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.slow
 def test_notebook_runs_on_small_sizes(name, kernel_env):
     claims = CLAIMS[name]
     probe = "import json as _json\nprint('CLAIMS=' + _json.dumps([" + ", ".join(e for _, e in claims) + "]))"

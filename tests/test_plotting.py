@@ -192,6 +192,7 @@ def load_make_figures():
     return module
 
 
+@pytest.mark.slow
 def test_make_figures_regenerates_every_committed_png_byte_for_byte(tmp_path):
     """The committed PNGs are exactly what the script draws today: a changed plot or model fails here."""
     make_figures = load_make_figures()

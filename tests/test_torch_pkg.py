@@ -264,6 +264,7 @@ def runs(dt, torch, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_torch_training_equals_numpy_training_float64(runs):
     """Same batches, augmentation, initialization, schedule, clipping and AdamW: the same run."""
     a, b = runs["numpy"], runs["torch"]
@@ -311,6 +312,7 @@ def test_checkpoints_evaluate_in_the_other_backend(dt, runs):
     assert abs(result.spike_rate - evaluate(params, state, cfg, ds.test_x, ds.test_y).spike_rate) <= 1e-12
 
 
+@pytest.mark.slow
 def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):
     """float32: the first step's logits and gradients agree to float32 round-off; over a few
     steps a spike that flips at a threshold (or an Adam step on a near-zero gradient) makes
@@ -345,6 +347,7 @@ def test_float32_first_step_within_round_off_and_a_few_steps_close(dt, torch):
 
 
 # ------------------------------------------------------------------ DistributedDataParallel (gloo, 2 CPU processes)
+@pytest.mark.slow
 def test_ddp_gradient_is_the_combined_batch_gradient(dt):
     from ds2ta_ref.torch.distributed import gradient_check
 
@@ -356,6 +359,7 @@ def test_ddp_gradient_is_the_combined_batch_gradient(dt):
     assert errors["sync_bn_running_stats"] <= 1e-12
 
 
+@pytest.mark.slow
 def test_ddp_training_is_the_single_process_run_and_rank0_checkpoints(dt, runs, tmp_path):
     """2 processes (gloo, synchronized BatchNorm) train the very run of one process: rank 0's
     checkpoint after epoch 1 is the single-process one, evaluates in NumPy, and resumed in a

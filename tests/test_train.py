@@ -13,6 +13,7 @@ from ds2ta_ref.train import TrainConfig, TrainingError, load_run, train
 pytest.importorskip("sklearn")
 TINY_SETTINGS = dict(epochs=1, train_subset=8, test_subset=8, batch_size=8)
 
+@pytest.mark.slow
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     tc = TrainConfig(train_subset=12, test_subset=6)
     ds = train_mod.build_data(tc)
@@ -37,6 +38,7 @@ def _final_arrays(out_dir):
     return arrays
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     """Interrupted after epoch 1 and resumed vs uninterrupted: the same parameters,
     optimizer state, random state and history, bit for bit. Two steps per epoch so
