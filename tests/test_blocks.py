@@ -182,3 +182,31 @@ def test_block_forward_checks_its_arguments_once(prefix):
     var = next(k for k in state if k.endswith("running_var"))
     with pytest.raises(ValueError, match="running variance"):
         module.forward(x, params, {**state, var: -state[var]}, CFG, training=False)
+
+
+def test_the_model_checks_its_inputs_once_and_the_blocks_do_not_check_again(monkeypatch):
+    """issue 20: the model validates once, then runs the blocks' and kernels' unchecked cores
+    (NSAD's full integer-score scan included); a block called directly still checks."""
+    from ds2ta_ref import nsad
+    from ds2ta_ref.params import sub
+
+    calls = []
+
+    def counting(name, real):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    for module in (sps, attention, mlp, bnlif):
+        monkeypatch.setattr(module, "checked_block_inputs",
+                            counting(module.__name__, module.checked_block_inputs))
+    monkeypatch.setattr(nsad, "_check_scores", counting("nsad", nsad._check_scores))
+    params, state, x = firing_model_inputs(CFG, np.random.default_rng(4))
+    logits, _, cache = model.forward(x, params, state, CFG, training=True)
+    model.backward(np.ones_like(logits), cache)
+    assert calls == []
+    # the same counters see a block's public forward check its inputs (so the test can fail)
+    h = np.ones((CFG.T, 2, CFG.num_tokens, CFG.dim))
+    attention.forward(h, sub(params, "block.0.attn"), sub(state, "block.0.attn"), CFG, training=True)
+    assert calls == ["ds2ta_ref.attention"]
