@@ -28,22 +28,22 @@ The whole model::
 is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
 from . import (
-               attention,
-               bnlif,
-               checkpoint,
-               data,
-               gradcheck,
-               layers,
-               lif,
-               mlp,
-               model,
-               nsad,
-               optim,
-               params,
-               spikformer,
-               sps,
-               surrogate,
-               tasa,
+    attention,
+    bnlif,
+    checkpoint,
+    data,
+    gradcheck,
+    layers,
+    lif,
+    mlp,
+    model,
+    nsad,
+    optim,
+    params,
+    spikformer,
+    sps,
+    surrogate,
+    tasa,
 )
 from ._version import __version__
 from .config import PRESETS, ModelConfig, preset

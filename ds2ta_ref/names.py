@@ -9,6 +9,7 @@ Below the blocks in the module graph (it imports only :mod:`~ds2ta_ref._checks`)
 * :func:`checked_block_inputs`: the checks a block's public ``forward`` makes once, so
   that the kernels it calls can run their ``*_unchecked`` cores.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -54,8 +55,9 @@ def validate(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple], *,
     raise ValueError(f"{what} does not match the expected arrays: " + "; ".join(problems))
 
 
-def checked_block_inputs(x, params: dict, state: dict, param_shapes_: dict, state_shapes_: dict, *,
-                         what: str, dtype=None) -> tuple[np.ndarray, dict, dict]:
+def checked_block_inputs(
+    x, params: dict, state: dict, param_shapes_: dict, state_shapes_: dict, *, what: str, dtype=None
+) -> tuple[np.ndarray, dict, dict]:
     """The checks a block's public ``forward`` (or the model's) makes once, so that the kernels
     it calls can run their unchecked cores: ``x`` a finite float array; ``params`` and
     ``state`` with exactly the expected names and shapes (a missing
@@ -74,9 +76,14 @@ def checked_block_inputs(x, params: dict, state: dict, param_shapes_: dict, stat
     validate(params, param_shapes_, what=f"{prefix}params")
     validate(state, state_shapes_, what=f"{prefix}state (BatchNorm running statistics)")
     params = {k: as_float_array(v, f"{prefix}params[{k!r}]").astype(dtype, copy=False) for k, v in params.items()}
-    state = {k: (np.asarray(v, dtype=np.int64) if k.endswith("num_batches_tracked")
-                 else as_float_array(v, f"{prefix}state[{k!r}]").astype(dtype, copy=False))
-             for k, v in state.items()}
+    state = {
+        k: (
+            np.asarray(v, dtype=np.int64)
+            if k.endswith("num_batches_tracked")
+            else as_float_array(v, f"{prefix}state[{k!r}]").astype(dtype, copy=False)
+        )
+        for k, v in state.items()
+    }
     bad = [k for k, v in state.items() if k.endswith("running_var") and np.any(v < 0)]
     if bad:
         raise ValueError(f"{prefix}state[{bad[0]!r}] must be >= 0 (a running variance)")

@@ -9,6 +9,7 @@ Used to show a refactor changes no number: run ``save`` on the old code, ``compa
 and exits 1 on the first difference. It calls the model with keyword arguments and accepts
 ``backward`` returning either ``grads`` (old) or ``(dx, grads)`` (new), so one script runs on both.
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,8 +26,16 @@ def configs():
     return {
         "ds2ta_tiny": tiny,
         "spikformer_decay_input": tiny.replace(tasa=False, nsad=False, decay_input=True),
-        "dvs_splitter": tiny.replace(sps="dvs", in_channels=2, tau_per_site=True, detach_reset=False,
-                                     surrogate="atan", qkv_bias=False, scale=0.25, nsad_rounding="floor"),
+        "dvs_splitter": tiny.replace(
+            sps="dvs",
+            in_channels=2,
+            tau_per_site=True,
+            detach_reset=False,
+            surrogate="atan",
+            qkv_bias=False,
+            scale=0.25,
+            nsad_rounding="floor",
+        ),
         "ds2ta_frozen": tiny.replace(depth=2, frozen_tau=True, frozen_u=True, T=3),
     }
 
@@ -58,13 +67,16 @@ def snapshot() -> dict[str, np.ndarray]:
                     x = x.astype(dtype)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", DeprecationWarning)
-                        logits, new_state, cache = model.forward(params=params, state=state, x=x, cfg=cfg,
-                                                                 training=training, smooth=smooth)
+                        logits, new_state, cache = model.forward(
+                            params=params, state=state, x=x, cfg=cfg, training=training, smooth=smooth
+                        )
                         dlogits = rng.standard_normal(logits.shape).astype(dtype)
                         res = model.backward(dlogits, cache)
                     grads = res[1] if isinstance(res, tuple) else res
-                    tag = f"{cname}/{np.dtype(dtype).name}/{'smooth' if smooth else 'hard'}/" \
-                          f"{'train' if training else 'eval'}"
+                    tag = (
+                        f"{cname}/{np.dtype(dtype).name}/{'smooth' if smooth else 'hard'}/"
+                        f"{'train' if training else 'eval'}"
+                    )
                     out[f"{tag}/logits"] = logits
                     for k, v in new_state.items():
                         out[f"{tag}/state/{k}"] = np.asarray(v)

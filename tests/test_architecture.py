@@ -11,6 +11,7 @@ Importing a private module of the package (``_checks``) is allowed; reaching a p
 *name* of another module (``layers._conv_forward``, ``from .train import _save``) is not:
 a core another module needs is public under a documented name (``*_unchecked``).
 """
+
 from __future__ import annotations
 
 import ast
@@ -88,8 +89,11 @@ def imports_of(module: str, source: str, modules: dict) -> tuple[set[str], list[
     Private uses are ``(other module, name, line)`` for ``from other import _name`` and
     ``alias._name`` where ``alias`` is bound to another package module."""
     tree = ast.parse(source)
-    is_package = module == "" or module in {m.rpartition(".")[0] for m in modules if "." in m} or (
-        module and any(k.startswith(module + ".") for k in modules))
+    is_package = (
+        module == ""
+        or module in {m.rpartition(".")[0] for m in modules if "." in m}
+        or (module and any(k.startswith(module + ".") for k in modules))
+    )
     here = _package_of(module, is_package)
     edges: set[str] = set()
     private: list[tuple[str, str, int]] = []
@@ -104,7 +108,7 @@ def imports_of(module: str, source: str, modules: dict) -> tuple[set[str], list[
                 base = parts[: len(parts) - up] if up else parts
                 target = ".".join(base + ([node.module] if node.module else []))
             elif node.module and (node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
-                target = node.module[len(PACKAGE) + 1:]
+                target = node.module[len(PACKAGE) + 1 :]
             else:
                 continue
             if target not in modules and not any(f"{target}.{a.name}" in modules for a in node.names):
@@ -120,15 +124,20 @@ def imports_of(module: str, source: str, modules: dict) -> tuple[set[str], list[
         elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name == PACKAGE or a.name.startswith(PACKAGE + "."):
-                    target = a.name[len(PACKAGE) + 1:]
+                    target = a.name[len(PACKAGE) + 1 :]
                     if target in modules:
                         edges.add(target)
                         if a.asname:
                             aliases[a.asname] = target
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")
-                and aliases[node.value.id] != module):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and aliases[node.value.id] != module
+        ):
             private.append((aliases[node.value.id], node.attr, node.lineno))
     edges.discard(module)
     return edges, private
@@ -168,7 +177,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(u)
         for v in sorted(edges.get(u, ())):
             if color.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if v not in color:
                 found = visit(v)
                 if found:
@@ -187,15 +196,22 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 def upward_imports(edges: dict[str, set[str]], layers=LAYERS) -> list[tuple[str, str]]:
     """``(importer, imported)`` pairs where the imported module sits in a higher layer."""
-    return sorted((a, b) for a, targets in edges.items() for b in targets
-                  if layer_of(b, layers) is not None and layer_of(a, layers) is not None
-                  and layer_of(b, layers) > layer_of(a, layers))
+    return sorted(
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if layer_of(b, layers) is not None
+        and layer_of(a, layers) is not None
+        and layer_of(b, layers) > layer_of(a, layers)
+    )
 
 
 def _core(edges: dict) -> dict:
     """The graph without ``ds2ta_ref.torch`` (the PyTorch port)."""
+
     def keep(m):
         return not (m == "torch" or m.startswith("torch."))
+
     return {a: {b for b in t if keep(b)} for a, t in edges.items() if keep(a)}
 
 
@@ -229,9 +245,12 @@ def test_core_reaches_nothing_private_across_modules():
     assert not uses, uses
 
 
-@pytest.mark.xfail(strict=True, reason="ds2ta_ref.torch.train <-> torch.distributed and torch.train's use of "
-                                       "train._save/_no_decay/_train_epochs: issue 20 item 1/4 (the run library), "
-                                       "another branch; remove this mark when it is merged")
+@pytest.mark.xfail(
+    strict=True,
+    reason="ds2ta_ref.torch.train <-> torch.distributed and torch.train's use of "
+    "train._save/_no_decay/_train_epochs: issue 20 item 1/4 (the run library), "
+    "another branch; remove this mark when it is merged",
+)
 def test_whole_package_including_torch_is_clean():
     cycle = find_cycle(EDGES)
     up = upward_imports(EDGES)
@@ -263,11 +282,13 @@ def test_upward_imports_rejects_a_synthetic_upward_edge():
 
 def test_imports_of_sees_lazy_imports_and_private_uses():
     modules = {"": "", "a": "", "b": "", "pkg": "", "pkg.c": ""}
-    source = ("from . import b\n"
-              "from .b import _hidden, visible\n"
-              "def f():\n"
-              "    from .pkg import c\n"
-              "    return b._core(c._other, b.public)\n")
+    source = (
+        "from . import b\n"
+        "from .b import _hidden, visible\n"
+        "def f():\n"
+        "    from .pkg import c\n"
+        "    return b._core(c._other, b.public)\n"
+    )
     edges, private = imports_of("a", source, modules)
     assert edges == {"b", "pkg.c"}
     assert sorted((t, n) for t, n, _ in private) == [("b", "_core"), ("b", "_hidden"), ("pkg.c", "_other")]

@@ -1,5 +1,6 @@
 """The core runs without matplotlib (an optional extra, ``ds2ta_ref[plot]``); the plotting
 module says so in one line when it is missing."""
+
 import os
 import subprocess
 import sys
@@ -27,8 +28,7 @@ BLOCK = "import sys; sys.modules['matplotlib'] = None\n"  # as if matplotlib wer
 
 def _run(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_importing_and_running_the_model_never_imports_matplotlib():

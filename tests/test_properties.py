@@ -12,6 +12,7 @@
 Each property is a checker function; a deliberately broken variant shows each checker can fail.
 Small shapes (8x8 images, 4 tokens, ``T = 3``) keep the whole file to a few seconds.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,7 @@ def _inputs(seed, batch=4):
     rng = np.random.default_rng(seed)
     params, state, x = firing_model_inputs(CFG, rng, batch=batch)
     other = rng.uniform(0, 1, x.shape)
-    _, state, _ = model.forward(other, params, state, CFG.replace(bn_momentum=1.0), training=True,
-                                need_backward=False)
+    _, state, _ = model.forward(other, params, state, CFG.replace(bn_momentum=1.0), training=True, need_backward=False)
     return params, state, x, rng
 
 
@@ -107,8 +107,10 @@ def test_permutation_check_rejects_a_model_that_mixes_the_batch():
 def _maps(params, state, training):
     def f(frames):  # (T, B, C, H, W) -> (T, ...) every block's scores and maps, stacked on a new axis
         _, _, cache = model.forward(frames, params, state, CFG, training=training, need_backward=False)
-        return np.stack([np.stack([S, A]) for S, A in zip(cache.record.scores, cache.record.attention_maps)],
-                        axis=1)  # (2, depth, T, B, H, N, N)
+        return np.stack(
+            [np.stack([S, A]) for S, A in zip(cache.record.scores, cache.record.attention_maps)], axis=1
+        )  # (2, depth, T, B, H, N, N)
+
     return lambda frames: np.moveaxis(f(frames), 2, 0)  # (T, 2, depth, B, H, N, N)
 
 
@@ -130,8 +132,10 @@ def test_attention_and_mlp_blocks_are_causal_in_time(seed, t0):
     params, state, _, rng = _inputs(seed, batch=2)
     x = rng.integers(0, 3, (CFG.T, 2, CFG.num_tokens, CFG.dim)).astype(float)  # (T, B, N, D)
     for block, prefix in ((attention, "block.1.attn"), (mlp, "block.1.mlp")):
+
         def out(x, block=block, prefix=prefix):
             return block.forward(x, sub(params, prefix), sub(state, prefix), CFG, training=False)[0]
+
         check_causal(out, x, t0, rng)
 
 
@@ -154,8 +158,11 @@ def test_batchnorm_statistics_do_not_depend_on_batch_order(seed, perm):
     C = 6
     x = rng.standard_normal((3, 5, 4, C)) * rng.uniform(0.5, 3, C) + rng.standard_normal(C)  # (T, B, N, C)
     params = {"weight": rng.uniform(0.5, 1.5, C), "bias": rng.standard_normal(C)}
-    state = {"running_mean": rng.standard_normal(C), "running_var": rng.uniform(0.5, 2, C),
-             "num_batches_tracked": np.array(3)}
+    state = {
+        "running_mean": rng.standard_normal(C),
+        "running_var": rng.uniform(0.5, 2, C),
+        "num_batches_tracked": np.array(3),
+    }
 
     def stats(x):
         _, new_state, _ = bnlif.forward(x, params, state, CFG, training=True)
@@ -180,8 +187,9 @@ def test_order_check_rejects_statistics_of_the_first_sample():
     x = rng.standard_normal((3, 5, 4, 6))
 
     def first_sample_mean(x):  # a BatchNorm bug: the statistics of one sample, not of the batch
-        _, mean, var, _ = layers.batchnorm_forward_unchecked(x[:, :1], np.ones(6), np.zeros(6), np.zeros(6),
-                                                             np.ones(6), 3, True, 0.1, 1e-5)
+        _, mean, var, _ = layers.batchnorm_forward_unchecked(
+            x[:, :1], np.ones(6), np.zeros(6), np.zeros(6), np.ones(6), 3, True, 0.1, 1e-5
+        )
         return {"running_mean": mean, "running_var": var}
 
     with pytest.raises(AssertionError):
