@@ -361,3 +361,22 @@ def test_bad_dA():
 def test_bad_helper_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_unchecked_core_is_the_checked_forward_and_backward():
+    """nsad.forward_unchecked / backward_unchecked (what the attention block calls, issue 20)
+    compute exactly what the checked pair computes, in both modes."""
+    rng = np.random.default_rng(5)
+    params = nsad.init_params(3, 2.0) + 0.3 * rng.standard_normal((3, 6))
+    scores = rng.integers(0, 9, (2, 2, 3, 4, 4)).astype(np.float64)
+    dA = rng.standard_normal(scores.shape)
+    for smooth in (False, True):
+        options = dict(head_dim=8, surrogate="atan", alpha=None, rounding="floor", smooth=smooth)
+        A, cache = nsad.forward(scores, params, **options)
+        A_u, cache_u = nsad.forward_unchecked(scores, params, **options)
+        assert np.array_equal(A, A_u)
+        for g, g_u in zip(nsad.backward(dA, cache), nsad.backward_unchecked(dA, cache_u)):
+            assert np.array_equal(g, g_u)
+    # the checked forward still scans the scores; the unchecked core is for callers that know them
+    with pytest.raises(ValueError, match="integer counts"):
+        nsad.forward(scores + 0.5, params, head_dim=8)
