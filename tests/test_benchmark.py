@@ -24,7 +24,10 @@ def test_smoke_mode_prints_the_tables():
     assert out.startswith("Command: `python benchmarks/bench_model.py --smoke --threads 1`")
     assert "Machine: " in out and "Date: " in out and "GFLOP/s" in out
     rows = [line for line in out.splitlines() if line.startswith("| tiny | 2 | float32 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 13, rows
+    assert len(rows) == 2 and all(row.count("|") == 13 for row in rows), rows  # one per kernel setting
+    kernels = [line for line in out.splitlines() if line.startswith("Kernel `")]
+    assert [k.split("`")[1] for k in kernels] == ["env", "native"], kernels
+    assert all("openblas" in k and "threads" in k for k in kernels), kernels  # what threadpoolctl reports
     sweep = [line for line in out.splitlines() if line.startswith(("| 1 | 3 |", "| 2 | 3 |", "| 2 | 1 |"))]
     assert len(sweep) == 3, out
     try:
