@@ -196,9 +196,40 @@ def gemm_child(args) -> None:
     print(json.dumps({"gflops": 2 * n ** 3 / statistics.median(times) / 1e9}))
 
 
-def run_child(kind: str, threads: int, **kw) -> dict:
+# The OpenBLAS kernel: "env" runs the children with this environment as it is (this project's
+# machines set OPENBLAS_CORETYPE=Haswell, which old OpenBLAS builds needed on some CPUs);
+# "native" unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, so OpenBLAS picks the kernel a
+# user's machine picks (SkylakeX or Zen on the AMD EPYC machines, Haswell or SkylakeX on Intel).
+KERNEL_ENV_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+_BLAS_PROBE = """
+import json, numpy, threadpoolctl
+print(json.dumps([{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                  for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]))
+"""
+
+
+def child_env(threads: int, kernel: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
+    if kernel == "native":
+        for name in KERNEL_ENV_UNSET:
+            env.pop(name, None)
+    return env
+
+
+def blas_kernel(threads: int, kernel: str) -> str:
+    """What threadpoolctl reports in a child of this kernel setting: ``openblas 0.3.31 SkylakeX, 2 threads``."""
+    proc = subprocess.run([sys.executable, "-c", _BLAS_PROBE], env=child_env(threads, kernel),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "unknown (threadpoolctl not installed: pip install threadpoolctl)"
+    return "; ".join(f"{b['internal_api']} {b['version']} {b['architecture']}, {b['num_threads']} threads"
+                     for b in json.loads(proc.stdout)) or "no BLAS reported"
+
+
+def run_child(kind: str, threads: int, kernel: str = "env", **kw) -> dict:
+    env = child_env(threads, kernel)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--threads", str(threads)]
     for key, value in kw.items():
         cmd += [f"--{key}", str(value)]
@@ -219,7 +250,7 @@ def have_torch() -> bool:
     return True
 
 
-def measure(points: list[tuple], args, sides: list[str], repeat: int) -> dict:
+def measure(points: list[tuple], args, sides: list[str], repeat: int, kernel: str = "env") -> dict:
     """``repeat`` rounds; each round runs every point ``(preset, batch, dtype, T, window)``
     once per side, the sides back to back (A B A B): a burst of load hits one round of
     every point instead of every run of one point, and ratios pair neighbouring runs."""
@@ -228,7 +259,7 @@ def measure(points: list[tuple], args, sides: list[str], repeat: int) -> dict:
         for point in points:
             preset, batch, dtype, T, window = point
             for side in sides:
-                runs[point][side].append(run_child(side, args.threads, preset=preset, batch=batch,
+                runs[point][side].append(run_child(side, args.threads, kernel, preset=preset, batch=batch,
                                                    dtype=dtype, T=T, window=window, inner=args.inner))
     return runs
 
@@ -259,34 +290,18 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}; {versions}"
 
 
-def report(args, argv) -> list[str]:
+KERNEL_LABELS = {"env": "the environment as it is", "native": "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"}
+
+
+def main_table(args, sides, torch_ok, gemm, all_runs) -> list[str]:
+    """The table of one kernel: time, ratio to PyTorch, FLOP floor, memory, per (preset, batch, dtype)."""
     import ds2ta_ref
 
-    load_start = os.getloadavg()[0]
-    torch_ok = have_torch()
-    sides = ["numpy", "torch"] if torch_ok else ["numpy"]
-    lines = [
-        f"Command: `{' '.join(['python', 'benchmarks/' + os.path.basename(__file__)] + argv)}`",
-        f"Machine: {machine()}",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-        f"{args.threads} threads; one training step (forward + cross-entropy + backward), "
-        f"{args.repeat} alternated fresh-process pairs after a warm-up step; "
-        f"medians with (min .. max).",
-        "",
-    ]
-    if not torch_ok:
-        lines += ["PyTorch comparison skipped: torch is not installed (only the NumPy side is measured).", ""]
-    gemm = {dt: run_child("gemm", args.threads, dtype=dt)["gflops"] for dt in args.dtypes}
-    lines += ["Large matmul (NumPy, n = 2048): " +
-              ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in gemm.items()), ""]
-
+    lines = []
     lines += ["| preset | batch | dtype | NumPy s | PyTorch s | NumPy / PyTorch | GFLOP (conv/linear/attn) "
               "| NumPy GFLOP/s | NumPy / floor | peak MB NumPy / PyTorch | cache MB NumPy / PyTorch "
               "| page faults NumPy / PyTorch |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    main_points = [(preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
-                   for preset, batch in args.points for dt in args.dtypes]
-    all_runs = measure(main_points, args, sides, args.repeat)
     for preset, batch in args.points:
         cfg = ds2ta_ref.preset(preset)
         fl = step_flops(cfg, batch)
@@ -315,16 +330,48 @@ def report(args, argv) -> list[str]:
             lines.append("| " + " | ".join(row) + " |")
             print(lines[-1], file=sys.stderr, flush=True)
 
+    return lines
+
+
+def report(args, argv) -> list[str]:
+    import ds2ta_ref
+
+    load_start = os.getloadavg()[0]
+    torch_ok = have_torch()
+    sides = ["numpy", "torch"] if torch_ok else ["numpy"]
+    lines = [
+        f"Command: `{' '.join(['python', 'benchmarks/' + os.path.basename(__file__)] + argv)}`",
+        f"Machine: {machine()}",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"{args.threads} threads; one training step (forward + cross-entropy + backward), "
+        f"{args.repeat} alternated fresh-process pairs after a warm-up step; "
+        f"medians with (min .. max).",
+        "",
+    ]
+    if not torch_ok:
+        lines += ["PyTorch comparison skipped: torch is not installed (only the NumPy side is measured).", ""]
+    main_points = [(preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
+                   for preset, batch in args.points for dt in args.dtypes]
+    for kernel in args.kernels:
+        lines += [f"Kernel `{kernel}` ({KERNEL_LABELS[kernel]}): {blas_kernel(args.threads, kernel)}", ""]
+        # the floor of each row comes from a matmul of the same kernel, in the same run
+        gemm = {dt: run_child("gemm", args.threads, kernel, dtype=dt)["gflops"] for dt in args.dtypes}
+        lines += ["Large matmul (NumPy, n = 2048): " +
+                  ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in gemm.items()), ""]
+        lines += main_table(args, sides, torch_ok, gemm, measure(main_points, args, sides, args.repeat, kernel))
+        lines.append("")
     preset, batch, dt = args.sweep
     cfg = ds2ta_ref.preset(preset)
     T1, w1, w_last = args.Ts[0], args.windows[0], args.windows[-1]
-    lines += ["", f"Time vs T and window: `{preset}`, batch {batch}, {dt}, {args.sweep_repeat} rounds over "
+    kernel = args.kernels[-1]
+    lines += [f"Time vs T and window: `{preset}`, batch {batch}, {dt}, kernel `{kernel}`, {args.sweep_repeat} "
+              "rounds over "
               "all the points below; the last two columns are medians of ratios within a round.", "",
               f"| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = {T1} "
               f"| NumPy window {w_last} / window {w1} |",
               "|---|---|---|---|---|---|---|"]
     points = [(T, cfg.window) for T in args.Ts] + [(cfg.T, w) for w in args.windows if w != cfg.window]
-    sweep = measure([(preset, batch, dt, T, w) for T, w in points], args, sides, args.sweep_repeat)
+    sweep = measure([(preset, batch, dt, T, w) for T, w in points], args, sides, args.sweep_repeat, kernel)
     times = {(T, w): [r["time"] for r in sweep[(preset, batch, dt, T, w)]["numpy"]] for T, w in points}
     for T, w in points:
         t_np = times[(T, w)]
@@ -355,6 +402,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-repeat", type=int, default=None, help="pairs per T/window point (default --repeat)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inner", type=int, default=1, help="timed steps per process (their median)")
+    parser.add_argument("--kernels", nargs="+", choices=sorted(KERNEL_LABELS), default=["env", "native"],
+                        help="OpenBLAS kernel settings to measure, each its own table: env = the environment as "
+                             "it is, native = OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (default: env native; "
+                             "the T/window sweep runs on the last)")
     parser.add_argument("--out", help="also write the markdown table to this file")
     for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS, type=int if name in ("batch", "T", "window") else str)

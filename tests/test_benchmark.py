@@ -25,7 +25,10 @@ def test_smoke_mode_prints_the_tables():
     assert out.startswith("Command: `python benchmarks/bench_model.py --smoke --threads 1`")
     assert "Machine: " in out and "Date: " in out and "GFLOP/s" in out
     rows = [line for line in out.splitlines() if line.startswith("| tiny | 2 | float32 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 13, rows
+    assert len(rows) == 2 and all(row.count("|") == 13 for row in rows), rows  # one per kernel setting
+    kernels = [line for line in out.splitlines() if line.startswith("Kernel `")]
+    assert [k.split("`")[1] for k in kernels] == ["env", "native"], kernels
+    assert all("openblas" in k and "threads" in k for k in kernels), kernels  # what threadpoolctl reports
     sweep = [line for line in out.splitlines() if line.startswith(("| 1 | 3 |", "| 2 | 3 |", "| 2 | 1 |"))]
     assert len(sweep) == 3, out
     try:
@@ -77,3 +80,21 @@ def test_benchmark_twin_computes_the_same_model(torch, overrides):
         assert rel_error(grads[k], P[k].grad.numpy(), floor) <= 1e-9, k
     for k in St:
         assert rel_error(new_state[k], St[k].numpy()) <= 1e-12, k
+
+
+def test_main_job_smoke_names_the_machine_and_kernel():
+    """benchmarks/main_job.py prints the CPU, the BLAS kernel and threads, and a mean-and-range row."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "main_job.py"), "--smoke", "--seeds", "0", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    machine = next(line for line in proc.stdout.splitlines() if line.startswith("Machine: "))
+    assert "BLAS: openblas" in machine and "threads" in machine, machine
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| 0 | 1 |", "| 1 | 1 |", "| mean (range)"))]
+    assert len(rows) == 3, proc.stdout
+
+
+def test_main_job_refuses_repeated_seeds():
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "main_job.py"), "--seeds", "0", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "argument --seeds" in proc.stderr.strip().splitlines()[-1]

@@ -162,6 +162,9 @@ def _grad_worker(rank, world, store, inputs, cfg_fields, tmp):
                          **{k: p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None})
                 np.savez(os.path.join(tmp, f"state_{mode}.npz"),
                          **{k: v.numpy() for k, v in net.state_dict().items() if "running" in k})
+        # Leave together: a rank that tears its gloo pairs down while the other still holds
+        # them can die of SIGABRT ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
