@@ -24,13 +24,19 @@ The whole model::
     logits, state, cache = ds2ta_ref.model_forward(params, state, images, cfg, training=True)
     grads = ds2ta_ref.model_backward(dlogits, cache)
 """
-from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
-               spikformer, surrogate, tasa)
-from .config import PRESETS, ModelConfig, preset
-from .params import count_params, init_params, init_state
-from .spikformer import load_spikformer_npz
-from .model import backward as model_backward
-from .model import forward as model_forward
+from ._startup import interrupted_while_starting
+
+try:  # Ctrl-C while the command starts is one line (ds2ta_ref._startup), not a traceback
+    from . import (attention, bnlif, checkpoint, data, gradcheck, layers, lif, mlp, model, nsad, optim, params, sps,
+                   spikformer, surrogate, tasa)
+    from .config import PRESETS, ModelConfig, preset
+    from .params import count_params, init_params, init_state
+    from .spikformer import load_spikformer_npz
+    from .model import backward as model_backward
+    from .model import forward as model_forward
+except KeyboardInterrupt:
+    interrupted_while_starting()
+    raise
 
 __version__ = "0.1.0"
 

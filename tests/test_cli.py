@@ -106,7 +106,10 @@ def test_default_out_names_dataset_variant_and_seed(monkeypatch, capsys):
 def test_overwrite_replaces_the_run_and_releases_the_lock(run, capsys):
     (run / "metrics.json").write_text("[]")  # so the replaced file is recognizable
     assert main(["train", "--out", str(run), "--overwrite", "--seed", "3"] + TINY_ARGS) == 0
-    assert "--overwrite: removed the previous run's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    aside = out.split(f"from {run}/ to ")[1].split("/;")[0]  # the previous run waits there until the first checkpoint
+    assert aside.startswith(f"{run}.old-") and f"deleted the previous run from {aside}/" in out
+    assert not os.path.exists(aside) and sorted(os.listdir(run.parent)) == ["run"]
     assert sorted(os.listdir(run)) == ["checkpoint.npz", "metrics.csv", "metrics.json"]
     assert json.loads((run / "metrics.json").read_text())[0]["epoch"] == 1
     assert checkpoint.load(run / "checkpoint.npz")[1]["train_config"]["seed"] == 3
@@ -404,7 +407,7 @@ def test_metrics_are_written_atomically(run, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train_mod._write_metrics(str(run), history)
+        train_mod.write_metrics(str(run), history)
     monkeypatch.undo()
     assert snapshot(run) == before  # the old metrics intact, no temporary file left
 
