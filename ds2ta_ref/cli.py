@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "A mistake in a command (an option, a path, a file) is one line, 'ds2ta-ref: error: ...', with exit\n"
         "status 2, before any data is loaded or any file written. A diverging run ends with one such line\n"
         "and status 1; Ctrl-C with one line naming the last checkpoint and the command that resumes it,\n"
-        "and status 130."))
+        "and status 130; SIGTERM likewise, with status 143."))
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -360,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/<dataset>-<variant>-seed<seed>, e.g. runs/digits-ds2ta-seed0; "
                         "with --resume: the checkpoint's own folder)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in the output folder (default: refuse)")
+                   help="replace the run already in the output folder: it is moved aside to <out>.old-<timestamp> "
+                        "and deleted once the new run has written its first checkpoint, put back if the new run "
+                        "stops before (default: refuse)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue the run stored in this checkpoint (or folder), in its folder and with its "
                         "recorded settings: any other training option must agree with them (default: a new run)")
@@ -397,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"epochs per run (default: train's, {_by_dataset('epochs')})")
     p.add_argument("--out", default=os.path.join("runs", "ablate"), metavar="DIR",
                    help="output folder, one subfolder per data set, model and seed")
-    p.add_argument("--overwrite", action="store_true", help="replace runs already in --out (default: refuse)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace runs already in --out, each as train --overwrite does (default: refuse)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
     p.set_defaults(func=cmd_ablate)
 
