@@ -312,9 +312,8 @@ def find_moved_aside(out_dir: str) -> list[str]:
     """The folders ``<out_dir>.old-<timestamp>`` holding a previous run that ``overwrite`` moved
     aside and that is still there (its new run was killed before its first checkpoint)."""
     base = os.path.abspath(out_dir)
-    found = [p for p in sorted(glob.glob(glob.escape(base) + ASIDE + "*"))
-             if _ASIDE_NAME.search(p[len(base):]) and os.path.isdir(p) and _holds_run(p)]
-    return found
+    return [p for p in sorted(glob.glob(glob.escape(base) + ASIDE + "*"))
+            if _ASIDE_NAME.search(p[len(base):]) and os.path.isdir(p) and _holds_run(p)]
 
 
 def _aside_advice(out_dir: str, aside: str) -> str:
@@ -393,8 +392,9 @@ class RunFolder:
             return self
         out_dir = self.out_dir
         check_lock(out_dir)
-        for aside in find_moved_aside(out_dir):
-            raise RunFolderError(f"{out_dir!r} cannot take a run yet: {_aside_advice(out_dir, aside)}; "
+        waiting = find_moved_aside(out_dir)  # a previous run left aside by a killed --overwrite
+        if waiting:
+            raise RunFolderError(f"{out_dir!r} cannot take a run yet: {_aside_advice(out_dir, waiting[0])}; "
                                  f"then start again")
         existing = _holds_run(out_dir)
         if existing and not self._resuming and not self._overwrite:
@@ -431,13 +431,13 @@ class RunFolder:
                 self._log(f"--overwrite: moved the previous run's {', '.join(existing)} from {out_dir}/ to "
                           f"{self.aside}/; they are deleted once this run has written its first checkpoint")
         except BaseException:
-            self._release(failed=True)
+            self._release()
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.writes:
-            self._release(failed=exc_type is not None)
+            self._release()
 
     def _make_aside(self) -> str:
         base = os.path.abspath(self.out_dir) + ASIDE + time.strftime("%Y%m%d-%H%M%S")
@@ -450,7 +450,7 @@ class RunFolder:
                 continue
         raise RunFolderError(f"cannot find a free name {base}-N to move the previous run aside")
 
-    def _release(self, *, failed: bool) -> None:
+    def _release(self) -> None:
         """Put a previous run back if the new one never wrote a checkpoint, then unlock."""
         try:
             if self.aside is not None:
