@@ -579,9 +579,13 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
         "            raise KeyboardInterrupt\n"
         "sys.meta_path.insert(0, Interrupt())\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
-    proc = subprocess.run([sys.executable, "-m", "ds2ta_ref", "train", "--help"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "ds2ta-ref: interrupted\n", "")
+    script = tmp_path / "bin" / "ds2ta-ref"  # what pip writes for the console script ds2ta_ref.cli:main
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom ds2ta_ref.cli import main\nsys.exit(main())\n")
+    for command in (["-m", "ds2ta_ref"], [str(script)]):
+        proc = subprocess.run([sys.executable, *command, "train", "--help"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stderr, proc.stdout) == (130, "ds2ta-ref: interrupted\n", ""), command
     proc = subprocess.run([sys.executable, "-c", f"import ds2ta_ref, {module}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr  # a library import: as usual
