@@ -27,30 +27,36 @@ The whole model::
 ``ds2ta_ref.model_forward`` is :func:`ds2ta_ref.model.forward`; ``ds2ta_ref.model_backward``
 is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
-from . import (
-    attention,
-    bnlif,
-    checkpoint,
-    data,
-    gradcheck,
-    layers,
-    lif,
-    mlp,
-    model,
-    nsad,
-    optim,
-    params,
-    spikformer,
-    sps,
-    surrogate,
-    tasa,
-)
+from ._startup import interrupted_while_starting
 from ._version import __version__
-from .config import PRESETS, ModelConfig, preset
-from .model import backward_grads as model_backward  # deprecated: model.backward returns (dx, grads)
-from .model import forward as model_forward
-from .params import count_params, init_params, init_state
-from .spikformer import load_spikformer_npz
+
+try:  # Ctrl-C while the command starts is one line (ds2ta_ref._startup), not a traceback
+    from . import (
+        attention,
+        bnlif,
+        checkpoint,
+        data,
+        gradcheck,
+        layers,
+        lif,
+        mlp,
+        model,
+        nsad,
+        optim,
+        params,
+        spikformer,
+        sps,
+        surrogate,
+        tasa,
+    )
+    from .config import PRESETS, ModelConfig, preset
+    from .model import backward_grads as model_backward  # deprecated: model.backward returns (dx, grads)
+    from .model import forward as model_forward
+    from .params import count_params, init_params, init_state
+    from .spikformer import load_spikformer_npz
+except KeyboardInterrupt:
+    interrupted_while_starting()
+    raise
 
 __all__ = [
     "attention", "bnlif", "checkpoint", "data", "gradcheck", "layers", "lif", "mlp", "model", "nsad", "optim",

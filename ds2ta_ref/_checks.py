@@ -6,6 +6,12 @@ import numbers
 import numpy as np
 
 
+class NonFiniteError(ValueError):
+    """An array or number that must be finite holds NaN or infinity. A ``ValueError``, so
+    callers that catch bad input keep working; the training loop catches this class to
+    tell a divergence (a tensor overflowed) from any other bad input."""
+
+
 def as_float_array(value, name: str, *, min_ndim: int = 0, what: str = "") -> np.ndarray:
     """``value`` as a float32/float64 array (integers and booleans become float64).
 
@@ -24,7 +30,7 @@ def as_float_array(value, name: str, *, min_ndim: int = 0, what: str = "") -> np
             f"{name} must have at least {min_ndim} axes{what}, got shape {arr.shape}"
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, but it contains NaN or infinity")
+        raise NonFiniteError(f"{name} must be finite, but it contains NaN or infinity")
     return arr
 
 
@@ -42,7 +48,7 @@ def check_finite_scalar(value, name: str, *, minimum: float | None = None, stric
         raise ValueError(f"{name} must be a scalar, got shape {value.shape}")
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise NonFiniteError(f"{name} must be finite, got {value!r}")
     if minimum is not None:
         if strict and value <= minimum:
             raise ValueError(f"{name} must be > {minimum}, got {value!r}")

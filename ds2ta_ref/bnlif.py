@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import layers, lif, surrogate
+from ._checks import NonFiniteError
 from .config import ModelConfig
 from .names import checked_block_inputs
 
@@ -92,7 +93,7 @@ def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_
     # only stops the neuron firing). One float64 sum is finite exactly when y is, for the cost
     # of a single reduction pass; it catches an overflow upstream (a diverging run).
     if not np.isfinite(np.add.reduce(y, axis=None, dtype=np.float64)):
-        raise ValueError("the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
+        raise NonFiniteError("the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
                          "a value overflowed upstream")
     new_state = {"running_mean": mean, "running_var": var}
     if "num_batches_tracked" in state:

@@ -1,31 +1,46 @@
 """The ``ds2ta-ref`` command line (also ``python -m ds2ta_ref``).
 
-Subcommands: ``train`` (the main job), ``evaluate``, ``ablate`` and ``gradcheck``.
+Subcommands: ``train`` (the main job), ``evaluate``, ``ablate`` and ``gradcheck``;
+``golden`` and ``compare`` (reference tensors for other implementations, :mod:`ds2ta_ref.golden`).
+The work is done by the run library (:mod:`ds2ta_ref.recipe`, :mod:`ds2ta_ref.runs`,
+:mod:`ds2ta_ref.train`, :mod:`ds2ta_ref.ablation`); this module turns options into
+its calls and its errors into one line.
 
 Every mistake in what is asked (an option, a path, a file) ends the command
 with one line on stderr, ``ds2ta-ref: error: ...``, naming the option or file
 and what was expected, and exit status 2, before any data is loaded or any
-file written. A run that diverges ends with one such line and status 1;
-Ctrl-C with one line naming the last checkpoint and the command that resumes
-it, and status 130. Anything else is a bug and keeps its traceback.
+file written. A run that diverges ends with one such line and status 1.
+Ctrl-C ends with one line naming the last checkpoint and the command that
+resumes it, and status 130; SIGTERM (``kill``, a batch scheduler) the same
+line, saying "terminated", and status 143 (128 + 15, as a shell reports a
+process ended by SIGTERM). Ctrl-C while the command is still starting
+(importing) is the one line ``ds2ta-ref: interrupted`` and status 130.
+Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-import argparse
-import functools
-import os
-import sys
-import time
+from ._startup import interrupted_while_starting
 
-import numpy as np
+try:  # Ctrl-C while these load (a second or so) is one line, not a traceback
+    import argparse
+    import functools
+    import os
+    import signal
+    import sys
+    import threading
+    import time
 
-from . import checkpoint, gradcheck, model
-from ._version import __version__
-from .config import PRESETS, parse_overrides
-from .energy import format_table
-from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
-                    TrainingError, build_data, check_data_files, check_data_matches, default_out, evaluate, load_run,
-                    resume_conflicts, train, variant_name)
+    from . import ablation, checkpoint, gradcheck, model
+    from ._version import __version__
+    from .config import PRESETS, parse_overrides
+    from .energy import format_table
+    from .recipe import (DATASET_DEFAULTS, ConfigError, TrainConfig, build_data, check_data_files,
+                         check_data_matches, default_out, variant_name)
+    from .runs import CHECKPOINT, ResumeConflictError, RunFolderError, TrainingError, plan_resume
+    from .train import evaluate, load_run, train
+except KeyboardInterrupt:  # pragma: no cover - timing-dependent; tested through __init__'s guard
+    interrupted_while_starting()
+    raise
 
 PROG = "ds2ta-ref"
 USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError)
@@ -55,7 +70,8 @@ TRAIN_FIELDS = ("dataset", "preset", "tasa", "nsad", "model", "epochs", "batch_s
 
 def option(field: str) -> str:
     """The command-line option of a ``TrainConfig`` field."""
-    return {"tasa": "--no-tasa", "nsad": "--no-nsad", "model": "--set"}.get(field, "--" + field.replace("_", "-"))
+    return {"tasa": "--no-tasa", "nsad": "--no-nsad", "model": "--set", "out_dir": "--out"}.get(
+        field, "--" + field.replace("_", "-"))
 
 
 def _given(args) -> dict:
@@ -75,62 +91,85 @@ def _config_error(exc: ConfigError, names=None) -> UsageError:
     return UsageError(f"argument {flag}: {exc.problem}")
 
 
-def _interrupted(out: str | None, epochs: int | None) -> int:
-    """After Ctrl-C: one line naming the last checkpoint and the command that
-    resumes it (with ``--add-epochs`` if an extension had not saved an epoch yet)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by :func:`main`'s handler so that a run stops as on
+    Ctrl-C (its lock released, an ``--overwrite``'s previous run put back); exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _stopped(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The word and exit status of a stop: Ctrl-C (130) or SIGTERM (143)."""
+    return ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+
+
+def _interrupted(exc: KeyboardInterrupt, out: str | None, epochs: int | None, before=None) -> int:
+    """After Ctrl-C or SIGTERM: one line naming the last checkpoint and the command that
+    resumes it (with ``--add-epochs`` if an extension had not saved an epoch yet). ``before``:
+    the identity of the checkpoint in ``out`` when a new run started (see :func:`_identity`);
+    the same file still there means this run wrote none (an ``--overwrite``'s previous run is back)."""
+    word, code = _stopped(exc)
     path = os.path.join(out or ".", CHECKPOINT)
+    if before is not None and _identity(path) == before:
+        print(f"{PROG}: {word} before this run's first checkpoint; the previous run in {out} is as it was "
+              f"(--overwrite replaces it only once the new run has written a checkpoint)", file=sys.stderr)
+        return code
     try:
         _, meta = checkpoint.load(path, verify=False)
         done, total = int(meta["epoch"]), int(meta["train_config"]["epochs"])
     except (ValueError, KeyError, TypeError):
-        print(f"{PROG}: interrupted before the first checkpoint was written; nothing to resume", file=sys.stderr)
-        return 130
+        print(f"{PROG}: {word} before the first checkpoint was written; nothing to resume", file=sys.stderr)
+        return code
     more = f" --add-epochs {epochs - total}" if epochs is not None and epochs > total else ""
-    print(f"{PROG}: interrupted; the last checkpoint is {path} (epoch {done} of {total}); continue with: "
+    print(f"{PROG}: {word}; the last checkpoint is {path} (epoch {done} of {total}); continue with: "
           f"{PROG} train --resume {path}{more}", file=sys.stderr)
-    return 130
+    return code
+
+
+def _identity(path: str):
+    """``(device, inode, size, mtime)`` of a file, or None: what tells a checkpoint put back from a new one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def cmd_train(args) -> int:
     given = _given(args)
     if args.resume is None:
-        if args.add_epochs is not None:
-            raise UsageError("argument --add-epochs: extends the run given by --resume, so it needs --resume")
+        plan_resume(None, add_epochs=args.add_epochs or 0)  # --add-epochs needs --resume
         try:
             tc = TrainConfig(**given)
         except ConfigError as exc:
             raise _config_error(exc) from None
         out, resume, epochs = args.out or default_out(tc), None, tc.epochs
+        recorded = tc
     else:
-        if args.overwrite:
-            raise UsageError("argument --overwrite: not allowed with --resume, which continues a run in its own "
-                             "folder")
         if args.add_epochs is not None and args.add_epochs < 1:
             raise UsageError(f"argument --add-epochs: must be an integer >= 1, got {args.add_epochs}")
-        resume = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
-        recorded, _, _, _, _, meta = load_run(resume)
-        conflicts = resume_conflicts(recorded, given)
-        if conflicts:
+        try:
+            plan = plan_resume(args.resume, given=given, add_epochs=args.add_epochs or 0, out_dir=args.out,
+                               overwrite=args.overwrite)
+        except ResumeConflictError as exc:
             listed = "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
-                               for f, old, new in conflicts)
-            hint = "; to train more epochs use --add-epochs N" if any(f == "epochs" for f, _, _ in conflicts) else ""
-            raise UsageError(f"--resume continues {resume} with its recorded settings, which these options "
-                             f"contradict: {listed}{hint}")
-        folder = os.path.dirname(os.path.abspath(resume))
-        if args.out is not None and os.path.abspath(args.out) != folder:
-            raise UsageError(f"argument --out: a resumed run continues in its checkpoint's folder {folder}, "
-                             f"not in {args.out}; leave out --out")
-        done, total = int(meta["epoch"]), recorded.epochs
-        if done >= total and not args.add_epochs:
-            last = meta["history"][-1] if meta["history"] else None
+                               for f, old, new in exc.conflicts)
+            hint = "; to train more epochs use --add-epochs N" if any(f == "epochs" for f, *_ in exc.conflicts) else ""
+            raise UsageError(f"--resume continues {_resolved(args.resume)} with its recorded settings, which "
+                             f"these options contradict: {listed}{hint}") from None
+        resume, recorded = plan.checkpoint, plan.recorded
+        if plan.finished:
+            last = plan.history[-1] if plan.history else None
             acc = f", final test accuracy {100 * last['test_acc']:.2f}%" if last else ""
-            print(f"{resume} is a finished run ({done} of {total} epochs{acc}); nothing to do. To train more "
-                  f"epochs: {PROG} train --resume {resume} --add-epochs N")
+            print(f"{resume} is a finished run ({plan.start_epoch} of {plan.tc.epochs} epochs{acc}); nothing to do. "
+                  f"To train more epochs: {PROG} train --resume {resume} --add-epochs N")
             return 0
         out = os.path.dirname(resume) or "."  # for messages, as the user wrote it
-        tc, epochs = None, total + (args.add_epochs or 0)
+        tc, epochs = None, plan.tc.epochs
     try:
-        check_data_files(tc or recorded)
+        check_data_files(recorded)
     except ConfigError as exc:
         raise _config_error(exc) from None
     run = train
@@ -143,14 +182,15 @@ def cmd_train(args) -> int:
         run = functools.partial(train_torch, device=args.device, sync_bn=args.sync_bn)
     elif args.device != "cpu" or args.sync_bn:
         raise UsageError("arguments --device and --sync-bn: need --backend torch")
+    before = _identity(os.path.join(out, CHECKPOINT)) if resume is None else None
     t0 = time.perf_counter()
     try:
         result = run(tc, out if resume is None else None, resume=resume,
                      add_epochs=args.add_epochs or 0, overwrite=args.overwrite, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) != 0:
             return 0  # under torchrun, rank 0 alone reports
-    except KeyboardInterrupt:
-        return _interrupted(out, epochs)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, out, epochs, before)
     except TrainingError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
@@ -163,6 +203,10 @@ def cmd_train(args) -> int:
     print(f"final test accuracy: {100 * last['test_acc']:.2f}% after {last['epoch']} epochs "
           f"({time.perf_counter() - t0:.0f} s); parameters: {model.count_params(result.params):,}")
     return 0
+
+
+def _resolved(resume: str) -> str:
+    return os.path.join(resume, CHECKPOINT) if os.path.isdir(resume) else resume
 
 
 def _show(field: str, value) -> str:
@@ -200,53 +244,26 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------- ablate
 def cmd_ablate(args) -> int:
-    plan = []  # (dataset, variant, seed, TrainConfig, folder), all checked before the first run
-    for dataset in args.datasets:
-        for name, (tasa_on, nsad_on) in VARIANTS.items():
-            for seed in args.seeds:
-                try:
-                    tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs)
-                except ConfigError as exc:
-                    raise _config_error(exc, {"seed": "--seeds", "dataset": "--datasets"}) from None
-                plan.append((dataset, name, seed, tc, os.path.join(args.out, dataset, name.replace(" ", "_"),
-                                                                   f"seed{seed}")))
-    taken = [out for *_, out in plan if os.path.exists(os.path.join(out, CHECKPOINT))]
+    try:  # every run checked before the first
+        runs = ablation.plan(args.datasets, args.seeds, args.epochs, args.out)
+    except ConfigError as exc:
+        raise _config_error(exc, {"seed": "--seeds", "dataset": "--datasets"}) from None
+    taken = ablation.taken(runs)
     if taken and not args.overwrite:
-        raise UsageError(f"argument --out: {args.out} already holds {len(taken)} of the {len(plan)} runs "
+        raise UsageError(f"argument --out: {args.out} already holds {len(taken)} of the {len(runs)} runs "
                          f"(e.g. {taken[0]}); choose another --out or pass --overwrite to replace them")
-    results = {}  # (variant, dataset) -> [accuracy per seed]
-    energy = {}  # (variant, dataset) -> [list of BlockEnergy per seed]
-    for dataset, name, seed, tc, out in plan:
-        print(f"--- {dataset}: {name}, seed {seed}")
+    results = ablation.results_for(runs)
+    for r in runs:
+        before = _identity(os.path.join(r.out, CHECKPOINT))
         try:
-            result = train(tc, out, overwrite=args.overwrite, progress=not args.no_progress)
-        except KeyboardInterrupt:
-            return _interrupted(out, tc.epochs)
+            ablation.run_one(r, results, overwrite=args.overwrite, progress=not args.no_progress)
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc, r.out, r.tc.epochs, before)
         except TrainingError as exc:
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
-        ds = build_data(tc)
-        ev = evaluate(result.params, result.state, result.cfg, ds.test_x, ds.test_y)
-        results.setdefault((name, dataset), []).append(ev.accuracy)
-        energy.setdefault((name, dataset), []).append(ev.energy)
-    print(f"\ntest accuracy (%), mean ± std over seeds {list(args.seeds)} (paper Table 4 form):")
-    print("model | " + " | ".join(args.datasets))
-    print("|".join(["---"] * (1 + len(args.datasets))))
-    for name in VARIANTS:
-        cells = []
-        for dataset in args.datasets:
-            acc = 100 * np.array(results[(name, dataset)])
-            cells.append(f"{acc.mean():.2f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.2f}")
-        print(f"{name} | " + " | ".join(cells))
-    for dataset in args.datasets:
-        print(f"\n{dataset}: attention-map sparsity and energy per sample, mean over seeds (paper Table 3 form):")
-        rows = {}
-        for name in VARIANTS:
-            per_seed = energy[(name, dataset)]
-            rows[name] = [per_seed[0][b]._replace(sparsity=float(np.mean([s[b].sparsity for s in per_seed])),
-                                                  energy_pj=float(np.mean([s[b].energy_pj for s in per_seed])))
-                          for b in range(len(per_seed[0]))]
-        print(format_table(rows))
+    print("\n" + ablation.accuracy_table(results))
+    print("\n" + ablation.energy_tables(results))
     return 0
 
 
@@ -330,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "A mistake in a command (an option, a path, a file) is one line, 'ds2ta-ref: error: ...', with exit\n"
         "status 2, before any data is loaded or any file written. A diverging run ends with one such line\n"
         "and status 1; Ctrl-C with one line naming the last checkpoint and the command that resumes it,\n"
-        "and status 130."))
+        "and status 130; SIGTERM likewise, with status 143."))
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -344,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/<dataset>-<variant>-seed<seed>, e.g. runs/digits-ds2ta-seed0; "
                         "with --resume: the checkpoint's own folder)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in the output folder (default: refuse)")
+                   help="replace the run already in the output folder: it is moved aside to <out>.old-<timestamp> "
+                        "and deleted once the new run has written its first checkpoint, put back if the new run "
+                        "stops before (default: refuse)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue the run stored in this checkpoint (or folder), in its folder and with its "
                         "recorded settings: any other training option must agree with them (default: a new run)")
@@ -381,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"epochs per run (default: train's, {_by_dataset('epochs')})")
     p.add_argument("--out", default=os.path.join("runs", "ablate"), metavar="DIR",
                    help="output folder, one subfolder per data set, model and seed")
-    p.add_argument("--overwrite", action="store_true", help="replace runs already in --out (default: refuse)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace runs already in --out, each as train --overwrite does (default: refuse)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: show one)")
     p.set_defaults(func=cmd_ablate)
 
@@ -400,17 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (2 after a one-line error)."""
+    """Run the command line; returns the exit status (2 after a one-line error; 130 after
+    Ctrl-C, 143 after SIGTERM, which is handled as Ctrl-C while ``main`` runs)."""
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except UsageError as exc:
         message = str(exc)
     except USER_ERRORS as exc:  # raised before any work: bad settings, folder or checkpoint
         message = str(_config_error(exc)) if isinstance(exc, ConfigError) else str(exc)
-    except KeyboardInterrupt:  # outside a run (a run's own handler names its checkpoint)
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # outside a run (a run's own handler names its checkpoint)
+        word, code = _stopped(exc)
+        print(f"{PROG}: {word}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
     return 2
 

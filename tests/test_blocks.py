@@ -142,18 +142,18 @@ def test_frozen_tau_gets_no_gradient_and_never_changes():
 
 def test_frozen_u_gets_zero_gradient_and_never_changes_while_a_to_e_learn():
     """``frozen_u``: u (column 5 of every ``nsad``) has gradient exactly 0, so AdamW, which
-    puts no weight decay on NSAD parameters (``train._no_decay``), leaves it bit for bit."""
-    from ds2ta_ref import train
+    puts no weight decay on NSAD parameters (``recipe.no_decay``), leaves it bit for bit."""
+    from ds2ta_ref import recipe
 
     cfg = CFG.replace(frozen_u=True)
     params, state, x = firing_model_inputs(cfg, np.random.default_rng(6), gain=25.0)
     y = np.array([0, 1])
     before = {k: params[k].copy() for k in params if k.endswith(".nsad")}
-    assert len(before) == cfg.depth and all(train._no_decay(k, v.shape) for k, v in before.items())
+    assert len(before) == cfg.depth and all(recipe.no_decay(k, v.shape) for k, v in before.items())
     names = model.trainable(cfg)
     assert set(before) <= set(names)  # the a .. e columns are trained
     opt = optim.AdamW({n: params[n] for n in names}, lr=0.1, weight_decay=0.5,
-                      no_decay=lambda n: train._no_decay(n, params[n].shape))
+                      no_decay=lambda n: recipe.no_decay(n, params[n].shape))
     for _ in range(3):
         logits, state, cache = model.forward(x, params, state, cfg, training=True)
         _, dlogits = ds2ta_ref.layers.cross_entropy(logits, y)

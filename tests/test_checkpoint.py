@@ -273,6 +273,7 @@ import pickle  # noqa: E402
 from ds2ta_ref import load_spikformer_npz, preset  # noqa: E402
 from ds2ta_ref import train as train_mod  # noqa: E402
 from ds2ta_ref.params import init_params, init_state  # noqa: E402
+from ds2ta_ref.runs import save_checkpoint  # noqa: E402
 
 TINY = preset("tiny")
 COUNTER = "patch_embed.proj_bn.num_batches_tracked"
@@ -289,9 +290,9 @@ def training_checkpoint(path, change=None):
     """A checkpoint as ``train`` writes it (initial parameters, no training), arrays changed by ``change``."""
     tc = train_mod.TrainConfig()
     params = init_params(TINY, np.random.default_rng(0), dtype=np.float32)
-    opt = train_mod._optimizer(params, TINY, tc)
-    train_mod._save(path, tc, TINY, params, init_state(TINY, dtype=np.float32), opt, np.random.default_rng(1),
-                    0, 0, [])
+    opt = train_mod.make_optimizer(params, TINY, tc)
+    save_checkpoint(path, tc, TINY, params, init_state(TINY, dtype=np.float32), opt.state_dict(),
+                    np.random.default_rng(1), 0, 0, [])
     if change:
         arrays, meta = load(path)
         arrays.update(change)

@@ -106,7 +106,10 @@ def test_default_out_names_dataset_variant_and_seed(monkeypatch, capsys):
 def test_overwrite_replaces_the_run_and_releases_the_lock(run, capsys):
     (run / "metrics.json").write_text("[]")  # so the replaced file is recognizable
     assert main(["train", "--out", str(run), "--overwrite", "--seed", "3"] + TINY_ARGS) == 0
-    assert "--overwrite: removed the previous run's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    aside = out.split(f"from {run}/ to ")[1].split("/;")[0]  # the previous run waits there until the first checkpoint
+    assert aside.startswith(f"{run}.old-") and f"deleted the previous run from {aside}/" in out
+    assert not os.path.exists(aside) and sorted(os.listdir(run.parent)) == ["run"]
     assert sorted(os.listdir(run)) == ["checkpoint.npz", "metrics.csv", "metrics.json"]
     assert json.loads((run / "metrics.json").read_text())[0]["epoch"] == 1
     assert checkpoint.load(run / "checkpoint.npz")[1]["train_config"]["seed"] == 3
@@ -134,15 +137,33 @@ def test_a_lock_held_by_a_live_process_blocks_a_second_run(tmp_path, capsys, no_
         other.wait()
 
 
-def test_a_stale_lock_is_reported_and_never_taken(run, capsys, no_data):
+def dead_pid():
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    write_lock(run, dead.pid)
+    return dead.pid
+
+
+def test_a_stale_lock_is_reported_and_never_taken(run, capsys, no_data):
+    pid = dead_pid()
+    lock = write_lock(run, pid)
     before = snapshot(run)
     assert main(["train", "--resume", str(run / "checkpoint.npz"), "--add-epochs", "1"]) == 2
     line = error_line(capsys.readouterr().err)
-    assert "stale lock" in line and f"process {dead.pid}" in line and "no longer running" in line
+    assert "stale lock" in line and f"process {pid}" in line and "no longer running" in line
+    # it says truthfully what the folder holds, and the command that clears the lock
+    assert f"holds a checkpoint at epoch 1 of 1, digits, seed 0 ({run / 'checkpoint.npz'})" in line
+    assert f"clear the lock with: rm {lock}" in line
     assert snapshot(run) == before
+
+
+def test_a_stale_lock_without_a_checkpoint_says_so(tmp_path, capsys):
+    lock = write_lock(tmp_path / "run", dead_pid())  # a run killed before its first checkpoint
+    assert main(["train", "--out", str(tmp_path / "run")] + TINY_ARGS) == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"holds no checkpoint ({tmp_path / 'run' / 'checkpoint.npz'} does not exist)" in line
+    assert "holds a checkpoint" not in line and f"clear the lock with: rm {lock}" in line
+    subprocess.run(line.split("clear the lock with: ")[1].split(";")[0], shell=True, check=True)  # as told
+    assert main(["train", "--out", str(tmp_path / "run")] + TINY_ARGS) == 0
 
 
 def test_an_unwritable_out_fails_before_the_data(tmp_path, capsys, no_data):
@@ -404,7 +425,7 @@ def test_metrics_are_written_atomically(run, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train_mod._write_metrics(str(run), history)
+        train_mod.write_metrics(str(run), history)
     monkeypatch.undo()
     assert snapshot(run) == before  # the old metrics intact, no temporary file left
 
@@ -441,6 +462,133 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(run):
         assert err == (f"ds2ta-ref: interrupted; the last checkpoint is run/checkpoint.npz (epoch "
                        f"{meta['epoch']} of 101); continue with: ds2ta-ref train --resume run/checkpoint.npz\n")
     assert not (run / "run.lock").exists()
+
+
+def _child(argv, cwd):
+    """``python -m ds2ta_ref ARGV`` in ``cwd``, its SIGINT at the default (see ``_default_sigint``)."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ds2ta_ref", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+
+
+def _signal_once(child, prefix, sig):
+    """Wait for a stdout line starting with ``prefix``, send ``sig``; returns ``(stdout, stderr)``."""
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith(prefix)):
+            lines.append(child.stdout.readline())
+            assert lines[-1], ("".join(lines), child.stderr.read())
+        child.send_signal(sig)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return "".join(lines) + out, err
+
+
+def test_sigterm_is_ctrl_c_with_status_143(run):
+    """SIGTERM (kill, a batch scheduler) ends a run as Ctrl-C does: one line, the resume
+    command, the lock released; status 143."""
+    child = _child(["train", "--resume", "run", "--add-epochs", "100", "--no-progress"], run.parent)
+    _, err = _signal_once(child, "resuming run/checkpoint.npz", signal.SIGTERM)
+    assert child.returncode == 143, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("ds2ta-ref: terminated; the last checkpoint is run/checkpoint.npz (epoch ")
+    assert "continue with: ds2ta-ref train --resume run/checkpoint.npz" in err
+    assert not (run / "run.lock").exists()
+
+
+# A run whose first epoch lasts seconds (all 1438 digits in batches of 8): a signal sent when
+# it logs "training ..." arrives before its first checkpoint.
+LONG_EPOCH = ["--epochs", "3", "--batch-size", "8", "--no-progress"]
+
+
+@pytest.mark.parametrize("sig,word,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "terminated", 143)])
+def test_overwrite_stopped_in_epoch_1_puts_the_previous_run_back(run, sig, word, code):
+    before = snapshot(run)
+    child = _child(["train", "--out", "run", "--overwrite"] + LONG_EPOCH, run.parent)
+    out, err = _signal_once(child, "training ", sig)
+    assert child.returncode == code, err
+    assert f"--overwrite: moved the previous run's checkpoint.npz, metrics.csv, metrics.json from run/ to " \
+           f"{run}.old-" in out
+    assert err == (f"ds2ta-ref: {word} before this run's first checkpoint; the previous run in run is as it was "
+                   f"(--overwrite replaces it only once the new run has written a checkpoint)\n")
+    assert snapshot(run) == before  # the same bytes, no lock
+    assert sorted(os.listdir(run.parent)) == ["run"]  # nothing left aside
+
+
+def test_overwrite_killed_in_epoch_1_keeps_the_previous_run_and_says_where(run, capsys):
+    before = snapshot(run)
+    child = _child(["train", "--out", "run", "--overwrite"] + LONG_EPOCH, run.parent)
+    out, _ = _signal_once(child, "training ", signal.SIGKILL)
+    aside = out.split("from run/ to ")[1].split("/;")[0]
+    assert aside.startswith(f"{run}.old-") and snapshot(run.parent / os.path.basename(aside)) == before
+    # the next start names the stale lock, that no checkpoint was written, and where the previous run is
+    assert main(["train", "--out", str(run), "--overwrite"] + TINY_ARGS) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "stale lock" in line and "holds no checkpoint" in line
+    assert f"the previous run that --overwrite moved aside is in {aside}" in line
+    os.unlink(run / "run.lock")
+    # with the lock cleared, still no start until the previous run is put back or deleted
+    assert main(["train", "--out", str(run), "--overwrite"] + TINY_ARGS) == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"moved aside is in {aside} (the new run never wrote a checkpoint): put it back with: mv " in line
+    command = line.split("put it back with: ")[1].split("; or delete it")[0]
+    subprocess.run(command, shell=True, check=True)  # the command it gives
+    assert snapshot(run) == before and sorted(os.listdir(run.parent)) == ["run"]
+
+
+def test_overwrite_with_a_diverging_run_keeps_the_previous_run(run, capsys):
+    before = snapshot(run)
+    assert main(["train", "--out", str(run), "--overwrite", "--lr", "1e30"] + TINY_ARGS) == 1
+    captured = capsys.readouterr()
+    line = error_line(captured.err)
+    assert "training diverged at epoch 1" in line and "no checkpoint was written" in line
+    assert f"the previous run (moved aside by --overwrite) is put back in {run}" in line
+    assert "the previous run is back" in captured.out
+    assert snapshot(run) == before and sorted(os.listdir(run.parent)) == ["run"]
+
+
+def test_overwrite_with_bad_data_keeps_the_previous_run(run, tmp_path):
+    """A CIFAR file with a label byte of 200: whatever catches it, the previous run stays."""
+    folder = tmp_path / "cifar" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = np.concatenate([rng.integers(0, 10, (2, 1)), rng.integers(0, 256, (2, 3072))], axis=1)
+        records[:, 0] = 200
+        records.astype(np.uint8).tofile(folder / name)
+    before = snapshot(run)
+    tc = TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "cifar"), epochs=1, batch_size=4)
+    with pytest.raises(Exception):
+        train(tc, str(run), overwrite=True, progress=False, log=quiet)
+    assert snapshot(run) == before and sorted(os.listdir(run.parent)) == ["cifar", "run"]
+
+
+@pytest.mark.parametrize("module", ["ds2ta_ref.model", "ds2ta_ref.train"])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
+    """Ctrl-C while ``python -m ds2ta_ref`` imports (the package's modules, then the command
+    line's): one line and status 130. The interrupt is raised at the import of ``module`` by a
+    ``sitecustomize`` finder; the same interrupt in someone else's ``import ds2ta_ref`` goes on."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
+    script = tmp_path / "bin" / "ds2ta-ref"  # what pip writes for the console script ds2ta_ref.cli:main
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom ds2ta_ref.cli import main\nsys.exit(main())\n")
+    for command in (["-m", "ds2ta_ref"], [str(script)]):
+        proc = subprocess.run([sys.executable, *command, "train", "--help"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stderr, proc.stdout) == (130, "ds2ta-ref: interrupted\n", ""), command
+    proc = subprocess.run([sys.executable, "-c", f"import ds2ta_ref, {module}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr  # a library import: as usual
 
 
 # --------------------------------------------------------------------------- evaluate

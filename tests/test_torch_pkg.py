@@ -471,3 +471,83 @@ def test_seed_none_starts_nsad_as_numpy_does_not_at_zero(dt, torch):
     torch.manual_seed(0)
     _, record = net.train()(torch.rand(4, cfg.in_channels, cfg.img_size, cfg.img_size) * 4, record=True)
     assert int(record.zeros.sum()) < sum(record.entries), record
+
+
+# ------------------------------------------------------------------ one run library for both backends (issue 20)
+@pytest.fixture(scope="module")
+def finished_tiny(dt, tmp_path_factory):
+    from ds2ta_ref.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train(TrainConfig(epochs=1, train_subset=6, test_subset=6, batch_size=6), str(out), **_quiet())
+    return out
+
+
+@pytest.mark.parametrize("add_epochs", [np.int64(1), 1, np.int32(0), -1, 1.5, True, "1", np.float64(1.0),
+                                        np.int64(-2)])
+def test_both_trainers_accept_and_refuse_the_same_add_epochs(dt, finished_tiny, tmp_path, add_epochs):
+    """The resume rules are one function (ds2ta_ref.runs.plan_resume): NumPy integers are integers
+    to both trainers, and both refuse the same values with the same message."""
+    from ds2ta_ref.train import train
+    from ds2ta_ref.torch.train import train_torch
+
+    outcomes = []
+    for name, fn in (("numpy", train), ("torch", train_torch)):
+        shutil.copytree(finished_tiny, tmp_path / name)
+        try:
+            result = fn(None, resume=str(tmp_path / name), add_epochs=add_epochs, **_quiet())
+            outcomes.append(("trained", result.trained_epochs, len(result.history)))
+        except ValueError as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    assert outcomes[0] == outcomes[1], outcomes
+    valid = not isinstance(add_epochs, (bool, str, float)) and add_epochs >= 0
+    assert outcomes[0][0] == ("trained" if valid else "ConfigError")
+    if valid:
+        assert outcomes[0][1:] == (int(add_epochs), 1 + int(add_epochs))
+    else:
+        assert outcomes[0][1] == f"add_epochs must be an integer >= 0, got {add_epochs!r}"
+
+
+def test_torch_trainer_reaches_no_private_helper_and_no_circle(dt):
+    """torch/train.py uses the run library's public names only and does not import
+    torch/distributed.py (which imports it): no circle."""
+    import ast
+    import os
+
+    import ds2ta_ref.torch.train as torch_train
+
+    tree = ast.parse(open(torch_train.__file__).read())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module != "distributed" and not any(a.name == "distributed" for a in node.names)
+            if node.level:  # the package's own modules: no private name imported
+                assert not [a.name for a in node.names if a.name.startswith("_")], ast.dump(node)
+                modules.update(a.asname or a.name for a in node.names)
+    reached = [f"{n.value.id}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+               and isinstance(n.value, ast.Name) and n.value.id in modules and n.attr.startswith("_")]
+    assert reached == []
+    code = ("import sys, ds2ta_ref.torch.train; "
+            "assert 'ds2ta_ref.torch.distributed' not in sys.modules, 'train imports distributed'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_convert_sync_batchnorm_native_is_pytorchs_syncbatchnorm_on_the_same_tensors(dt, torch):
+    """On CUDA (``native=None`` there, forced here on the CPU) the conversion puts PyTorch's own
+    SyncBatchNorm in place, on the same parameters and buffers; in eval mode it is plain BatchNorm."""
+    from ds2ta_ref.torch.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
+
+    net = dt.from_numpy(*firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)[:2], SMALL).eval()
+    before, buffers = dict(net.named_parameters()), dict(net.named_buffers())
+    x = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = net(x)
+    convert_sync_batchnorm(net, native=True)
+    assert type(net.patch_embed.proj_bn) is torch.nn.SyncBatchNorm
+    assert type(net.block[0].mlp.fc1_bn) is torch.nn.SyncBatchNorm
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in net.modules())
+    assert all(p is before[k] for k, p in net.named_parameters()) and set(before) == set(dict(net.named_parameters()))
+    assert all(b is buffers[k] for k, b in net.named_buffers())
+    assert torch.equal(net(x), expected)
+    cpu = dt.from_numpy(*firing_model_inputs(SMALL, np.random.default_rng(3), gain=25.0)[:2], SMALL)
+    convert_sync_batchnorm(cpu)  # the default on the CPU: the package's own
+    assert type(cpu.patch_embed.proj_bn) is SyncBatchNorm2d

@@ -12,8 +12,8 @@ combined batch?" for ``world_size`` processes, each holding the shard
   so the averaged gradient equals the *mean of the single-process gradients of
   the shards* (round-off), and differs from the combined batch's gradient by
   what the batch statistics of a smaller batch change (reported, not zero);
-* with synchronized BatchNorm (:func:`convert_sync_batchnorm`, ``sync_bn=True``
-  in ``train_torch``), the statistics are those of the combined batch and the
+* with synchronized BatchNorm (:func:`ds2ta_ref.torch.syncbn.convert_sync_batchnorm`,
+  ``sync_bn=True`` in ``train_torch``), the statistics are those of the combined batch and the
   averaged gradient equals the combined batch's gradient again (round-off).
 
 :func:`train_processes` runs :func:`~ds2ta_ref.torch.train.train_torch` in
@@ -32,95 +32,18 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import ModelConfig
 from ..gradcheck import firing_model_inputs, rel_error, small_model_config
+from ..recipe import TrainConfig
 from .model import from_numpy
+from .syncbn import SyncBatchNorm1d, SyncBatchNorm2d, convert_sync_batchnorm
+from .train import train_torch
 
+# SyncBatchNorm1d, SyncBatchNorm2d and convert_sync_batchnorm live in ds2ta_ref.torch.syncbn;
+# they are importable from here too, where they were first.
 __all__ = ["gradient_check", "train_processes", "free_port", "SyncBatchNorm1d", "SyncBatchNorm2d",
            "convert_sync_batchnorm"]
-
-
-# --------------------------------------------------------------------------- synchronized BatchNorm
-class _AllReduceSum(torch.autograd.Function):
-    """``y = sum over processes of x`` on every process; backward: the same sum of the gradients
-    (each process's ``x`` reaches every process's ``y``)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = x.clone()
-        dist.all_reduce(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def all_reduce(x: torch.Tensor) -> torch.Tensor:
-    """Differentiable sum of ``x`` over the processes of the default group."""
-    return _AllReduceSum.apply(x)
-
-
-class _SyncBatchNorm:
-    """Training-mode BatchNorm over the batch of every process (any device, any backend, gloo included).
-
-    The statistics are those of the combined batch, computed in two passes
-    (``mean = sum x / n``, then ``var = sum (x - mean)^2 / n``, both summed over
-    the processes with a differentiable :func:`all_reduce`, so autograd carries
-    each process's share of the gradient through the statistics to the others); the running statistics are
-    updated as ``torch.nn.BatchNorm`` does (unbiased variance). Outside training,
-    or without a process group of two or more, it is the plain BatchNorm.
-    Parameter and buffer names are unchanged.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        C = x.shape[1]
-        dims = [0] + list(range(2, x.dim()))  # every axis but the channels
-        shape = (1, C) + (1,) * (x.dim() - 2)
-        count = torch.full((1,), x.numel() // C, dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum(dims), count]))  # (C + 1,) summed over the processes
-        n = sums[C].detach()
-        mean = sums[:C] / n  # (C,)
-        centered = x - mean.view(shape)
-        var = all_reduce((centered * centered).sum(dims)) / n  # (C,) biased, as used for normalizing
-        y = centered * torch.rsqrt(var + self.eps).view(shape) * self.weight.view(shape) + self.bias.view(shape)
-        with torch.no_grad():
-            m = self.momentum
-            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
-            self.num_batches_tracked += 1
-        return y
-
-
-class SyncBatchNorm1d(_SyncBatchNorm, nn.BatchNorm1d):
-    """:class:`torch.nn.BatchNorm1d` with statistics over every process's batch (``(M, C)`` input)."""
-
-
-class SyncBatchNorm2d(_SyncBatchNorm, nn.BatchNorm2d):
-    """:class:`torch.nn.BatchNorm2d` with statistics over every process's batch."""
-
-
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace (in place) every ``BatchNorm1d``/``BatchNorm2d`` of ``module`` by its synchronized twin,
-    which holds the very same parameter and buffer tensors under the same names; returns ``module``."""
-    for name, child in list(module.named_children()):
-        kind = {nn.BatchNorm1d: SyncBatchNorm1d, nn.BatchNorm2d: SyncBatchNorm2d}.get(type(child))
-        if kind is None:
-            convert_sync_batchnorm(child)
-            continue
-        twin = kind(child.num_features, eps=child.eps, momentum=child.momentum)
-        twin.weight, twin.bias = child.weight, child.bias  # the same Parameter objects: an optimizer
-        for buffer in ("running_mean", "running_var", "num_batches_tracked"):  # made before keeps working
-            setattr(twin, buffer, getattr(child, buffer))
-        twin.train(child.training)
-        setattr(module, name, twin)
-    return module
 
 
 # --------------------------------------------------------------------------- checks
@@ -227,9 +150,6 @@ def gradient_check(cfg: ModelConfig | None = None, *, world_size: int = 2, batch
 
 
 def _train_worker(rank, world, port, tc_fields, out_dir, kwargs):
-    from ..train import TrainConfig
-    from .train import train_torch
-
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))

@@ -3,25 +3,30 @@
 :func:`train_torch` is :func:`ds2ta_ref.train.train` with the model, its
 gradients and the optimizer step in PyTorch; everything else is shared:
 
-* data: :func:`ds2ta_ref.train.build_data` (or the ``data_set`` argument), the
+* data: :func:`ds2ta_ref.recipe.build_data` (or the ``data_set`` argument), the
   minibatches of :func:`ds2ta_ref.data.iterate_minibatches` drawn from the same
-  ``default_rng([seed, 1])``, the same augmentation draws (``shift``; for CIFAR
-  :func:`ds2ta_ref.cifar.augment`), so a single-process run sees the very
-  batches of a NumPy run;
+  ``default_rng([seed, 1])``, the same augmentation draws
+  (:func:`ds2ta_ref.recipe.augment_batch`), so a single-process run sees the
+  very batches of a NumPy run;
 * recipe: the same initialization (:func:`ds2ta_ref.params.init_params` from
   ``default_rng(seed)``), cross-entropy with label smoothing, gradient clipping
   (``torch.nn.utils.clip_grad_norm_``, which :func:`ds2ta_ref.optim.clip_grad_norm`
-  follows), ``torch.optim.AdamW`` with the NumPy backend's no-decay rule and the
-  learning rate of :func:`ds2ta_ref.optim.cosine_lr` at every step;
+  follows), ``torch.optim.AdamW`` with the NumPy backend's no-decay rule
+  (:func:`ds2ta_ref.recipe.no_decay`) and the learning rate of
+  :func:`ds2ta_ref.recipe.schedule` at every step;
 * outputs: ``checkpoint.npz`` with the NumPy backend's array names (``param.*``,
   ``state.*``, ``optim.m.*``, ``optim.v.*``, ``optim.step``, ``rng.*``) and
-  metadata, so :func:`ds2ta_ref.train.load_run` reads it, the NumPy model
+  metadata (:meth:`ds2ta_ref.runs.RunFolder.save`), so :func:`ds2ta_ref.runs.load_run` reads it, the NumPy model
   evaluates it, and either backend resumes it; ``metrics.json``/``metrics.csv``
   with the same columns;
 * run folders: the rules of issue 9 (a folder holding a run is refused, a lock
-  file keeps a second process out, a run resumes in its checkpoint's folder with
-  its recorded settings, ``add_epochs`` extends it), through the NumPy backend's
-  own helpers.
+  file keeps a second process out, ``overwrite`` keeps the previous run until the
+  first checkpoint, a run resumes in its checkpoint's folder with its recorded
+  settings, ``add_epochs`` extends it): :class:`ds2ta_ref.runs.RunFolder` and
+  :func:`ds2ta_ref.runs.plan_resume`, the very code of the NumPy backend.
+
+What is left here is PyTorch's own: the process group, the optimizer and its
+state as arrays, the evaluation and the loop on the PyTorch model.
 
 Data parallel (``torchrun --nproc-per-node N ...``, which sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): the process
@@ -41,15 +46,14 @@ statistics differ (the gradient equals the mean of the per-shard gradients;
 see ``ds2ta_ref.torch.distributed.gradient_check``), and the running
 statistics are rank 0's (DDP broadcasts rank 0's buffers before every
 forward). With ``sync_bn=True``
-(:func:`ds2ta_ref.torch.distributed.convert_sync_batchnorm`, any device and
-backend) the statistics are the global batch's and a data-parallel run is the
+(:func:`ds2ta_ref.torch.syncbn.convert_sync_batchnorm`: PyTorch's
+``SyncBatchNorm`` on CUDA, the package's own on the CPU with gloo) the
+statistics are the global batch's and a data-parallel run is the
 single-process run, up to round-off. Rank 0 alone writes the checkpoint and
 the metrics.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import os
 import time
@@ -60,11 +64,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .. import checkpoint, data, optim
+from .. import data
 from .. import model as np_model
-from .. import train as reference
 from ..energy import block_energy
+from ..recipe import (EvalResult, TrainConfig, augment_batch, build_data, check_data_matches, model_config,
+                      no_decay, schedule, variant_name)
+from ..runs import RunFolder, TrainResult, diverged, epoch_row, plan_resume, progress_bar
 from .model import DS2TA, from_numpy, to_numpy
+from .syncbn import convert_sync_batchnorm
 
 __all__ = ["train_torch", "evaluate_torch", "make_optimizer", "optimizer_to_arrays", "optimizer_from_arrays"]
 
@@ -97,13 +104,13 @@ def _all_sum(values: list, device) -> list:
 
 
 # --------------------------------------------------------------------------- optimizer
-def make_optimizer(net: DS2TA, tc: reference.TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(net: DS2TA, tc: TrainConfig) -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over the trainable parameters, no weight decay where the NumPy
-    backend has none (:func:`ds2ta_ref.train._no_decay`); one parameter per group, keyed by name."""
+    backend has none (:func:`ds2ta_ref.recipe.no_decay`); one parameter per group, keyed by name."""
     groups = []
     for name, p in net.named_parameters():
         if p.requires_grad:  # a frozen tau is never touched
-            decay = 0.0 if reference._no_decay(name, tuple(p.shape)) else tc.weight_decay
+            decay = 0.0 if no_decay(name, tuple(p.shape)) else tc.weight_decay
             groups.append({"params": [p], "weight_decay": decay, "name": name})
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
 
@@ -140,7 +147,7 @@ def _inputs(xb: np.ndarray, cfg, device, dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
-                   device="cpu") -> reference.EvalResult:
+                   device="cpu") -> EvalResult:
     """:func:`ds2ta_ref.train.evaluate` on the PyTorch model (eval mode); under DDP each process
     evaluates the shard ``[rank::N]`` and the counts are summed."""
     net = getattr(net, "module", net)
@@ -165,27 +172,14 @@ def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int 
     totals = _all_sum([correct, loss_sum, rate_sum, len(y)] + zeros.tolist() + entries.tolist(), device)
     n = totals[3]
     z, e = np.array(totals[4:4 + cfg.depth]), np.array(totals[4 + cfg.depth:])
-    return reference.EvalResult(totals[0] / n, totals[1] / n, totals[2] / n, block_energy(cfg, z, e))
-
-
-# --------------------------------------------------------------------------- outputs
-def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
-    """:func:`ds2ta_ref.train._save`'s arrays and metadata, plus ``backend`` and ``world_size``."""
-    params, state = to_numpy(net)
-    arrays = {f"param.{k}": v for k, v in params.items()}
-    arrays.update({f"state.{k}": v for k, v in state.items()})
-    arrays.update({f"optim.{k}": v for k, v in optimizer_to_arrays(opt).items()})
-    arrays.update(checkpoint.rng_state_to_arrays(rng, prefix="rng."))
-    meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
-                history=history, backend="torch", world_size=world)
-    checkpoint.save(path, arrays, meta)
+    return EvalResult(totals[0] / n, totals[1] / n, totals[2] / n, block_energy(cfg, z, e))
 
 
 # --------------------------------------------------------------------------- training
-def train_torch(tc: reference.TrainConfig | None, out_dir: str | None = None, *, device: str = "cpu",
+def train_torch(tc: TrainConfig | None, out_dir: str | None = None, *, device: str = "cpu",
                 resume: str | None = None, add_epochs: int = 0, overwrite: bool = False,
                 stop_after: int | None = None, progress: bool = True, log: Callable[[str], None] = print,
-                data_set: data.Dataset | None = None, sync_bn: bool = False) -> reference.TrainResult:
+                data_set: data.Dataset | None = None, sync_bn: bool = False) -> TrainResult:
     """Train with PyTorch; arguments, run folders, errors and result are those of :func:`ds2ta_ref.train.train`.
 
     Args:
@@ -200,103 +194,66 @@ def train_torch(tc: reference.TrainConfig | None, out_dir: str | None = None, *,
         TrainingError: a non-finite gradient norm (hence loss or gradient), naming the epoch, step,
             learning rate and the last good checkpoint; raised on every process at the same step.
     """
+    plan = plan_resume(resume, given=tc, add_epochs=add_epochs, out_dir=out_dir, overwrite=overwrite)
+    if plan is None and tc is None:
+        raise ValueError("tc (the run's TrainConfig) is required unless resuming")
     rank, world, created = _distributed(device)
     dev = _device(device, world)
     if rank != 0:
         log, progress = (lambda _: None), False
     try:
-        return _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress, log, data_set,
-                      sync_bn, rank, world)
+        return _train(tc, out_dir, dev, plan, overwrite, stop_after, progress, log, data_set, sync_bn, rank, world)
     finally:
         if created:
             dist.destroy_process_group()
 
 
-def _resumed_run(tc, out_dir, resume, add_epochs):
-    """The resume rules of :func:`ds2ta_ref.train.train` (same checks, same messages): the run
-    continues in its checkpoint's folder with its recorded settings (``epochs`` + ``add_epochs``).
-    Returns ``(resume, tc, out_dir, loaded)``."""
-    if os.path.isdir(resume):
-        resume = os.path.join(resume, reference.CHECKPOINT)
-    folder = os.path.dirname(os.path.abspath(resume))
-    if out_dir is not None and os.path.abspath(out_dir) != folder:
-        raise reference.RunFolderError(f"a resumed run continues in its checkpoint's folder {folder!r}, "
-                                       f"not in {out_dir!r}; leave out --out")
-    here = os.path.join(folder, reference.CHECKPOINT)
-    if os.path.exists(here) and os.path.exists(resume) and not os.path.samefile(here, resume):
-        raise reference.RunFolderError(f"{resume!r} would continue in {folder!r}, which holds another run's "
-                                       f"{reference.CHECKPOINT}; copy {resume!r} into an empty folder and resume it there")
-    loaded = reference.load_run(resume)
-    recorded = loaded[0]
-    if isinstance(add_epochs, bool) or not isinstance(add_epochs, int) or add_epochs < 0:
-        raise reference.ConfigError("add_epochs", "must be an integer >= 0", add_epochs)
-    given = {} if tc is None else dataclasses.asdict(tc)
-    if add_epochs:
-        given.pop("epochs", None)
-    conflicts = reference.resume_conflicts(recorded, given)
-    if conflicts:
-        raise reference.ConfigError(conflicts[0][0], "and the other settings must be the checkpoint's, but " + "; ".join(
-            f"{f} is {old!r} in the checkpoint, {new!r} given" for f, old, new in conflicts))
-    return resume, dataclasses.replace(recorded, epochs=recorded.epochs + add_epochs), folder, loaded
+def _train(tc, out_dir, dev, plan, overwrite, stop_after, progress, log, data_set, sync_bn, rank, world):
+    if plan is not None:
+        tc, cfg, params, state, out_dir = plan.tc, plan.cfg, plan.params, plan.state, plan.folder
+        start_epoch, step, history = plan.start_epoch, plan.step, plan.history
+        if plan.finished:
+            log(f"{plan.checkpoint} is a finished run ({start_epoch} of {tc.epochs} epochs); nothing to do")
+            return TrainResult(params, state, cfg, history, out_dir, trained_epochs=0)
 
-
-def _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress, log, data_set, sync_bn,
-           rank, world):
-    if resume is not None:
-        resume, tc, out_dir, (_, cfg, params, state, arrays, meta) = _resumed_run(tc, out_dir, resume, add_epochs)
-        start_epoch, step, history = int(meta["epoch"]), int(meta["step"]), list(meta["history"])
-        if start_epoch >= tc.epochs:
-            log(f"{resume} is a finished run ({start_epoch} of {tc.epochs} epochs); nothing to do")
-            return reference.TrainResult(params, state, cfg, history, out_dir, trained_epochs=0)
-    elif tc is None:
-        raise ValueError("tc (the run's TrainConfig) is required unless resuming")
-    elif add_epochs:
-        raise reference.ConfigError("add_epochs", "extends a resumed run; it needs resume", add_epochs)
-
-    writes = out_dir is not None and rank == 0  # rank 0 alone holds the folder and writes in it
-    folder_lock = (reference._hold_run_folder(out_dir, resuming=resume is not None, overwrite=overwrite, log=log)
-                   if writes else contextlib.nullcontext())
-    with folder_lock:
-        ds = data_set if data_set is not None else reference.build_data(tc)
-        if resume is not None:
-            reference.check_data_matches(cfg, ds, resume)
-            rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
-            log(f"resuming {resume} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch on {dev}")
+    # rank 0 alone holds the folder and writes in it
+    with RunFolder(out_dir, resuming=plan is not None, overwrite=overwrite, writes=rank == 0, log=log,
+                   saved_epoch=None if plan is None else plan.start_epoch) as folder:
+        ds = data_set if data_set is not None else build_data(tc)
+        if plan is not None:
+            check_data_matches(cfg, ds, plan.checkpoint)
+            rng = plan.rng()
+            log(f"resuming {plan.checkpoint} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch "
+                f"on {dev}")
         else:
-            log(f"training {reference.variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, "
+            log(f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, "
                 f"seed {tc.seed}, with PyTorch on {dev}" + (f" x {world} processes" if world > 1 else "")
                 + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/"))
-            cfg = reference.model_config(tc, ds)
+            cfg = model_config(tc, ds)
             params = np_model.init_params(cfg, np.random.default_rng(tc.seed), dtype=np.dtype(tc.dtype))
             state = np_model.init_state(cfg, dtype=np.dtype(tc.dtype))
             rng = np.random.default_rng([tc.seed, 1])  # minibatch order and augmentation, as the NumPy backend
             start_epoch, step, history = 0, 0, []
         net = from_numpy(params, state, cfg).to(device=dev, dtype=getattr(torch, tc.dtype)).train()
         if world > 1 and sync_bn:
-            from .distributed import convert_sync_batchnorm  # (not at the top: python -m ds2ta_ref.torch.distributed)
-
             convert_sync_batchnorm(net)  # in place; names, parameters and buffers unchanged
         opt = make_optimizer(net, tc)
-        if resume is not None:
-            optimizer_from_arrays(opt, {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+        if plan is not None:
+            optimizer_from_arrays(opt, plan.optimizer_arrays())
         model = net
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[dev.index] if dev.type == "cuda" else None)
-        return _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_dir, writes, dev,
+        return _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folder, dev,
                        stop_after, progress, log, rank, world)
 
 
-def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_dir, writes, dev, stop_after,
+def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folder: RunFolder, dev, stop_after,
             progress, log, rank, world):
-    """The loop of :func:`ds2ta_ref.train._train_epochs` with PyTorch; only a ``writes`` process saves."""
-    path = os.path.join(out_dir, reference.CHECKPOINT) if writes else None
-    saved_epoch = start_epoch if path is not None and os.path.exists(path) else None
+    """The loop of :func:`ds2ta_ref.train.train` with PyTorch; only the folder's writing process saves."""
     dtype = net.head.weight.dtype
     trainable = [p for p in net.parameters() if p.requires_grad]
-    steps_per_epoch = math.ceil(len(ds.train_y) / tc.batch_size)
-    total_steps = tc.epochs * steps_per_epoch
-    warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)
+    sched = schedule(tc, len(ds.train_y))
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     lr = float("nan")
     for epoch in range(start_epoch + 1, last_epoch + 1):
@@ -304,9 +261,9 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
         sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, firing-rate sum
         seen = 0
         batches = data.iterate_minibatches(ds.train_x, ds.train_y, tc.batch_size, rng=rng)
-        for i, (xb, yb) in enumerate(reference._progress(batches, steps_per_epoch, f"epoch {epoch}", progress), 1):
-            lr = optim.cosine_lr(step, total_steps=total_steps, warmup_steps=warmup, base_lr=tc.lr, min_lr=tc.min_lr)
-            xb = reference.augment_batch(xb, ds, tc, rng)
+        for i, (xb, yb) in enumerate(progress_bar(batches, sched.steps_per_epoch, f"epoch {epoch}", progress), 1):
+            lr = sched.lr(step)
+            xb = augment_batch(xb, ds, tc, rng)
             n_global = len(yb)
             xb, yb = xb[rank::world], yb[rank::world]  # this process's shard of the global batch
             if len(yb) == 0:
@@ -320,11 +277,8 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
             norm = torch.nn.utils.clip_grad_norm_(trainable, tc.clip_grad if tc.clip_grad > 0 else math.inf,
                                                   foreach=False)
             if not torch.isfinite(norm):  # the same averaged gradient on every process: all stop here
-                kept = (f"the last good checkpoint {path} (epoch {saved_epoch}) is intact" if saved_epoch is not None
-                        else "no checkpoint was written by this process")
-                raise reference.TrainingError(
-                    f"training diverged at epoch {epoch}, step {i} of {steps_per_epoch} (global step {step + 1}, "
-                    f"lr {lr:.3g}): non-finite gradient norm ({norm.item()}); {kept}")
+                raise diverged(epoch, f"step {i} of {sched.steps_per_epoch} (global step {step + 1}, lr {lr:.3g})",
+                               f"non-finite gradient norm ({norm.item()})", folder.kept())
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()
@@ -338,13 +292,13 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
             for b in net.buffers():  # rank 0's running statistics everywhere before evaluating
                 dist.broadcast(b, 0)
         test = evaluate_torch(net, ds.test_x, ds.test_y, device=dev)
-        history.append(reference.epoch_row(epoch, step, lr, loss_total, correct, rate_total, seen, test,
-                                           time.perf_counter() - t0, tc.epochs, log))
-        if path is not None:
-            _save(path, tc, cfg, net, opt, rng, epoch, step, history, world)
-            saved_epoch = epoch
-            reference._write_metrics(out_dir, history)
+        history.append(epoch_row(epoch, step, lr, loss_total, correct, rate_total, seen, test,
+                                 time.perf_counter() - t0, tc.epochs, log))
+        if folder.writes:
+            params, state = to_numpy(net)
+            folder.save(tc, cfg, params, state, optimizer_to_arrays(opt), rng, epoch, step, history,
+                        backend="torch", world_size=world)
         if world > 1:
             dist.barrier()  # nobody starts the next epoch (or returns) before the checkpoint is complete
     params, state = to_numpy(net)
-    return reference.TrainResult(params, state, cfg, history, out_dir, trained_epochs=last_epoch - start_epoch)
+    return TrainResult(params, state, cfg, history, folder.out_dir, trained_epochs=last_epoch - start_epoch)
