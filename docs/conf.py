@@ -80,7 +80,8 @@ if importlib.util.find_spec("torch") is None:  # ds2ta_ref.torch documents witho
 # -- HTML -------------------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"ds2ta_ref {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"  # else a browser asks for /favicon.ico and logs a 404
 html_theme_options = {
     "logo": {"text": f"ds2ta_ref {release}"},
     "navbar_end": ["theme-switcher"],
@@ -88,9 +89,10 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc"],
     "show_version_warning_banner": False,
-    "header_links_before_dropdown": 8,
+    "header_links_before_dropdown": 5,
 }
 html_last_updated_fmt = None
+html_context = {"default_mode": "light"}  # else the theme logs a console error on a fresh profile
 html_show_sourcelink = False
 # MathJax from the site itself: the folder is copied into _static/mathjax after the build.
 mathjax_path = "mathjax/tex-mml-chtml.js"
@@ -231,7 +233,7 @@ def _generate_api_pages(app, config) -> None:
     for name in modules:
         pages[f"{name}.rst"] = (
             f"{name}\n{'=' * len(name)}\n\n"
-            f".. automodule:: {name}\n   :members:\n   :ignore-module-all:\n   :show-inheritance:\n"
+            f".. automodule:: {name}\n   :members:\n   :undoc-members:\n   :ignore-module-all:\n   :show-inheritance:\n"
         )
     rows = "\n".join(f"   * - :mod:`{name}`\n     - {_summary(name) or ' '}" for name in modules)
     pages["index.rst"] = (
