@@ -369,8 +369,9 @@ def test_the_site_in_a_browser(site, browser, serve):
     assert "ds2ta_ref.lif.forward" in text and "(T, ...)" in text and "Eq. 2" in text
 
     browser.get(base + "search.html?q=nsad")
-    hits = _wait(browser, "Array.from(document.querySelectorAll('#search-results ul.search li a'))"
-                          ".map(a => a.getAttribute('href'))", timeout=60)
+    _wait(browser, "(document.querySelector('#search-results .search-summary') || {}).innerText", timeout=60)
+    hits = browser.execute_script("return Array.from(document.querySelectorAll('#search-results ul.search li a'))"
+                                  ".map(a => a.getAttribute('href'))")
     browser.save_screenshot(str(SCREENSHOTS / "search.png"))
     assert hits, "the search for nsad found nothing"
     assert any("nsad" in h for h in hits), hits
