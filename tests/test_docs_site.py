@@ -325,7 +325,8 @@ def page_problems(driver, url: str, *, math: bool = False) -> list[str]:
 def test_the_browser_check_rejects_a_broken_page(browser, serve, tmp_path):
     import base64
 
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+                           "hKmMIQAAAABJRU5ErkJggg==")  # a 1x1 PNG
     (tmp_path / "ok.png").write_bytes(png)
     (tmp_path / "favicon.ico").write_bytes(png)
     (tmp_path / "good.html").write_text('<html><body><p>fine</p><img src="ok.png"></body></html>')
