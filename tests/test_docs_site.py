@@ -158,6 +158,24 @@ def test_checkers_reject_a_broken_site(tmp_path):
     ]
 
 
+def test_links_written_for_a_file_browser_are_mapped_to_the_site():
+    _require("sphinx (docs extra)", importlib.util.find_spec("sphinx") is not None)
+    spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    text = ("[a](../tutorials/01_lif_neuron.ipynb) [b](../README.md#documentation) [c](golden.md#make-one) "
+            "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)")
+    assert conf.rewrite_links(text, "docs/spec.md", "spec.md") == (
+        "[a](tutorials/01_lif_neuron.ipynb) [b](readme.md#documentation) [c](golden.md#make-one) "
+        "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)")
+    # from a notebook (tutorials/ in the repository, tutorials/ in the site) and from the README
+    assert conf.rewrite_links("[s](../docs/spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) "
+                              "![f](../figures/x.png)", "tutorials/01.ipynb", "tutorials/01.ipynb") == (
+        "[s](../spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) ![f](../../figures/x.png)")
+    assert conf.rewrite_links("[g](docs/golden.md) ![f](figures/x.png)", "README.md", "readme.md") == (
+        "[g](golden.md) ![f](../figures/x.png)")
+
+
 # -- the build ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def site() -> Path:
