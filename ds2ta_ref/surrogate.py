@@ -5,12 +5,12 @@ The forward pass of a spiking neuron always uses the step
 everywhere, so backpropagation-through-time replaces it by the derivative
 ``sg(x)`` of a smooth *primal* that approximates the step:
 
-==========  ========================================  =====================================  =========
-name        primal                                    derivative ``sg(x)``                   default α
-==========  ========================================  =====================================  =========
-``sigmoid`` ``σ(αx) = 1 / (1 + exp(-αx))``            ``α σ(αx) (1 - σ(αx))``                4
-``atan``    ``atan(π/2 α x) / π + 1/2``               ``(α/2) / (1 + (π/2 α x)^2)``          2
-==========  ========================================  =====================================  =========
+===========  ========================================  =====================================  =========
+name         primal                                    derivative ``sg(x)``                   default α
+===========  ========================================  =====================================  =========
+``sigmoid``  ``σ(αx) = 1 / (1 + exp(-αx))``            ``α σ(αx) (1 - σ(αx))``                4
+``atan``     ``atan(π/2 α x) / π + 1/2``               ``(α/2) / (1 + (π/2 α x)^2)``          2
+===========  ========================================  =====================================  =========
 
 These are SpikingJelly's ``surrogate.Sigmoid`` and ``surrogate.ATan``. The
 primal is also what the *smooth mode* of every kernel uses in its forward, so
