@@ -144,7 +144,7 @@ def check(exercise: Union[str, Exercise], answer: Any, *, verbose: bool = True) 
             err = max(err, rel_error(got, ex.reference(*case)))
         where = f" over {len(cases)} cases"
     status = "PASS" if err <= ex.tol else "FAIL"
-    line = f"{head}relative error {err:.1e}{where} (tolerance {ex.tol:.0e}) -> {status}"
+    line = f"{head}relative error {err:.1e}{where} (tolerance {ex.tol:g}) -> {status}"
     return _report(Result(ex.key, status, err, line), verbose)
 
 

@@ -24,8 +24,8 @@ def firing_period(current, tau_m, v_threshold):
 def lif_backward_by_hand(current, dspikes, tau_m, v_threshold, alpha=4.0):
     k = 1 - 1 / tau_m
     v, hs, ss = 0.0, [], []
-    for I in current:  # forward, as lif_by_hand
-        h = k * v + I
+    for current_t in current:  # forward, as lif_by_hand
+        h = k * v + current_t
         s = 1.0 if h >= v_threshold else 0.0
         v = h * (1 - s)
         hs.append(h)
