@@ -168,6 +168,13 @@ def test_token_mask_and_attention_grid():
     assert len([a for a in fig.axes if a.images]) == 1 + 2 * 4  # the input once, then per block masked + 3 heads
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), np.ones((8, 8)))  # unmasked
     fig.canvas.draw()
+    for columns, with_input in ((4, False), (5, True)):  # into given axes, with or without the input column
+        fig = Figure()
+        axes = fig.subplots(2, columns)
+        assert plotting.plot_attention_grid(np.ones((8, 8)), maps, ax=axes) is fig
+        assert axes[0, 0].get_title() == ("input" if with_input else "input × head 2's map")
+    with pytest.raises(ValueError, match="10 Axes .* or 8"):
+        plotting.plot_attention_grid(np.ones((8, 8)), maps, ax=Figure().subplots(2, 3))
 
 
 def test_attention_grid_never_rounds_a_nonzero_map_to_full_sparsity():

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import nsad
@@ -63,19 +64,23 @@ def token_mask(A, size: int) -> np.ndarray:
     return np.kron(w.reshape(grid, grid), np.ones((size // grid, size // grid)))  # (size, size)
 
 
-def plot_attention_grid(image, maps: Sequence, *, ax=None) -> Figure:
+def plot_attention_grid(image, maps: Sequence, *, show_input: bool | None = None, ax=None) -> Figure:
     """Figure 3: attention maps of every head (across) and block (down) for one input.
 
-    Column 0 shows the input as it is (first row only; the other rows leave it blank),
-    column 1 the input masked by the last head's map of that block (:func:`token_mask`),
-    the other columns the maps ``A_h`` of one time step, with one integer colour bar per
-    block. Each map's sparsity (fraction of zeros) is printed under it by :func:`percent`,
-    so a map with one non-zero entry never reads 100%.
+    With ``show_input``, column 0 shows the input as it is (first row only; the other rows
+    leave it blank). Then, per block, the input masked by the last head's map of that block
+    (:func:`token_mask`) and the maps ``A_h`` of one time step, with one integer colour bar
+    per block (new figures only). Each map's sparsity (fraction of zeros) is printed under it
+    by :func:`percent`, so a map with one non-zero entry never reads 100%.
 
     Args:
         image: ``(S, S)`` the input (e.g. a digit).
         maps: one ``(H, N, N)`` array per block (one time step and sample).
-        ax: ``None`` or ``depth * (H + 2)`` Axes, row-major.
+        show_input: draw the unmasked input column; ``None`` (the default): yes for a new
+            figure, and for given axes yes if there are ``depth * (H + 2)`` of them, no if
+            ``depth * (H + 1)``.
+        ax: ``None`` or ``depth * (H + 2)`` Axes (``depth * (H + 1)`` without the input
+            column), row-major.
 
     Returns:
         The figure.
@@ -88,30 +93,40 @@ def plot_attention_grid(image, maps: Sequence, *, ax=None) -> Figure:
     if any(m.ndim != 3 or m.shape != maps[0].shape for m in maps):
         raise ValueError(f"maps must be (H, N, N) arrays of one shape, got {[m.shape for m in maps]}")
     new = ax is None
-    axes = np.asarray(axes_for(ax, depth * (H + 2), nrows=depth, figsize=(2.3 * (H + 2) + 0.8, 0.5 + 2.3 * depth)))
-    axes = axes.reshape(depth, H + 2)
-    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=max(image.max(), 1e-12))
-    axes[0, 0].set_title("input", fontsize="medium")
-    axes[0, 0].set_xlabel("pixel column")
-    axes[0, 0].set_ylabel("pixel row")
-    for ax_blank in axes[1:, 0]:
-        ax_blank.axis("off")
+    if show_input is None:
+        given = 0 if new else len([ax] if isinstance(ax, Axes) else np.ravel(ax))
+        if not new and given not in (depth * (H + 1), depth * (H + 2)):
+            raise ValueError(f"ax must be {depth * (H + 2)} Axes (with the input column) or {depth * (H + 1)} "
+                             f"(without) for this plot, got {given}")
+        show_input = new or given == depth * (H + 2)
+    first = 1 if show_input else 0  # column of the masked input
+    ncols = H + 1 + first
+    axes = np.asarray(axes_for(ax, depth * ncols, nrows=depth, figsize=(2.3 * ncols + 0.8, 0.5 + 2.3 * depth)))
+    axes = axes.reshape(depth, ncols)
+    if show_input:
+        axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=max(image.max(), 1e-12))
+        axes[0, 0].set_title("input", fontsize="medium")
+        axes[0, 0].set_xlabel("pixel column")
+        axes[0, 0].set_ylabel("pixel row")
+        for ax_blank in axes[1:, 0]:
+            ax_blank.axis("off")
     for i, A in enumerate(maps):
         masked = image * token_mask(A[-1], image.shape[0])
-        ax_img = axes[i, 1]
+        ax_img = axes[i, first]
         ax_img.imshow(masked, cmap="gray", vmin=0, vmax=max(masked.max(), 1e-12))  # brightest = 1
         ax_img.set_ylabel(f"block {i}\npixel row")
         ax_img.set_xlabel("pixel column")
         vmax = max(1.0, A.max())
         for h in range(H):
-            ax_h = axes[i, 2 + h]
+            ax_h = axes[i, first + 1 + h]
             im = ax_h.imshow(A[h], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
             ax_h.set_xlabel(f"key $j$ (sparsity {percent(nsad.sparsity(A[h]), 0)})", fontsize="small")
             ax_h.set_ylabel("query $i$", fontsize="small")
             integer_axes(ax_h)
         if new:
-            root_figure(ax_img).colorbar(im, ax=list(axes[i, 2:]), shrink=0.85, label="$A$ count", **integer_ticks())
-    axes[0, 1].set_title(f"input × head {H - 1}'s map", fontsize="medium")
+            root_figure(ax_img).colorbar(im, ax=list(axes[i, first + 1:]), shrink=0.85, label="$A$ count",
+                                         **integer_ticks())
+    axes[0, first].set_title(f"input × head {H - 1}'s map", fontsize="medium")
     for h in range(H):
-        axes[0, 2 + h].set_title(f"head {h}", fontsize="medium")
+        axes[0, first + 1 + h].set_title(f"head {h}", fontsize="medium")
     return root_figure(axes[0, 0])
