@@ -249,14 +249,6 @@ def test_learning_curves_draw_test_panels_in_the_test_style():
     assert styles["accuracy"] == [("-", "o"), ("--", "s")]
 
 
-def test_plot_tau_per_block_legend_is_outside_the_axes():
-    fig = plotting.plot_tau_per_block(np.array([[2.0, 2.0], [2.05, 2.1075]]), 2.0)
-    assert fig.axes[0].get_legend() is None and fig.legends  # a figure legend, under the axes
-    fig.canvas.draw()
-    with pytest.raises(ValueError, match="taus"):
-        plotting.plot_tau_per_block(np.zeros(3), 2.0)
-
-
 def test_plotting_without_matplotlib_says_what_to_install():
     import subprocess
     import sys

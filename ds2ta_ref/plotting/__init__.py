@@ -25,8 +25,7 @@ the name to use. Which figure each function draws:
   with this package's tensor shapes on the arrows.
 * :mod:`.results`: results of training runs: :func:`plot_learning_curves`,
   :func:`plot_block_energy` (the paper's **Table 3** as a chart), :func:`plot_ablation`
-  (**Table 4** with seed error bars), :func:`plot_denoising_sweep` and :func:`plot_tau_per_block`
-  (notebook 05: the stored ``tau`` over training, legend under the axes), with one style for
+  (**Table 4** with seed error bars) and :func:`plot_denoising_sweep`, with one style for
   training-set and one for test-set curves (:data:`TRAIN_STYLE`, :data:`TEST_STYLE`).
 * :mod:`.style`: what every figure shares: one order and one colour per model variant
   (:data:`VARIANTS`, :data:`VARIANT_COLORS`, :func:`variant_color`, :func:`in_variant_order`),
@@ -55,7 +54,7 @@ from .attention import plot_attention_grid, plot_attention_maps, token_mask
 from .neuron import plot_membrane, plot_surrogates
 from .nsad import NSAD_EXAMPLES, plot_hashmap_table, plot_nsad, plot_nsad_pipeline
 from .results import (TEST_STYLE, TRAIN_STYLE, plot_ablation, plot_block_energy, plot_denoising_sweep,
-                      plot_learning_curves, plot_tau_per_block)
+                      plot_learning_curves)
 from .style import VARIANT_COLORS, VARIANTS, in_variant_order, percent, variant_color
 from .tasa import plot_tasa, plot_tasa_spikes, tasa_mixing_matrix
 
@@ -77,7 +76,6 @@ __all__ = [
     "plot_block_energy",
     "plot_ablation",
     "plot_denoising_sweep",
-    "plot_tau_per_block",
     "TRAIN_STYLE",
     "TEST_STYLE",
     "VARIANTS",

@@ -194,35 +194,3 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
         a.grid(axis="y", alpha=0.3)
     return root_figure(ax_s)
 
-
-def plot_tau_per_block(taus, tau0: float, ax=None) -> Figure:
-    """The stored TASA exponent ``tau`` of each block over training, with the rounding boundaries.
-
-    ``tau`` is used rounded (:func:`ds2ta_ref.tasa.tau_used`): while it stays between
-    ``tau0 - 0.5`` and ``tau0 + 0.5`` (dotted lines) the decay factors in use do not change. The
-    legend sits under the axes, so it never covers a line.
-
-    Args:
-        taus: ``(epochs + 1, depth)``, row 0 the initial values.
-        tau0: the initial exponent (the centre of the rounding interval).
-        ax: ``None`` or one Axes.
-    """
-    taus = np.asarray(taus, dtype=float)
-    if taus.ndim != 2:
-        raise ValueError(f"taus must be (epochs + 1, depth), got shape {taus.shape}")
-    (a,) = axes_for(ax, 1, figsize=(6.0, 3.4))
-    epochs = np.arange(taus.shape[0])
-    for i in range(taus.shape[1]):
-        a.plot(epochs, taus[:, i], "o-", color=f"C{i}", label=f"block {i}")
-    a.axhline(tau0 + 0.5, color="0.5", ls=":", label=r"rounding boundary $\tau_0 \pm 0.5$")
-    a.axhline(tau0 - 0.5, color="0.5", ls=":")
-    lo, hi = min(taus.min(), tau0 - 0.5), max(taus.max(), tau0 + 0.5)
-    a.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-    a.set_xlabel("epoch")
-    a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    a.set_ylabel(r"stored $\tau$")
-    a.set_title(r"TASA decay exponent $\tau$ per block", fontsize="medium")
-    a.grid(alpha=0.3)
-    root_figure(a).legend(*a.get_legend_handles_labels(), loc="outside lower center", ncol=taus.shape[1] + 1,
-                          fontsize="small", frameon=False)
-    return root_figure(a)
