@@ -80,6 +80,7 @@ CLAIMS = {
         (r"under the \$10\^\{-(\d+)\}\$ perturbation",
          "f'{-np.log10(__import__(\"inspect\").signature(gradcheck.check_gradients).parameters[\"eps\"].default):g}'"),
         (r"at least \$10\^\{-(\d+)\}\$ away", "f'{-np.log10(margin):g}'"),
+        (r"sigmoid surrogate with \$\\alpha = (\d+)\$", "f\"{surrogate.SURROGATES['sigmoid'].default_alpha:g}\""),
     ],
     "02_tasa_figure2.ipynb": [
         (r"one step old counts \$1/(\d+)\$", "f'{1 / tasa.decay_factors(4, 3)[1]:g}'"),
@@ -98,6 +99,9 @@ CLAIMS = {
         (r"(\w+)-channel images", "['zero', 'one', 'two', 'three'][cfg.in_channels]"),
         (r"\$T = \d+\$,\s+(\w+) block,", "['zero', 'one', 'two', 'three'][cfg.depth]"),
         (r"at \$u_0 = (\d+)\$ the scattered", "f'{cfg.u0:g}'"),
+        (r"`plotting.NSAD_EXAMPLES` holds (\w+) labelled",
+         "['zero', 'one', 'two', 'three', 'four'][len(plotting.NSAD_EXAMPLES)]"),
+        (r"own\s+initialisation \(\$u_0 = (\d+)\$\)", "f'{cfg.u0:g}'"),
     ],
     "04_model.ipynb": [
         (r"window \$T_\{AW\}\$ = (\d)", "str(cfg.window)"),
@@ -129,7 +133,7 @@ OUTPUTS = {
     "02_tasa_figure2.ipynb": [r"Q spikes: \d+ with a window of 1, \d+ with T_AW = \d+; \d+ of \d+ .* differ"],
     "03_nsad_figure4.ipynb": [r"tiny model, u0 = [\d.]+: sparsity [\d.]+% -> [\d.]+%",
                               r"threshold u = 3: [\d.]+% zeros"],
-    "04_model.ipynb": [r"initial BatchNorm statistics: \d+ SPS spikes of \d+, firing rate of the whole model",
+    "04_model.ipynb": [r"initial BatchNorm statistics: 0 SPS spikes of \d+, firing rate of the whole model",
                        r"t = 1: +[\d.]+% of the Q spikes differ"],
 }
 
