@@ -170,10 +170,14 @@ def load_trained(out: Path):
 
 
 # ----------------------------------------------------------------------------- figures
+# Notebook 01's input current (its parameters cell and section 1): the same figure as the notebook's.
+LIF_CURRENT = dict(T=40, seed=0, t_on=3, I_on=0.55, noise=0.25)
+
+
 def lif_membrane(ctx):
-    rng = np.random.default_rng(SEED)
-    T = 40
-    x = np.where(np.arange(T) >= 3, 0.55, 0.0) + 0.25 * rng.standard_normal(T)  # notebook 01's current, on at t = 3
+    c = LIF_CURRENT
+    rng = np.random.default_rng(c["seed"])
+    x = np.where(np.arange(c["T"]) >= c["t_on"], c["I_on"], 0.0) + c["noise"] * rng.standard_normal(c["T"])
     spikes, h, v = lif.membrane(x, tau_m=2.0, v_threshold=1.0)
     return plotting.plot_membrane(
         x, spikes, h, v, 1.0, title=r"LIF neuron, $\tau_m$ = 2, hard reset to 0 (Eq. 2-3, decay_input=False)")

@@ -287,6 +287,16 @@ def test_make_figures_regenerates_every_committed_png_byte_for_byte(tmp_path):
         assert min(width, height) >= 300, (p.name, width, height)  # 150 dpi on a figure of >= 2 inches
 
 
+def test_lif_membrane_draws_notebook_01s_current():
+    """figures/lif_membrane.png and notebook 01 switch the same current on at the same step."""
+    c = load_make_figures().LIF_CURRENT
+    nb = json.loads((FIGURES_DIR.parent / "tutorials" / "01_lif_neuron.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in nb["cells"] if cell["cell_type"] == "code")
+    assert f"t_on, I_on, noise = {c['t_on']}, {c['I_on']}, {c['noise']}" in code
+    assert f"T = {c['T']} " in code and f"seed = {c['seed']}\n" in code
+    assert "np.where(np.arange(T) >= t_on, I_on, 0.0) + noise * rng.standard_normal(T)" in code
+
+
 def test_committed_checkpoint_is_small():
     assert (FIGURES_DIR / "trained.npz").stat().st_size < 2_000_000
 
