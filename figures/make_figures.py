@@ -47,8 +47,10 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread: the same floating-point sums in every run, and a fair share of a
-# shared machine. Must be set before numpy is imported.
+# One BLAS thread: results depend on the BLAS thread count (a matrix product splits its sums
+# differently over threads, and training amplifies the last-bit differences: with one thread the
+# committed numbers reproduce, with two they differ). The variables must be set before numpy is
+# imported; threadpoolctl (in main) also pins a BLAS that is already loaded.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -62,6 +64,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
 
 try:
     import ds2ta_ref
@@ -167,10 +170,14 @@ def load_trained(out: Path):
 
 
 # ----------------------------------------------------------------------------- figures
+# Notebook 01's input current (its parameters cell and section 1): the same figure as the notebook's.
+LIF_CURRENT = dict(T=40, seed=0, t_on=3, I_on=0.55, noise=0.25)
+
+
 def lif_membrane(ctx):
-    rng = np.random.default_rng(SEED)
-    T = 40
-    x = np.where(np.arange(T) >= 5, 0.55, 0.0) + 0.25 * rng.standard_normal(T)  # noisy step current
+    c = LIF_CURRENT
+    rng = np.random.default_rng(c["seed"])
+    x = np.where(np.arange(c["T"]) >= c["t_on"], c["I_on"], 0.0) + c["noise"] * rng.standard_normal(c["T"])
     spikes, h, v = lif.membrane(x, tau_m=2.0, v_threshold=1.0)
     return plotting.plot_membrane(
         x, spikes, h, v, 1.0, title=r"LIF neuron, $\tau_m$ = 2, hard reset to 0 (Eq. 2-3, decay_input=False)")
@@ -322,6 +329,11 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--only", nargs="*", default=None, help="write only these PNGs")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread, as the environment variables above
+        return _run(args)
+
+
+def _run(args) -> list[Path]:
     if args.retrain:
         retrain(args.out)
     source = args.out if (args.out / TRAINED).exists() else HERE

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,23 @@ CLAIMS = {
     "01_lif_neuron.ipynb": [
         (r"\| `sigmoid` \|[^\n]*\| (\d+) \|", "f\"{surrogate.SURROGATES['sigmoid'].default_alpha:g}\""),
         (r"\| `atan` \|[^\n]*\| (\d+) \|", "f\"{surrogate.SURROGATES['atan'].default_alpha:g}\""),
+        (r"0 before `t_on = (\d+)`", "str(t_on)"),
+        (r"then `I_on = ([\d.]+)` per step", "f'{I_on:g}'"),
+        (r"`noise = ([\d.]+)`", "f'{noise:g}'"),
+        (r"with the default \$\\theta = (\d+)\$ it is", "f'{v_threshold:g}'"),
+        (r"gains ([\d.]+, [\d.]+ and [\d.]+)", "', '.join(f'{g:g}' for g in gains[:-1]) + f' and {gains[-1]:g}'"),
+        (r"agrees to better than\s+\$10\^\{-(\d+)\}\$", "f'{-np.log10(fd_tolerance):g}'"),
+        (r"must agree to \$10\^\{-(\d+)\}\$ or better", "f'{-np.log10(gradcheck.TOLERANCE[\"lif\"]):g}'"),
+        (r"to \$10\^\{-(\d+)\}\$ or better\.?\n", "f'{-np.log10(gradcheck.TOLERANCE[\"lif\"]):g}'"),
+        (r"under the \$10\^\{-(\d+)\}\$ perturbation",
+         "f'{-np.log10(__import__(\"inspect\").signature(gradcheck.check_gradients).parameters[\"eps\"].default):g}'"),
+        (r"at least \$10\^\{-(\d+)\}\$ away", "f'{-np.log10(margin):g}'"),
+        (r"sigmoid surrogate with \$\\alpha = (\d+)\$", "f\"{surrogate.SURROGATES['sigmoid'].default_alpha:g}\""),
     ],
     "02_tasa_figure2.ipynb": [
         (r"one step old counts \$1/(\d+)\$", "f'{1 / tasa.decay_factors(4, 3)[1]:g}'"),
         (r"two steps old \$1/(\d+)\$", "f'{1 / tasa.decay_factors(4, 3)[2]:g}'"),
+        (r"checked to \$10\^\{-(\d+)\}\$", "f'{-np.log10(tol):g}'"),
     ],
     "03_nsad_figure4.ipynb": [
         (r"images, \$T = (\d+)\$", "str(cfg.T)"),
@@ -79,6 +93,15 @@ CLAIMS = {
         (r"(\d+) heads of \$d", "str(cfg.heads)"),
         (r"heads of \$d = (\d+)\$", "str(cfg.head_dim)"),
         (r"preset's threshold \$u_0 = (\d+)\$", "f'{cfg.u0:g}'"),
+        (r"\$u = (\d+)\$ \(the paper's CIFAR", "f'{plotting.NSAD_EXAMPLES[0][1][5]:g}'"),
+        (r"zeroing the scores \$1 \\dots (\d+)\$", "f'{plotting.NSAD_EXAMPLES[0][1][5]:g}'"),
+        (r"\((\d+)x\d+ one-channel", "str(cfg.img_size)"),
+        (r"(\w+)-channel images", "['zero', 'one', 'two', 'three'][cfg.in_channels]"),
+        (r"\$T = \d+\$,\s+(\w+) block,", "['zero', 'one', 'two', 'three'][cfg.depth]"),
+        (r"at \$u_0 = (\d+)\$ the scattered", "f'{cfg.u0:g}'"),
+        (r"`plotting.NSAD_EXAMPLES` holds (\w+) labelled",
+         "['zero', 'one', 'two', 'three', 'four'][len(plotting.NSAD_EXAMPLES)]"),
+        (r"own\s+initialisation \(\$u_0 = (\d+)\$\)", "f'{cfg.u0:g}'"),
     ],
     "04_model.ipynb": [
         (r"window \$T_\{AW\}\$ = (\d)", "str(cfg.window)"),
@@ -87,8 +110,9 @@ CLAIMS = {
         (r"two steps old 1/(\d+)", "f'{1 / ds2ta_ref.tasa.decay_factors(cfg.tau0, cfg.window)[2]:g}'"),
         (r"\((\d+)x\d+ images, \d+\s+tokens", "str(gradcheck.small_model_config().img_size)"),
         (r"\d+x\d+ images, (\d+)\s+tokens", "str(gradcheck.small_model_config().num_tokens)"),
-        (r"two blocks, \$T = (\d)\$", "str(gradcheck.small_model_config().T)"),
+        (r"\d+ blocks, \$T = (\d)\$", "str(gradcheck.small_model_config().T)"),
         (r"TASA window (\d)", "str(gradcheck.small_model_config().window)"),
+        (r"tokens, (\d+) blocks, \$T", "str(gradcheck.small_model_config().depth)"),
     ],
     "05_training.ipynb": [
         (r"upsampled to (\d+)x", "str(cfg.img_size)"),
@@ -98,6 +122,23 @@ CLAIMS = {
         (r"\$(\d) \\times \d\$ token grid", "str(int(round(cfg.num_tokens ** 0.5)))"),
     ],
 }
+
+# Sentences generated from each run: a line matching each pattern must be printed (the prose says
+# the cell prints it; the numbers are the run's own).
+OUTPUTS = {
+    "01_lif_neuron.ipynb": [r"I_on = [\d.]+ is (below|not below) the threshold", r"spikes per gain: \{.*\} -> ",
+                            r"steady state h\* = [\d.]+", r"sg\(0\) = 1 for both",
+                            r"spikes for threshold .* -> (never more as it rises|not monotone)",
+                            r"spikes for tau_m .* -> (never fewer as it grows|not monotone)"],
+    "02_tasa_figure2.ipynb": [r"Q spikes: \d+ with a window of 1, \d+ with T_AW = \d+; \d+ of \d+ .* differ"],
+    "03_nsad_figure4.ipynb": [r"tiny model, u0 = [\d.]+: sparsity [\d.]+% -> [\d.]+%",
+                              r"threshold u = 3: [\d.]+% zeros"],
+    "04_model.ipynb": [r"initial BatchNorm statistics: 0 SPS spikes of \d+, firing rate of the whole model",
+                       r"t = 1: +[\d.]+% of the Q spikes differ"],
+}
+
+RUN_TIME = re.compile(r"\*\*Run time:\*\* about (\d+) s at the default sizes and (\d+) s at the test's small sizes.*?"
+                      r"checks that the small run stays under (\d+) s", re.S)
 
 
 def read(name):
@@ -165,6 +206,25 @@ def test_notebook_is_a_lesson(name):
     assert all((ROOT / f).exists() for f in files), f"missing: {[f for f in files if not (ROOT / f).exists()]}"
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in TUTORIALS.glob("*.ipynb")))
+def test_sliders_redraw_on_release(name):
+    """Every slider waits for the mouse to be released (a redraw can take most of a second)."""
+    code = "\n".join(cell.source for cell in read(name).cells if cell.cell_type == "code")
+    calls = []
+    for match in re.finditer(r"Slider\(", code):  # each call's text up to its closing parenthesis
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(code[end], 0)
+            end += 1
+        calls.append(code[match.end():end])
+    assert all("continuous_update=False" in call for call in calls), name
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if n[:2] in {"01", "02", "03", "04"}])
+def test_run_time_is_stated_at_the_top(name):
+    assert RUN_TIME.search(read(name).cells[0].source), "state the run time at the top (see RUN_TIME)"
+
+
 def execute(name, extra_code: str):
     nb = read(name)
     index = parameters_cell_index(nb)
@@ -181,7 +241,18 @@ def execute(name, extra_code: str):
         resources={"metadata": {"path": str(TUTORIALS)}},  # the kernel's working directory
     )
     client.execute()  # raises CellExecutionError naming the failing cell
+    nb.metadata["seconds"] = sum(cell_seconds(cell) for cell in nb.cells[1:-1])  # the notebook's own cells
     return nb
+
+
+def cell_seconds(cell) -> float:
+    """How long a cell ran, from the timestamps nbclient records (0 for a markdown cell)."""
+    timing = cell.metadata.get("execution", {})
+    if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
+        return 0.0
+    start, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
+                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -204,6 +275,17 @@ def test_notebook_runs_on_small_sizes(name, kernel_env):
     assert not [out for out in widget_outputs if out.get("output_type") == "error"], "a slider callback raised"
     if name in SLIDERS:
         assert any("image/png" in out.get("data", {}) for out in widget_outputs), "the sliders drew nothing"
+
+    stream = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    for pattern in OUTPUTS.get(name, []):
+        assert re.search(pattern, stream), f"{name}: no printed line matches {pattern!r}"
+    if (ROOT / "ds2ta_ref" / "exercises" / f"nb{name[:2]}.py").exists():  # every stub, unfilled, says so
+        from ds2ta_ref import exercises
+        for ex in exercises.exercises_of(name[:2]):
+            assert f"Exercise {ex.key} ({ex.title}): not done yet" in stream, ex.key
+    stated = RUN_TIME.search(read(name).cells[0].source)
+    if stated:
+        assert nb.metadata["seconds"] < int(stated.group(3)), f"{name} took {nb.metadata['seconds']:.0f} s"
 
     printed = "".join(out.get("text", "") for out in nb.cells[-1].outputs if out.output_type == "stream")
     values = json.loads(printed.split("CLAIMS=", 1)[1])

@@ -135,6 +135,15 @@ def test_plot_hashmap_table_shows_the_table():
     assert texts[0::2] == [str(s) for s in range(7)]
 
 
+def test_hashmap_table_greys_only_removed_scores():
+    """A score of 0 stays 0 in every head: only a non-zero score mapped to 0 is grey ("removed")."""
+    for u, removed in ((0.9, []), (3.0, [1, 2, 3])):
+        fig = plotting.plot_hashmap_table(nsad.init_params(1, u)[0], 6)
+        kind = fig.axes[0].images[0].get_array()[1]  # row of AD_h[s]: 0 kept, 1 changed, 2 removed
+        assert list(np.flatnonzero(kind == 2)) == removed, u
+        assert kind[0] == 0
+
+
 def test_plot_nsad_pipeline_sparsity_in_titles():
     rng = np.random.default_rng(0)
     S = rng.integers(0, 5, size=(2, 4, 4)).astype(float)
@@ -156,8 +165,25 @@ def test_token_mask_and_attention_grid():
     assert mask.sum() == 16
     maps = [np.random.default_rng(i).integers(0, 3, size=(3, 4, 4)) for i in range(2)]
     fig = plotting.plot_attention_grid(np.ones((8, 8)), maps)
-    assert len([a for a in fig.axes if a.images]) == 2 * 4
+    assert len([a for a in fig.axes if a.images]) == 1 + 2 * 4  # the input once, then per block masked + 3 heads
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), np.ones((8, 8)))  # unmasked
     fig.canvas.draw()
+    for columns, with_input in ((4, False), (5, True)):  # into given axes, with or without the input column
+        fig = Figure()
+        axes = fig.subplots(2, columns)
+        assert plotting.plot_attention_grid(np.ones((8, 8)), maps, ax=axes) is fig
+        assert axes[0, 0].get_title() == ("input" if with_input else "input × head 2's map")
+    with pytest.raises(ValueError, match="10 Axes .* or 8"):
+        plotting.plot_attention_grid(np.ones((8, 8)), maps, ax=Figure().subplots(2, 3))
+
+
+def test_attention_grid_never_rounds_a_nonzero_map_to_full_sparsity():
+    A = np.zeros((1, 16, 16))
+    A[0, 0, 2] = 1  # one non-zero cell of 256: 99.6 % zeros
+    fig = plotting.plot_attention_grid(np.ones((8, 8)), [A])
+    assert "sparsity 99.6%" in fig.axes[2].get_xlabel()
+    assert plotting.percent(255 / 256, 0) == "99.6%" and plotting.percent(1.0, 0) == "100%"
+    assert plotting.percent(0.14, 0) == "14%" and plotting.percent(1e-4, 1) == "0.01%"
 
 
 def test_plot_architecture_prints_the_shapes():
@@ -165,8 +191,12 @@ def test_plot_architecture_prints_the_shapes():
     cfg = preset("tiny")
     fig = plotting.plot_architecture(cfg, batch=3)
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
-    assert f"(T, B, N, D) = ({cfg.T}, 3, {cfg.num_tokens}, {cfg.dim})" in texts
-    assert f"(T, B, H, N, N) = ({cfg.T}, 3, {cfg.heads}, {cfg.num_tokens}, {cfg.num_tokens})" in texts
+    assert f"(T, B, N, D)\n= ({cfg.T}, 3, {cfg.num_tokens}, {cfg.dim})" in texts
+    assert f"(T, B, H, N, N)\n= ({cfg.T}, 3, {cfg.heads}, {cfg.num_tokens}, {cfg.num_tokens})" in texts
+    assert "spikes to the next block" not in texts  # the residual stream holds integers
+    shapes = [t for t in fig.axes[0].texts if t.get_text().startswith("(T, B")]
+    assert shapes and min(t.get_fontsize() for t in shapes) >= 9  # readable at notebook width
+    assert fig.get_figwidth() <= 13.5
     fig.canvas.draw()
 
 
@@ -183,6 +213,50 @@ def test_result_charts():
     sweep = [dict(label="a", sparsity_scores=0.5, sparsity_maps=0.75, accuracy=0.9)]
     fig = plotting.plot_denoising_sweep(sweep)
     assert "50.0" in [t.get_text() for t in fig.axes[1].texts]  # half of the non-zero scores removed
+
+
+def test_variants_have_one_order_and_one_colour_everywhere():
+    from ds2ta_ref.energy import BlockEnergy
+    assert plotting.VARIANTS == ("Spikformer", "NSAD only", "TASA only", "DS2TA")
+    shuffled = {"TASA only": [0.9], "DS2TA": [0.95], "Spikformer": [0.9], "NSAD only": [0.92]}
+    fig = plotting.plot_ablation(shuffled)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(plotting.VARIANTS)
+    bars = [p for p in fig.axes[0].patches]
+    assert [matplotlib.colors.to_hex(b.get_facecolor()) for b in bars] == [
+        plotting.VARIANT_COLORS[v] for v in plotting.VARIANTS]
+    rows = {"DS2TA": [BlockEnergy(0, 0.9, 100, 9.0)], "Spikformer": [BlockEnergy(0, 0.5, 100, 45.0)]}
+    fig = plotting.plot_block_energy(rows)
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert labels == ["Spikformer", "DS2TA"]
+    assert matplotlib.colors.to_hex(fig.axes[1].patches[0].get_facecolor()) == plotting.VARIANT_COLORS["Spikformer"]
+    history = [dict(epoch=e, loss=1.0, train_acc=0.5, test_acc=0.4, firing_rate=0.1, attention_sparsity=0.8)
+               for e in (1, 2)]
+    fig = plotting.plot_learning_curves({"DS2TA": history, "Spikformer": history})
+    assert [line.get_color() for line in fig.axes[2].lines] == [plotting.VARIANT_COLORS[v] for v in
+                                                               ("Spikformer", "DS2TA")]
+    assert plotting.variant_color("other", 3) == "C3"
+
+
+def test_learning_curves_draw_test_panels_in_the_test_style():
+    history = [dict(epoch=e, loss=1.0, test_loss=1.2, train_acc=0.5, test_acc=0.4, firing_rate=0.1,
+                    attention_sparsity=0.8) for e in (1, 2)]
+    fig = plotting.plot_learning_curves(history)
+    train, test = plotting.TRAIN_STYLE, plotting.TEST_STYLE
+    assert (train["ls"], train["marker"]) != (test["ls"], test["marker"])
+    styles = {ax.get_title(): [(line.get_linestyle(), line.get_marker()) for line in ax.lines] for ax in fig.axes}
+    assert styles["sparsity of $A$ (test set)"] == [("--", "s")]
+    assert styles["firing rate (training batches)"] == [("-", "o")]
+    assert styles["accuracy"] == [("-", "o"), ("--", "s")]
+
+
+def test_plotting_without_matplotlib_says_what_to_install():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import ds2ta_ref, ds2ta_ref.model, ds2ta_ref.train\n"  # the core imports without matplotlib
+            "try:\n    import ds2ta_ref.plotting\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.count("\n") == 1 and "pip install 'ds2ta_ref[plot]'" in out
 
 
 def load_make_figures():
@@ -212,6 +286,16 @@ def test_make_figures_regenerates_every_committed_png_byte_for_byte(tmp_path):
         assert p.read_bytes().startswith(b"\x89PNG")
         width, height = struct.unpack(">II", p.read_bytes()[16:24])
         assert min(width, height) >= 300, (p.name, width, height)  # 150 dpi on a figure of >= 2 inches
+
+
+def test_lif_membrane_draws_notebook_01s_current():
+    """figures/lif_membrane.png and notebook 01 switch the same current on at the same step."""
+    c = load_make_figures().LIF_CURRENT
+    nb = json.loads((FIGURES_DIR.parent / "tutorials" / "01_lif_neuron.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in nb["cells"] if cell["cell_type"] == "code")
+    assert f"t_on, I_on, noise = {c['t_on']}, {c['I_on']}, {c['noise']}" in code
+    assert f"T = {c['T']} " in code and f"seed = {c['seed']}\n" in code
+    assert "np.where(np.arange(T) >= t_on, I_on, 0.0) + noise * rng.standard_normal(T)" in code
 
 
 def test_committed_checkpoint_is_small():
