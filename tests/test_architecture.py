@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("params",),  # names, shapes and initialization of the whole model (asks the blocks)
     ("model", "spikformer"),  # the transformer; Spikformer checkpoint import
     ("gradcheck",),  # named gradient checks of the kernels and the model
-    ("golden", "plotting", "recipe", "runs"),  # reference tensors, figures, the run library
+    ("golden", "plotting", "exercises", "recipe", "runs"),  # reference tensors, figures, course checks, run library
     ("train", "ablation"),  # the NumPy trainer, the ablation study
     ("torch.functional",),  # the PyTorch port, bottom up
     ("torch.model",),
