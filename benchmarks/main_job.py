@@ -101,17 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--epochs", "1", "--train-subset", "128", "--test-subset", "64"] if args.smoke else []
     kernel = blas_kernel(env)
     command = " ".join(["python benchmarks/main_job.py", *(argv if argv is not None else sys.argv[1:])])
+    date, load_start = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), os.getloadavg()[0]
     print(f"Command: `{command}`")
     print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; BLAS: {kernel}")
-    print(f"Date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; load average (1 min) at start "
-          f"{os.getloadavg()[0]:.1f}")
+    print(f"Date: {date} UTC; load average (1 min) at start {load_start:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_seed(seed, os.path.join(tmp, f"seed{seed}"), env, extra) for seed in args.seeds]
-    print(f"Load average (1 min) at end {os.getloadavg()[0]:.1f}")
+    load_end = os.getloadavg()[0]
+    print(f"Load average (1 min) at end {load_end:.1f}")
     print()
     print("\n".join(table(rows)))
     if args.json:
-        record = {"command": command, "cpu": cpu_model(), "blas": kernel, "rows": rows}
+        record = {"command": command, "cpu": cpu_model(), "blas": kernel, "date": date,
+                  "load_average": [load_start, load_end], "rows": rows}
         tmp_path = args.json + ".tmp"
         with open(tmp_path, "w") as f:
             json.dump(record, f, indent=1)
