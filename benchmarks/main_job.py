@@ -87,6 +87,17 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def readme_row(record: dict) -> str:
+    """The README's row for one recorded run of this script (``--json``); tests/test_readme.py
+    checks that every record in benchmarks/results/ appears in the README exactly so."""
+    accs = [100 * r["test_acc"] for r in record["rows"]]
+    walls = [r["wall_s"] for r in record["rows"]]
+    seeds = " | ".join(f"{a:.2f}%" for a in accs)
+    return (f"| {record['cpu']} | {record['blas']} | {seeds} | **{statistics.mean(accs):.2f}%** "
+            f"({min(accs):.2f} .. {max(accs):.2f}) | {statistics.mean(walls):.0f} ({min(walls):.0f} .. "
+            f"{max(walls):.0f}) | `{record['command']}` ({record['date']} UTC) |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -114,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         record = {"command": command, "cpu": cpu_model(), "blas": kernel, "date": date,
                   "load_average": [load_start, load_end], "rows": rows}
+        print()
+        print("README row:")
+        print(readme_row(record))
         tmp_path = args.json + ".tmp"
         with open(tmp_path, "w") as f:
             json.dump(record, f, indent=1)

@@ -47,3 +47,39 @@ def test_the_commands_shown_exist():
         for word in words[1:]:
             if word.startswith("--"):
                 assert word in options, f"{word} in `ds2ta-ref {text}`"
+
+
+def _main_job_records():
+    import glob
+    import importlib.util
+    import json
+
+    root = os.path.dirname(README)
+    spec = importlib.util.spec_from_file_location("main_job", os.path.join(root, "benchmarks", "main_job.py"))
+    main_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main_job)
+    records = []
+    for path in sorted(glob.glob(os.path.join(root, "benchmarks", "results", "main_job_*.json"))):
+        with open(path) as f:
+            records.append((path, json.load(f)))
+    return main_job, records
+
+
+def test_the_main_job_table_is_the_recorded_runs():
+    """Every recorded run of benchmarks/main_job.py is in the README as that script formats it
+    (seeds 0-2, mean and range, the CPU and the BLAS kernel), and its times come from a quiet
+    machine (load average below 1.5 on 2 CPUs at start and end)."""
+    main_job, records = _main_job_records()
+    assert len(records) >= 2  # the environment's kernel and the native one
+    text = readme()
+    for path, record in records:
+        assert [r["seed"] for r in record["rows"]] == [0, 1, 2], path
+        assert max(record["load_average"]) < 1.5, f"{path}: measured on a loaded machine"
+        assert main_job.readme_row(record) in text, f"README lacks the row of {path}: {main_job.readme_row(record)}"
+
+
+def test_the_main_job_check_rejects_a_changed_number():
+    main_job, records = _main_job_records()
+    path, record = records[0]
+    record["rows"][0]["test_acc"] += 1 / 359  # one more digit right
+    assert main_job.readme_row(record) not in readme()
