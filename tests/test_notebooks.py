@@ -42,9 +42,10 @@ SMALL = {
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
     "04_model.ipynb": {"batch": 2, "T": 2, "depth": 1, "grad_entries": 1},
-    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16},
+    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16, "step_batch": 8, "events_epochs": 1,
+                          "events_seeds": (0,), "events_subset": 8},
     "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 24, "test_subset": 16,
-                                           "seeds": (0,), "sweep_u0": (3.0,)},
+                                           "seeds": (0,), "sweep_u0": (3.0,), "paper_u0": 3.0},
 }
 
 # Notebooks executed by another test module (with their own sizes and checks).

@@ -1,13 +1,14 @@
-"""Exercises of notebook 05 (training), checked against :mod:`ds2ta_ref.layers` and :mod:`ds2ta_ref.optim`."""
+"""Exercises of notebook 05 (training), checked against :mod:`ds2ta_ref.optim`."""
 import numpy as np
 
-from .. import layers, optim
+from .. import optim
 from . import Exercise
 
 
-def cross_entropy(logits, labels, label_smoothing):
-    """Reference of 05.1: ``layers.cross_entropy``, the loss and its gradient ``dlogits``."""
-    return layers.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+def learning_rates(steps, total_steps, warmup_steps, base_lr, min_lr):
+    """Reference of 05.1: ``optim.cosine_lr`` at every step of ``steps``, as an array."""
+    return np.array([optim.cosine_lr(k, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=base_lr,
+                                     min_lr=min_lr) for k in steps])
 
 
 def adamw_update(p, g, m, v, k, lr, weight_decay, decay):
@@ -20,14 +21,10 @@ def adamw_update(p, g, m, v, k, lr, weight_decay, decay):
     return p, opt.m["p"], opt.v["p"]
 
 
-def _cross_entropy_cases():
-    rng = np.random.default_rng(501)
-    cases = []
-    for B, K, eps in ((4, 10, 0.1), (1, 3, 0.0), (7, 5, 0.3)):
-        logits = rng.normal(0, 3, size=(B, K))
-        cases.append((logits, rng.integers(0, K, size=B), eps))
-    cases.append((np.array([[800.0, 0.0, -800.0]]), np.array([2]), 0.1))  # needs the max subtracted first
-    return cases
+def _schedule_cases():
+    # (steps, total_steps, warmup_steps, base_lr, min_lr): the run of section 2, no warmup, one step, past the end
+    return [(np.arange(0, 80), 69, 12, 4e-3, 1e-5), (np.arange(0, 10), 10, 0, 1e-3, 0.0), ([0], 1, 0, 3e-3, 1e-5),
+            ([0, 5, 9, 10, 11, 50], 10, 3, 1e-2, 1e-4)]
 
 
 def _adamw_cases():
@@ -43,7 +40,7 @@ def _adamw_cases():
 
 
 EXERCISES = [
-    Exercise("05.1", "cross-entropy with label smoothing and its gradient", cross_entropy, _cross_entropy_cases,
-             tol=1e-9),
+    Exercise("05.1", "the learning-rate schedule: warmup, then cosine", learning_rates, _schedule_cases,
+             tol=1e-12),
     Exercise("05.2", "one AdamW update", adamw_update, _adamw_cases, tol=1e-9),
 ]
