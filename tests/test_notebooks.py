@@ -93,10 +93,24 @@ CLAIMS = {
     ],
     "05_training.ipynb": [
         (r"upsampled to (\d+)x", "str(cfg.img_size)"),
+        (r"global norm \$\\\|g\\\| = [^$]*\$ exceeds (\d+)", "f'{tc1.clip_grad:g}'"),
+        (r"about ([\d.]+) one count away", "f\"{surrogate.get('sigmoid').grad(np.array(1.0), 4.0):.2f}\""),
+        (r"([\d.]+) two counts away", "f\"{surrogate.get('sigmoid').grad(np.array(2.0), 4.0):.3f}\""),
+        (r"\\alpha/4 = (\d)\$ at", "f\"{surrogate.get('sigmoid').grad(np.array(0.0), 4.0):g}\""),
+        (r"\$T = (\d+)\$\s+frames", "str(cfg_e.T)"),
+        (r"on a (\d+)x\d+ torus", "str(cfg_e.img_size)"),
+        (r"beat chance \((\d+) %\)", "f'{100 / cfg_e.num_classes:g}'"),
+        (r"leaves the DVS splitter a (single) token", "'single' if cfg_e.num_tokens == 1 else str(cfg_e.num_tokens)"),
+        (r"gives ([\d.]+) % test accuracy on one thread", "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep'] "
+         "if r['label'] == 'u0 = 1, learned u'][0]:.2f}\""),
     ],
     "06_attention_sparsity_energy.ipynb": [
         (r"\$E_\{AC\} = ([\d.]+)\$ pJ", "f'{ds2ta_ref.energy.E_AC * 1e12:g}'"),
         (r"\$(\d) \\times \d\$ token grid", "str(int(round(cfg.num_tokens ** 0.5)))"),
+        (r"at this scale \((\d+) tokens", "str(cfg.num_tokens)"),
+        (r"tokens,\s+\$d = (\d+)\$", "str(cfg.head_dim)"),
+        (r"the `tiny` preset's \$u_0 = (\d)\$", "f'{tiny_u0:g}'"),
+        (r"the paper's \$u_0 = (\d)\$", "f'{paper_u0:g}'"),
     ],
 }
 
@@ -144,7 +158,7 @@ def test_notebook_is_stored_without_outputs(name):
             assert cell.outputs == [] and cell.execution_count is None, "clear the outputs before committing"
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL) + sorted(EXECUTED_ELSEWHERE))
 def test_notebook_is_a_lesson(name):
     """Opens with what the reader will learn; closes with a summary, exercises and the next link."""
     nb = read(name)

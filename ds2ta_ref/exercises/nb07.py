@@ -33,6 +33,9 @@ def _tasa_cases():
     for ref in _golden_files():
         window = json.loads(str(ref["tasa/options"]))["window"]
         cases.append((ref["tasa/in/s"], ref["tasa/in/weight"], ref["tasa/in/bias"], ref["tasa/in/tau"], window))
+    s, weight, bias, _, _ = cases[0]
+    for tau, window in ((0.6, 3), (2.5, 3), (-0.7, 2)):  # rounding matters: 1, 2 (half to even), 0 (clipped)
+        cases.append((s, weight, bias, np.array(tau), window))
     return cases
 
 
