@@ -4,16 +4,18 @@ Each notebook ``NN`` has a module ``ds2ta_ref.exercises.nbNN`` with a list ``EXE
 :class:`Exercise`; an exercise is named ``"NN.k"`` (notebook NN, exercise k). In the notebook, a stub
 cell the student fills in is followed by a check cell::
 
-    def my_lif_step(v, current, tau_m, v_threshold):
+    def threshold_currents(tau_m, v_threshold):
         raise NotImplementedError  # your code here
 
-    result = exercises.check("01.1", my_lif_step)
+    result = exercises.check("01.1", threshold_currents)
 
 which prints one line::
 
-    Exercise 01.1 (one LIF step): not done yet                      (the stub raised NotImplementedError)
-    Exercise 01.1 (one LIF step): relative error 0.0e+00 over 5 cases (tolerance 1e-09) -> PASS
-    Exercise 01.1 (one LIF step): relative error 3.1e-01 over 5 cases (tolerance 1e-09) -> FAIL
+    Exercise 01.1 (the currents that fire ever and at every step): not done yet
+    Exercise 01.1 (the currents that ...): relative error 1.2e-10 over 4 cases (tolerance 1e-06) -> PASS
+    Exercise 01.1 (the currents that ...): relative error 3.3e-01 over 4 cases (tolerance 1e-06) -> FAIL
+
+(``not done yet`` while the stub raises ``NotImplementedError`` or the answer is ``None``).
 
 An exercise either asks for a *function*: the check calls the student's function and the library's
 ``reference`` on the same argument tuples ``cases()`` and compares every result; or for a *value*
