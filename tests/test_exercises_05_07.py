@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ds2ta_ref import exercises, golden
-from ds2ta_ref.exercises import nb05, nb06, nb07
+from ds2ta_ref.exercises import nb06, nb07
 from ds2ta_ref.gradcheck import small_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +61,11 @@ def _fail(key, answer):
 def test_wrong_answers_are_rejected():
     sol = {key: fn for nb in NOTEBOOKS for key, fn in solutions(nb).items()}
     # 05.1: the warmup starting at 0 (step k / warmup) instead of (k + 1) / (warmup + 1)
-    _fail("05.1", lambda steps, total, warmup, base, floor: np.array(
-        [base * k / warmup if k < warmup else v for k, v in zip(steps, sol["05.1"](steps, total, warmup, base, floor))]))
+    def warmup_from_zero(steps, total, warmup, base, floor):
+        right = sol["05.1"](steps, total, warmup, base, floor)
+        return np.array([base * k / warmup if k < warmup else v for k, v in zip(steps, right)])
+
+    _fail("05.1", warmup_from_zero)
     # 05.2: the bias corrections of step 1 at every step
     _fail("05.2", lambda p, g, m, v, k, lr, wd, decay: sol["05.2"](p, g, m, v, 1, lr, wd, decay))
     # 06.1: sparsity counted over one sample only
@@ -96,3 +99,23 @@ def test_06_energy_reference_is_table_3():
     sparsity, pj = nb06.block_energy(A, d)
     T, _, H, N, _ = A.shape
     assert sparsity == np.mean(A == 0) and abs(pj - 0.9 * T * H * N * N * d * (1 - sparsity)) < 1e-9
+
+
+def test_07_kernel_cell_compares_a_solved_exercise_with_the_golden_file(capsys):
+    """The notebook cell that holds the student's kernels against the notebook's golden file: with the
+    solutions every kernel tensor passes; with the stubs it says what is missing, without an error."""
+    cells = json.loads((ROOT / "tutorials" / NOTEBOOKS["07"]).read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    (source,) = [src for src in code if "mine_kernels = {}" in src]
+    sol = solutions("07")
+    namespace = {"ref": golden.build(small_model_config(), seed=1), "golden": golden, "json": json, "np": np,
+                 "my_lif": sol["07.1"], "my_tasa": sol["07.2"]}
+    exec(source, namespace)  # noqa: S102 (the notebook's own cell, read from the repository)
+    out = capsys.readouterr().out
+    assert namespace["kernels"].passed and "compared 3 tensors, 0 fail" in out, out
+
+    def stub(*args):
+        raise NotImplementedError  # your code here
+
+    exec(source, {**namespace, "my_lif": stub, "my_tasa": stub})  # noqa: S102 (as above)
+    assert "is not written yet" in capsys.readouterr().out

@@ -101,8 +101,9 @@ CLAIMS = {
         (r"on a (\d+)x\d+ torus", "str(cfg_e.img_size)"),
         (r"beat chance \((\d+) %\)", "f'{100 / cfg_e.num_classes:g}'"),
         (r"leaves the DVS splitter a (single) token", "'single' if cfg_e.num_tokens == 1 else str(cfg_e.num_tokens)"),
-        (r"gives ([\d.]+) %\s+test accuracy on one thread", "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep'] "
-         "if r['label'] == 'u0 = 1, learned u'][0]:.2f}\""),
+        (r"gives ([\d.]+) %\s+test accuracy on one thread",  # the committed run (figures/results.json)
+         "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep']"
+         " if r['label'] == 'u0 = 1, learned u'][0]:.2f}\""),
     ],
     "06_attention_sparsity_energy.ipynb": [
         (r"\$E_\{AC\} = ([\d.]+)\$ pJ", "f'{ds2ta_ref.energy.E_AC * 1e12:g}'"),

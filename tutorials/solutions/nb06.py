@@ -5,7 +5,7 @@ E_AC_PJ = 0.9  # picojoules per accumulate (45 nm), docs/spec.md §5
 
 
 def my_block_energy(A, head_dim):
-    T, B, H, N, _ = A.shape
+    T, _, H, N, _ = A.shape  # (T, B, H, N, N)
     sparsity = np.count_nonzero(A == 0) / A.size  # fraction of zero entries, over every sample
     ops = T * H * N * N * head_dim  # accumulates of A @ V per sample with a dense A
     return sparsity, E_AC_PJ * ops * (1 - sparsity)
