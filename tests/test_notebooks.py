@@ -43,9 +43,10 @@ SMALL = {
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
     "04_model.ipynb": {"batch": 2, "T": 2, "depth": 1, "grad_entries": 1},
-    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16},
+    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16, "step_batch": 8, "events_epochs": 1,
+                          "events_seeds": (0,), "events_subset": 8},
     "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 24, "test_subset": 16,
-                                           "seeds": (0,), "sweep_u0": (3.0,)},
+                                           "seeds": (0,), "sweep_u0": (3.0,), "paper_u0": 3.0},
 }
 
 # Notebooks executed by another test module (with their own sizes and checks).
@@ -116,10 +117,25 @@ CLAIMS = {
     ],
     "05_training.ipynb": [
         (r"upsampled to (\d+)x", "str(cfg.img_size)"),
+        (r"global norm \$\\\|g\\\| = [^$]*\$ exceeds (\d+)", "f'{tc1.clip_grad:g}'"),
+        (r"about ([\d.]+) one count away", "f\"{surrogate.get('sigmoid').grad(np.array(1.0), 4.0):.2f}\""),
+        (r"([\d.]+) two counts away", "f\"{surrogate.get('sigmoid').grad(np.array(2.0), 4.0):.3f}\""),
+        (r"\\alpha/4 = (\d)\$ at", "f\"{surrogate.get('sigmoid').grad(np.array(0.0), 4.0):g}\""),
+        (r"\$T = (\d+)\$\s+frames", "str(cfg_e.T)"),
+        (r"on a (\d+)x\d+ torus", "str(cfg_e.img_size)"),
+        (r"beat chance \((\d+) %\)", "f'{100 / cfg_e.num_classes:g}'"),
+        (r"leaves the DVS splitter a (single) token", "'single' if cfg_e.num_tokens == 1 else str(cfg_e.num_tokens)"),
+        (r"gives ([\d.]+) %\s+test accuracy on one thread",  # the committed run (figures/results.json)
+         "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep']"
+         " if r['label'] == 'u0 = 1, learned u'][0]:.2f}\""),
     ],
     "06_attention_sparsity_energy.ipynb": [
         (r"\$E_\{AC\} = ([\d.]+)\$ pJ", "f'{ds2ta_ref.energy.E_AC * 1e12:g}'"),
         (r"\$(\d) \\times \d\$ token grid", "str(int(round(cfg.num_tokens ** 0.5)))"),
+        (r"at this scale \((\d+) tokens", "str(cfg.num_tokens)"),
+        (r"tokens,\s+\$d = (\d+)\$", "str(cfg.head_dim)"),
+        (r"the `tiny` preset's \$u_0 = (\d)\$", "f'{tiny_u0:g}'"),
+        (r"the paper's \$u_0 = (\d)\$", "f'{paper_u0:g}'"),
     ],
 }
 
@@ -184,7 +200,7 @@ def test_notebook_is_stored_without_outputs(name):
             assert cell.outputs == [] and cell.execution_count is None, "clear the outputs before committing"
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL) + sorted(EXECUTED_ELSEWHERE))
 def test_notebook_is_a_lesson(name):
     """Opens with what the reader will learn; closes with a summary, exercises and the next link."""
     nb = read(name)
