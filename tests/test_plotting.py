@@ -317,16 +317,13 @@ def test_committed_results_say_what_the_course_says():
         if (u0, frozen) == (1.0, False):
             continue
         assert r["sparsity_maps"] > r["sparsity_scores"], (u0, frozen, "denoising stays on")
-        if u0 >= 2:
-            assert r["accuracy"] < off["accuracy"], (u0, frozen, "starting at 2 or 3 costs accuracy")
-        else:
-            assert abs(r["accuracy"] - off["accuracy"]) <= seed_spread, "frozen at 1: within the seeds' spread"
+        # (which settings' accuracy differs by more than the seed spread is computed and printed by
+        # tutorial 06; the prose claims nothing about it)
         if frozen:
             assert all(u == u0 for u in r["u_final"])
         else:
             assert u0 - 1 < min(r["u_final"]) and max(r["u_final"]) < u0, (u0, "drifts down by < 1 count")
     means = {k: float(np.mean(v)) for k, v in ablation.items()}
-    assert max(means, key=means.get) == "DS2TA"
     assert seed_spread >= max(means.values()) - min(means.values()), "seeds as far apart as configurations"
     arrays, _ = checkpoint.load(FIGURES_DIR / "trained.npz")
     u = np.concatenate([v[:, 5] for k, v in arrays.items() if k.startswith("DS2TA.param.") and k.endswith(".nsad")])
