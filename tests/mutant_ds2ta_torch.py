@@ -370,3 +370,53 @@ def run(golden, mutants=()):
     out.update({f"grad/{k}": p.grad if p.grad is not None else torch.zeros_like(p) for k, p in P.items()
                 if p.requires_grad})
     return {k: v.detach().numpy() for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- the catalog
+def catalog(refs: dict, compare, rtol: float = 1e-10) -> dict:
+    """``{mutant: (case, first departure) or None}``: for each mutant, the first case (in the order of
+    ``refs``, the suite's) whose comparison fails, and the first key in forward order that departs.
+    ``compare``: ``ds2ta_ref.golden.compare``."""
+    found = {}
+    for name in MUTANTS:
+        found[name] = None
+        for case, ref in refs.items():
+            result = compare(ref, run(ref, [name]), rtol=rtol)
+            if not result.passed:
+                found[name] = (case, result.first_departure)
+                break
+    return found
+
+
+def catalog_table(found: dict) -> str:
+    """The mutation table of docs/golden.md (markdown)."""
+    lines = ["| mutant | what it does | case that catches it | first departure |", "|---|---|---|---|"]
+    for name, hit in found.items():
+        case, key = hit if hit else ("none", "-")
+        lines.append(f"| `{name}` | {MUTANTS[name][0]} | `{case}` | `{key}` |")
+    return "\n".join(lines)
+
+
+def rates_table(manifest: dict) -> str:
+    """The firing-rate table of docs/golden.md (markdown) from a suite's ``suite.json``."""
+    lines = ["| case | LIF sites | lowest rate | highest rate | attention LIF (`attn.y`) |", "|---|---|---|---|---|"]
+    for case in manifest["cases"]:
+        rates = {k: v for k, v in case["firing_rates"].items() if k != "lif kernel"}
+        low, high = min(rates, key=rates.get), max(rates, key=rates.get)
+        attn = ", ".join(f"{rates[k]:.3f}" for k in rates if k.endswith("attn.y"))
+        lines.append(f"| `{case['name']}` | {len(rates)} | {rates[low]:.3f} (`{low}`) | {rates[high]:.3f} (`{high}`) "
+                     f"| {attn} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # print docs/golden.md's two tables
+    import tempfile
+
+    from ds2ta_ref import golden
+
+    with tempfile.TemporaryDirectory() as tmp:
+        golden.write_suite(tmp)
+        with open(f"{tmp}/suite.json") as f:
+            print(rates_table(json.load(f)), end="\n\n")
+        print(catalog_table(catalog({name: golden.read(f"{tmp}/{name}.npz") for name in golden.CASES},
+                                    golden.compare)))
