@@ -331,6 +331,11 @@ def test_docs_tables_are_the_measured_ones(mutant, catalog, manifest):
         changes = {f.name for f in dataclasses.fields(case.cfg) if getattr(case.cfg, f.name) != getattr(base, f.name)}
         assert set(re.findall(r"`(\w+)=", row)) == changes and case.catches in row
     assert f"Mutation score: {len(catalog)} of {len(catalog)}." in DOC.read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert f"({len(catalog)} of {len(catalog)} mutants of a catalog" in readme and "six small golden files" in readme
+    assert len(golden.CASES) == 6 and "Six small golden files" in DOC.read_text()
+    assert "is six small golden files" in (ROOT / "docs" / "spec.md").read_text()
+    assert f"a catalog of {len(catalog)} mutants" in (ROOT / "docs" / "spec.md").read_text()
     assert f"with {len(catalog)} mutation flags" in DOC.read_text() and f"catalog of\n{len(catalog)} porting" in DOC.read_text()
 
 
