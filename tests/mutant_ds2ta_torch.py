@@ -33,6 +33,12 @@ MUTANTS = {
     "atan_constant": ("atan surrogate (alpha/2) / (1 + (pi alpha x)^2): pi instead of pi/2", {"lif"}),
     "sigmoid_alpha_default": ("sigmoid's default alpha 2 (atan's) instead of 4, where the config says null",
                               {"grad"}),
+    "alpha_ignored": ("the surrogate's default alpha even where the config gives one", {"lif"}),
+    "surrogate_always_sigmoid": ("the sigmoid surrogate even where the config says atan", {"lif"}),
+    "tau_m_fixed_2": ("tau_m taken as 2 whatever the config says", {"lif"}),
+    "v_threshold_fixed_1": ("LIF threshold 1.0 whatever the config says", {"lif"}),
+    "reset_always_detached": ("the reset detached even with detach_reset=false", {"lif"}),
+    "soft_reset": ("soft reset v = h - theta s instead of the hard reset to 0", {"lif"}),
     # TASA (§2)
     "tau_floor": ("tau floored instead of rounded", TASA),
     "tau_half_away": ("tau rounded half away from zero instead of half to even", TASA),
@@ -41,11 +47,13 @@ MUTANTS = {
     "window_plus_one": ("TASA window T_AW + 1 (lags 0 .. T_AW)", TASA),
     "attenuation_m_plus_1": ("attenuation 2^(-tau (m + 1)) instead of 2^(-tau m)", TASA),
     "bias_per_lag": ("TASA adds the linear bias at every lag, not once", TASA),
+    "window_fixed_3": ("TASA window 3 (the paper's T_AW) whatever the config says", TASA),
     "tau_per_site_ignored": ("the output projection uses tau even with tau_per_site (proj_tau unused)",
                              {"block.0.attn"}),
     # NSAD (§3)
     "nsad_gate_ge": ("NSAD gate 1(s >= u) instead of the strict 1(s > u)", NSAD),
     "nsad_floor": ("NSAD table rounded with floor instead of to nearest", NSAD),
+    "nsad_floor_ignored": ("NSAD rounds to nearest even where the config says floor", NSAD),
     "nsad_half_away": ("NSAD table rounded half away from zero instead of half to even", NSAD),
     "nsad_sigmoid_sign": ("d / (1 + exp(e - s)) instead of d / (1 + exp(s - e))", NSAD),
     "nsad_clamp_negative": ("negative table entries clamped to 0", NSAD),
@@ -56,6 +64,7 @@ MUTANTS = {
     "scale_quarter": ("attention scale 0.25 whatever the config says", {"block.0.attn"}),
     "scale_before_nsad": ("the scale applied to the scores before NSAD instead of to A @ v", {"block.0.attn"}),
     "head_order_jH": ("head channel order c = j * H + h instead of h * d + j", {"block.0.attn"}),
+    "softmax_scores": ("a softmax over the keys applied to the scores (a ViT habit)", {"block.0.attn"}),
     "q_bias_dropped": ("the q linear's bias dropped", {"block.0.attn"}),
     # MLP (§4.6)
     "fc1_bias_dropped": ("the MLP's fc1 bias dropped", {"block.0.mlp"}),
@@ -66,8 +75,10 @@ MUTANTS = {
                           {"stem"}),
     "bn_biased_running_var": ("running variance updated with the biased variance", {"stem"}),
     "bn_eps_ignored": ("BatchNorm eps 1e-3 instead of the config's bn_eps", {"stem"}),
+    "bn_momentum_default": ("BatchNorm momentum 0.1 whatever the config says", {"stem"}),
     # stem (§4.4) and head (§4.7)
     "direct_encoding_first_step": ("the image fed at t = 0 only (zeros after)", {"stem"}),
+    "dvs_split_ignored": ("the CIFAR stem (max-pools after stages 3 and 4) even where sps is dvs", {"stem"}),
     "maxpool_split_ties": ("max-pool gradient split equally over tied maxima", {"grad"}),
     "token_col_major": ("tokens in column-major order n = col * h + row", {"stem"}),
     "rpe_residual_missing": ("the RPE branch replaces the tokens instead of being added", {"stem"}),
@@ -91,9 +102,10 @@ class Step(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        if ctx.name == "sigmoid":
-            sig = torch.sigmoid(ctx.alpha * x)
-            sg = ctx.alpha * sig * (1 - sig)
+        if ctx.name == "sigmoid" or "surrogate_always_sigmoid" in ctx.mutants:
+            alpha = DEFAULT_ALPHA["sigmoid"] if ctx.name != "sigmoid" else ctx.alpha  # the sigmoid's own alpha
+            sig = torch.sigmoid(alpha * x)
+            sg = alpha * sig * (1 - sig)
         else:
             c = math.pi if "atan_constant" in ctx.mutants else math.pi / 2
             sg = (ctx.alpha / 2) / (1 + (c * ctx.alpha * x) ** 2)
@@ -104,6 +116,12 @@ def lif(x, *, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, m
     """Multi-step LIF over the leading axis, hard reset to 0."""
     if "decay_input_flipped" in mutants:
         decay_input = not decay_input
+    if "alpha_ignored" in mutants:
+        alpha = DEFAULT_ALPHA[surrogate]
+    if "tau_m_fixed_2" in mutants:
+        tau_m = 2.0
+    if "reset_always_detached" in mutants:
+        detach_reset = True
     strict = "lif_strict_threshold" in mutants
     detach = detach_reset and "reset_not_detached" not in mutants
     k = 1.0 - 1.0 / tau_m
@@ -111,7 +129,8 @@ def lif(x, *, tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, m
     for t in range(x.shape[0]):
         h = k * v + (x[t] / tau_m if decay_input else x[t])
         s = Step.apply(h - v_threshold, surrogate, alpha, strict, mutants)
-        v = h * (1 - (s.detach() if detach else s))
+        s_reset = s.detach() if detach else s
+        v = h - v_threshold * s_reset if "soft_reset" in mutants else h * (1 - s_reset)
         out.append(s)
     return torch.stack(out)
 
@@ -136,6 +155,7 @@ def tasa(s, weight, bias, tau, window, mutants=()):
     else:
         tau_int = tau + (torch.clamp(r, min=0.0) - tau).detach()
     window = window + 1 if "window_plus_one" in mutants and window > 1 else window
+    window = 3 if "window_fixed_3" in mutants and window > 1 else window
     T = s.shape[0]
     out = 0
     for lag in range(min(window, T)):
@@ -161,6 +181,8 @@ def nsad(scores, params, *, rounding, surrogate, alpha, mutants=()):
     else:
         gate = Step.apply(scores - u, surrogate, alpha, "nsad_gate_ge" not in mutants, mutants)
     f = gate * g
+    if rounding == "floor" and "nsad_floor_ignored" in mutants:
+        rounding = "nearest"
     if rounding == "floor" or "nsad_floor" in mutants:
         rounded = torch.floor(f)
     elif "nsad_half_away" in mutants:
@@ -184,7 +206,7 @@ def batchnorm(x, P, St, new_state, name, cfg, mutants=()):
     eps = 1e-3 if "bn_eps_ignored" in mutants else cfg["bn_eps"]
     y = (x - mean.reshape(shape)) / torch.sqrt(var_norm.reshape(shape) + eps)
     y = y * P[f"{name}.weight"].reshape(shape) + P[f"{name}.bias"].reshape(shape)
-    m = cfg["bn_momentum"]
+    m = 0.1 if "bn_momentum_default" in mutants else cfg["bn_momentum"]
     keep, take = (m, 1 - m) if "bn_momentum_reversed" in mutants else (1 - m, m)
     running_var = var if "bn_biased_running_var" in mutants else var * n / (n - 1)
     new_state[f"{name}.running_mean"] = keep * St[f"{name}.running_mean"] + take * mean.detach()
@@ -235,7 +257,8 @@ def model(P, St, x, cfg, mutants=()):
     """``(logits, new_state, act)`` for images ``x`` ``(B, C, S, S)``."""
     default = dict(DEFAULT_ALPHA, sigmoid=2.0) if "sigmoid_alpha_default" in mutants else DEFAULT_ALPHA
     alpha = cfg["alpha"] if cfg["alpha"] is not None else default[cfg["surrogate"]]
-    opts = dict(tau_m=cfg["tau_m"], v_threshold=cfg["v_threshold"], decay_input=cfg["decay_input"],
+    theta = 1.0 if "v_threshold_fixed_1" in mutants else cfg["v_threshold"]
+    opts = dict(tau_m=cfg["tau_m"], v_threshold=theta, decay_input=cfg["decay_input"],
                 detach_reset=cfg["detach_reset"], surrogate=cfg["surrogate"], alpha=alpha, mutants=mutants)
     T, B, D, H = cfg["T"], x.shape[0], cfg["dim"], cfg["heads"]
     new_state, act = {}, {}
@@ -244,7 +267,8 @@ def model(P, St, x, cfg, mutants=()):
         frames = torch.cat([x.unsqueeze(0), torch.zeros_like(frames[1:])])
 
     h = frames
-    pools = (False, False, True, True) if cfg["sps"] == "cifar" else (True,) * 4
+    cifar = cfg["sps"] == "cifar" or "dvs_split_ignored" in mutants
+    pools = (False, False, True, True) if cifar else (True,) * 4
     for i, conv in enumerate(("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3", "rpe_conv")):
         z = F.conv2d(h.flatten(0, 1), P[f"patch_embed.{conv}.weight"], padding=1)  # (TB, C', S', S')
         name = "patch_embed." + ("rpe_bn" if conv == "rpe_conv" else conv.replace("conv", "bn"))
@@ -292,6 +316,8 @@ def model(P, St, x, cfg, mutants=()):
         q, k, v = act[f"{pre}.q"], act[f"{pre}.k"], act[f"{pre}.v"]
         act[f"{pre}.scores"] = q @ k.transpose(-1, -2)  # (T, B, H, N, N)
         A = act[f"{pre}.scores"]
+        if "softmax_scores" in mutants:
+            A = torch.softmax(A, dim=-1)
         if cfg["nsad"]:
             inp = A * scale if "scale_before_nsad" in mutants else A
             A = nsad(inp, P[f"{pre}.nsad"], rounding=cfg["nsad_rounding"], surrogate=cfg["surrogate"],
@@ -331,7 +357,10 @@ def run(golden, mutants=()):
 
     out = {}
     x = tensor("lif/in/x", grad=True)
-    spikes = lif(x, **options("lif"), mutants=mutants)
+    o = options("lif")
+    if "v_threshold_fixed_1" in mutants:
+        o["v_threshold"] = 1.0
+    spikes = lif(x, **o, mutants=mutants)
     (spikes * tensor("lif/in/dspikes")).sum().backward()
     out["lif/out/spikes"], out["lif/grad/x"] = spikes, x.grad
 

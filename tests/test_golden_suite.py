@@ -60,6 +60,8 @@ def test_suite_files_and_manifest(suite, refs, manifest):
         assert golden.config_from_json(ref["config"]) == golden.CASES[case["name"]].cfg
         assert case["config"] == json.loads(str(ref["config"])) and case["catches"]
         assert list(ref) == golden.forward_order(golden.CASES[case["name"]].cfg)
+    assert "170 to 300 keys and 0.2 to 0.5 MB each" in DOC.read_text()
+    assert all(170 <= len(refs[n]) <= 300 and 0.2e6 <= (suite / f"{n}.npz").stat().st_size <= 0.5e6 for n in names)
     assert golden.write_suite(suite.parent / "again") == names  # the API returns the case names
     for name in names:
         assert (suite / f"{name}.npz").read_bytes() == (suite.parent / "again" / f"{name}.npz").read_bytes()
@@ -331,6 +333,12 @@ def test_docs_tables_are_the_measured_ones(mutant, catalog, manifest):
         changes = {f.name for f in dataclasses.fields(case.cfg) if getattr(case.cfg, f.name) != getattr(base, f.name)}
         assert set(re.findall(r"`(\w+)=", row)) == changes and case.catches in row
     assert f"Mutation score: {len(catalog)} of {len(catalog)}." in DOC.read_text()
+    doc = DOC.read_text()  # the sentences of "What the first departure tells" that name catalog entries
+    assert catalog["bn_unbiased_normalization"][1] == "act/patch_embed.stage1" and "first shows in `act/patch_embed.stage1`" in doc
+    assert catalog["maxpool_split_ties"][1] == "grad/patch_embed.proj_bn3.bias" and "in `grad/patch_embed.proj_bn3.bias`" in doc
+    assert re.fullmatch(r"grad/block\.1\.mlp\.fc2_bn\.(weight|bias)", catalog["sigmoid_alpha_default"][1])
+    assert catalog["tau_floor"][1].startswith("new_state/block.0.attn.") and "(2.5 floors and rounds alike)" in doc
+    assert catalog["q_bias_dropped"][1] == "new_state/block.0.attn.q_bn.running_mean"
     readme = (ROOT / "README.md").read_text()
     assert f"({len(catalog)} of {len(catalog)} mutants of a catalog" in readme and "six small golden files" in readme
     assert len(golden.CASES) == 6 and "Six small golden files" in DOC.read_text()

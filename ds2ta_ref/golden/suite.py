@@ -50,15 +50,16 @@ CASES: dict[str, Case] = {
                       decay_input=True), Draws(bn_bias=(-0.2, 0.5), qkv_bn_bias=(1.0, 1.5)), seed=2, batch=2,
         catches="the DVS code's conventions: a max-pool after every stem stage, no q/k/v bias, scale 0.25"),
     "negative_tau_floor": Case(
-        _BASE.replace(T=3, window=2, surrogate="atan", detach_reset=False, nsad_rounding="floor"),
+        _BASE.replace(T=3, window=2, surrogate="atan", detach_reset=False, nsad_rounding="floor", v_threshold=0.75),
         Draws(kernel_tau=-0.7, model_tau=(-0.6, None), qkv_bn_bias=(0.4, 0.9)), seed=3, batch=2,
         catches="tau below the clip at 0 (its straight-through gradient), NSAD floor rounding, the atan "
-                "surrogate with its default alpha 2, the gradient through the reset (detach_reset=false)"),
+                "surrogate with its default alpha 2, the gradient through the reset (detach_reset=false), "
+                "window 2, a threshold of 0.75"),
     "tau_per_site": Case(
-        _BASE.replace(tau_per_site=True, frozen_u=True, alpha=3.0, bn_momentum=0.3),
+        _BASE.replace(tau_per_site=True, frozen_u=True, alpha=3.0, bn_momentum=0.3, tau_m=3.0),
         Draws(kernel_tau=1.7, model_tau=(2.5, 0.5), qkv_bn_bias=(0.4, 0.9)), seed=4, batch=2,
         catches="tau 1.7 (floor differs from round), model taus on ties 2.5 and 0.5, tau_per_site, "
-                "frozen_u (u's gradient exactly 0), an explicit alpha, bn_momentum 0.3"),
+                "frozen_u (u's gradient exactly 0), an explicit alpha, bn_momentum 0.3, tau_m 3"),
     "frozen_tau_decay": Case(
         _BASE.replace(T=3, frozen_tau=True, surrogate="atan", alpha=1.5, decay_input=True, u0=2.0),
         Draws(kernel_tau=0.5, qkv_bn_bias=(1.0, 1.5)), seed=5, batch=3,
