@@ -270,7 +270,7 @@ def cmd_golden(args) -> int:
 
     if args.suite is not None:
         given = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
-                                          ("--seed", args.seed), ("--batch", args.batch)) if value]
+                                          ("--seed", args.seed), ("--batch", args.batch)) if value is not None]
         if given:
             raise UsageError(f"argument --suite: the suite's cases fix their own settings; drop {', '.join(given)}")
         try:

@@ -85,7 +85,7 @@ def test_write_suite_refuses_a_case_that_does_not_fire(tmp_path, monkeypatch):
     monkeypatch.setitem(golden.CASES, "spikformer", silent)
     with pytest.raises(RuntimeError, match=r"suite case 'spikformer': LIF sites fire outside .*attn\.y"):
         golden.write_suite(tmp_path)
-    assert not (tmp_path / "suite.json").exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written: every case is checked first
 
 
 def test_suite_draws_exercise_every_rounding_and_gate(refs):
@@ -127,6 +127,8 @@ def test_cli_suite_errors_are_one_line(tmp_path, suite, capsys):
     assert err.count("\n") == 1 and err.startswith("ds2ta-ref: error: argument --suite: ") and "exists" in err
     assert main(["golden", "--suite", str(tmp_path / "s"), "--preset", "tiny"]) == 2
     assert "drop --preset" in capsys.readouterr().err
+    assert main(["golden", "--suite", str(tmp_path / "s"), "--seed", "0"]) == 2
+    assert "drop --seed" in capsys.readouterr().err and not (tmp_path / "s").exists()
     assert main(["golden", "--preset", "tiny"]) == 2
     assert "--preset and --out are required" in capsys.readouterr().err
     assert main(["golden", "--suite", str(suite), "--overwrite"]) == 0

@@ -1,11 +1,11 @@
-"""The text reports of :mod:`ds2ta_ref.golden.compare`: one file's table, a suite's lines."""
+"""The text reports of :mod:`ds2ta_ref.golden.comparison`: one file's table, a suite's lines."""
 from __future__ import annotations
 
 __all__ = ["comparison_table", "suite_table"]
 
 
 def comparison_table(result, max_rows: int | None = None) -> str:
-    """A :class:`~ds2ta_ref.golden.compare.Comparison` as a table worst first (``max_rows`` rows at
+    """A :class:`~ds2ta_ref.golden.comparison.Comparison` as a table worst first (``max_rows`` rows at
     most, all failures shown first), the counts, missing and unexpected keys, the first departure."""
     shown = result.results if not max_rows else result.results[:max_rows]
     width = max([len(r.key) for r in shown] + [6])
@@ -35,7 +35,7 @@ def comparison_table(result, max_rows: int | None = None) -> str:
 
 
 def suite_table(result) -> str:
-    """A :class:`~ds2ta_ref.golden.compare.SuiteComparison`: one line per case, then the total."""
+    """A :class:`~ds2ta_ref.golden.comparison.SuiteComparison`: one line per case, then the total."""
     width = max(len(name) for name in list(result.cases) + result.missing_cases)
     lines = []
     for name, c in result.cases.items():

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from .. import checkpoint
 from ..config import ModelConfig
-from .build import Draws, build, firing_rates, write_npz
+from .writer import Draws, build, firing_rates, write_npz
 from .layout import FORMAT_VERSION
 
 __all__ = ["Case", "CASES", "RATE_RANGE", "SUITE_VERSION", "build_case", "write_suite"]
@@ -93,13 +93,17 @@ def write_suite(directory: str | os.PathLike, *, overwrite: bool = False) -> lis
     os.makedirs(directory, exist_ok=True)
     manifest = {"format_version": FORMAT_VERSION, "suite_version": SUITE_VERSION, "rate_range": list(RATE_RANGE),
                 "cases": []}
-    for name, case in CASES.items():
+    built = {}
+    for name, case in CASES.items():  # every case built and checked before any file is written
         arrays = build_case(name)
         rates = firing_rates(arrays)
         low, high = RATE_RANGE
         off = {site: rate for site, rate in rates.items() if not low <= rate <= high}
         if off:
             raise RuntimeError(f"suite case {name!r}: LIF sites fire outside {RATE_RANGE}: {off}")
+        built[name] = arrays, rates
+    for name, (arrays, rates) in built.items():
+        case = CASES[name]
         write_npz(os.path.join(directory, f"{name}.npz"), arrays)
         manifest["cases"].append({"name": name, "file": f"{name}.npz", "config": json.loads(str(arrays["config"])),
                                   "seed": case.seed, "batch": case.batch, "catches": case.catches,
