@@ -263,6 +263,20 @@ def test_missing_and_unexpected_name_the_candidate_file(suite, small, tmp_path, 
     assert f"unexpected in candidate '{tmp_path / 'mine.npz'}', not in the golden file (1): grad/head.bais" in out
 
 
+def test_tutorial_07_implementation_passes_the_suite(refs):
+    """docs/golden.md's claim: tutorial 07's implementation (a user's own) passes every case at 1e-10."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "tutorials"))
+    try:
+        import my_ds2ta_torch
+    finally:
+        sys.path.remove(str(ROOT / "tutorials"))
+    for name, ref in refs.items():
+        result = golden.compare(ref, my_ds2ta_torch.run(ref), rtol=1e-10)
+        assert result.passed, (name, result.table(5))
+    assert not golden.compare(refs["ds2ta"], my_ds2ta_torch.run(refs["ds2ta"], bugs=["nsad_floor"])).passed
+
+
 # ------------------------------------------------------------------ old files, the torch package's candidate
 def test_format_1_files_are_still_compared(mutant):
     path = ROOT / "tests" / "data" / "golden_format1.npz"  # written by the first release's golden.write
