@@ -159,14 +159,16 @@ def test_compare_suite_passes_fails_and_skips(suite, candidates, tmp_path, capsy
     assert re.search(r"tau_per_site\s+MISSING\s+no candidate file tau_per_site.npz", out) and out.endswith("FAIL\n")
     assert main(["compare", "--suite", str(suite), str(tmp_path / "mine"), "--skip-missing"]) == 0
     out = capsys.readouterr().out
-    assert "tau_per_site" in out and "skipped" in out and out.endswith("5 of 6 cases pass (rtol=1e-07), 1 skipped: PASS\n")
+    assert "tau_per_site" in out and "skipped" in out
+    assert out.endswith("5 of 6 cases pass (rtol=1e-07), 1 skipped: PASS\n")
 
     bad = dict(candidates["spikformer"])
     bad["act/block.0.attn.y"] = 1 - bad["act/block.0.attn.y"]
     np.savez(tmp_path / "mine" / "spikformer.npz", **bad)
     result = golden.compare_suite(suite, tmp_path / "mine", skip_missing=True)
     assert not result.passed and not result.cases["spikformer"].passed
-    assert re.search(r"^spikformer\s+FAIL .*; first departure act/block\.0\.attn\.y$", result.table(), flags=re.M)
+    line = r"^spikformer\s+FAIL .*; first departure act/block\.0\.attn\.y$"
+    assert re.search(line, result.table(), flags=re.MULTILINE)
 
 
 def test_compare_suite_errors(suite, tmp_path, capsys):
@@ -198,7 +200,8 @@ def test_compare_refuses_an_empty_comparison(suite, small, capsys):
 
 
 def test_float32_candidate_fails_at_the_default_tolerance_and_says_so(small, candidates, capsys):
-    cand32 = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in candidates["negative_tau_floor"].items()}
+    cand = candidates["negative_tau_floor"]
+    cand32 = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in cand.items()}
     result = golden.compare(small, cand32)
     assert not result.passed and result.narrow_dtypes == ("float32",)
     assert "pass an explicit rtol" in result.results[0].note and "holds float32 tensors" in result.table()
@@ -350,8 +353,10 @@ def test_docs_tables_are_the_measured_ones(mutant, catalog, manifest):
         assert set(re.findall(r"`(\w+)=", row)) == changes and case.catches in row
     assert f"Mutation score: {len(catalog)} of {len(catalog)}." in DOC.read_text()
     doc = DOC.read_text()  # the sentences of "What the first departure tells" that name catalog entries
-    assert catalog["bn_unbiased_normalization"][1] == "act/patch_embed.stage1" and "first shows in `act/patch_embed.stage1`" in doc
-    assert catalog["maxpool_split_ties"][1] == "grad/patch_embed.proj_bn3.bias" and "in `grad/patch_embed.proj_bn3.bias`" in doc
+    assert catalog["bn_unbiased_normalization"][1] == "act/patch_embed.stage1"
+    assert "first shows in `act/patch_embed.stage1`" in doc
+    assert catalog["maxpool_split_ties"][1] == "grad/patch_embed.proj_bn3.bias"
+    assert "in `grad/patch_embed.proj_bn3.bias`" in doc
     assert re.fullmatch(r"grad/block\.1\.mlp\.fc2_bn\.(weight|bias)", catalog["sigmoid_alpha_default"][1])
     assert catalog["tau_floor"][1].startswith("new_state/block.0.attn.") and "(2.5 floors and rounds alike)" in doc
     assert catalog["q_bias_dropped"][1] == "new_state/block.0.attn.q_bn.running_mean"
@@ -360,7 +365,7 @@ def test_docs_tables_are_the_measured_ones(mutant, catalog, manifest):
     assert len(golden.CASES) == 6 and "Six small golden files" in DOC.read_text()
     assert "is six small golden files" in (ROOT / "docs" / "spec.md").read_text()
     assert f"a catalog of {len(catalog)} mutants" in (ROOT / "docs" / "spec.md").read_text()
-    assert f"with {len(catalog)} mutation flags" in DOC.read_text() and f"catalog of\n{len(catalog)} porting" in DOC.read_text()
+    assert f"with {len(catalog)} mutation flags" in doc and f"catalog of\n{len(catalog)} porting" in doc
 
 
 def test_section_names_the_part_of_the_computation():
@@ -368,4 +373,5 @@ def test_section_names_the_part_of_the_computation():
                                         "new_state/patch_embed.proj_bn.running_mean", "act/block.1.attn.y",
                                         "new_state/block.0.mlp.fc1_bn.running_var", "act/block.0.out", "act/pooled",
                                         "loss", "grad/block.0.attn.tau", "param/head.bias", "config")] == [
-        "lif", "nsad", "stem", "stem", "block.1.attn", "block.0.mlp", "block.0", "head", "head", "grad", "input", "meta"]
+        "lif", "nsad", "stem", "stem", "block.1.attn", "block.0.mlp", "block.0", "head", "head", "grad", "input",
+        "meta"]

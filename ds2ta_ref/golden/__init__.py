@@ -21,13 +21,49 @@ target, parameters and BatchNorm state, each kernel's options and ``in/``
 arrays) may be left out of a candidate; every other key of the reference must
 be in it.
 """
-from .writer import Draws, build, firing_rates, write, write_npz
 from .comparison import DEFAULT_RTOL, Comparison, SuiteComparison, TensorResult, compare, compare_suite, suite_cases
-from .layout import (FORMAT_VERSION, KERNEL_KEYS, READABLE_VERSIONS, GoldenFileError, config_from_json,
-                     forward_order, is_input, kernels, read, read_golden, section)
+from .layout import (
+                     FORMAT_VERSION,
+                     KERNEL_KEYS,
+                     READABLE_VERSIONS,
+                     GoldenFileError,
+                     config_from_json,
+                     forward_order,
+                     is_input,
+                     kernels,
+                     read,
+                     read_golden,
+                     section,
+)
 from .suite import CASES, RATE_RANGE, build_case, write_suite
+from .writer import Draws, build, firing_rates, write, write_npz
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "KERNEL_KEYS", "GoldenFileError", "Draws", "build", "write",
-           "write_npz", "firing_rates", "read", "read_golden", "config_from_json", "forward_order", "kernels",
-           "is_input", "section", "DEFAULT_RTOL", "compare", "compare_suite", "suite_cases", "Comparison",
-           "SuiteComparison", "TensorResult", "CASES", "RATE_RANGE", "build_case", "write_suite"]
+__all__ = [
+                     "CASES",
+                     "DEFAULT_RTOL",
+                     "FORMAT_VERSION",
+                     "KERNEL_KEYS",
+                     "RATE_RANGE",
+                     "READABLE_VERSIONS",
+                     "Comparison",
+                     "Draws",
+                     "GoldenFileError",
+                     "SuiteComparison",
+                     "TensorResult",
+                     "build",
+                     "build_case",
+                     "compare",
+                     "compare_suite",
+                     "config_from_json",
+                     "firing_rates",
+                     "forward_order",
+                     "is_input",
+                     "kernels",
+                     "read",
+                     "read_golden",
+                     "section",
+                     "suite_cases",
+                     "write",
+                     "write_npz",
+                     "write_suite",
+]

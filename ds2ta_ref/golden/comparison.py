@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from . import report
 from .layout import FORMAT_VERSION, GoldenFileError, forward_order, is_input, read, read_golden
 
-__all__ = ["DEFAULT_RTOL", "TensorResult", "Comparison", "SuiteComparison", "compare", "compare_suite"]
+__all__ = ["DEFAULT_RTOL", "Comparison", "SuiteComparison", "TensorResult", "compare", "compare_suite"]
 
 DEFAULT_RTOL = 1e-7  # a float64 implementation passes at 1e-10; a float32 one needs an explicit rtol
 
@@ -211,8 +212,8 @@ def compare(reference, candidate, *, rtol: float | None = None, atol: float = 0.
     first = next((k for k in keys if k in failed), None)
     newer = set(forward_order(cfg)) if version < FORMAT_VERSION else set()  # keys an older file lacks
     unexpected = sorted(k for k in cand if k not in ref and k not in newer and selected(k))
-    narrow = tuple(sorted({str(np.asarray(cand[r.key]).dtype) for r in results
-                           if np.asarray(cand[r.key]).dtype.kind == "f" and np.asarray(cand[r.key]).dtype.itemsize < 8}))
+    dtypes = {np.asarray(cand[r.key]).dtype for r in results}
+    narrow = tuple(sorted(str(t) for t in dtypes if t.kind == "f" and t.itemsize < 8))
     results.sort(key=lambda r: (r.ok, -r.max_rel, -r.max_abs))  # failures first, then worst first
     return Comparison(results, missing, unexpected, first, float(rtol), float(atol), float(floor), cand_name, narrow)
 

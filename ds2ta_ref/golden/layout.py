@@ -10,15 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from .. import attention, checkpoint, mlp, model, sps
 from ..config import ModelConfig
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "KERNEL_KEYS", "GoldenFileError", "kernels", "forward_order",
-           "is_input", "read", "read_golden", "config_from_json", "section"]
+__all__ = [
+    "FORMAT_VERSION",
+    "KERNEL_KEYS",
+    "READABLE_VERSIONS",
+    "GoldenFileError",
+    "config_from_json",
+    "forward_order",
+    "is_input",
+    "kernels",
+    "read",
+    "read_golden",
+    "section",
+]
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)

@@ -12,7 +12,7 @@ def comparison_table(result, max_rows: int | None = None) -> str:
     lines = [f"{'tensor':<{width}}  {'shape':<18} {'max abs':>9} {'max rel':>9}  status",
              f"{'-' * width}  {'-' * 18} {'-' * 9} {'-' * 9}  ------"]
     for r in shown:
-        lines.append(f"{r.key:<{width}}  {str(r.shape):<18} {r.max_abs:9.2e} {r.max_rel:9.2e}  "
+        lines.append(f"{r.key:<{width}}  {r.shape!s:<18} {r.max_abs:9.2e} {r.max_rel:9.2e}  "
                      f"{'ok' if r.ok else 'FAIL'}{'  ' + r.note if r.note else ''}")
     if len(shown) < len(result.results):
         rest = result.results[len(shown):]

@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 from .. import checkpoint
 from ..config import ModelConfig
-from .writer import Draws, build, firing_rates, write_npz
 from .layout import FORMAT_VERSION
+from .writer import Draws, build, firing_rates, write_npz
 
-__all__ = ["Case", "CASES", "RATE_RANGE", "SUITE_VERSION", "build_case", "write_suite"]
+__all__ = ["CASES", "RATE_RANGE", "SUITE_VERSION", "Case", "build_case", "write_suite"]
 
 SUITE_VERSION = 1
 RATE_RANGE = (0.05, 0.95)  # every LIF site of every case fires at a rate in this range
@@ -46,9 +46,10 @@ CASES: dict[str, Case] = {
         catches="Spikformer's conventions (no TASA, no NSAD: no tasa/ or nsad/ section; decay_input=true; "
                 "attention threshold 0.5, scale 0.125 on A @ v; q/k/v biases)"),
     "spikformer_dvs": Case(
-        _BASE.replace(img_size=16, T=3, sps="dvs", qkv_bias=False, scale=0.25, tasa=False, nsad=False,
+        _BASE.replace(img_size=32, T=3, sps="dvs", qkv_bias=False, scale=0.25, tasa=False, nsad=False,
                       decay_input=True), Draws(bn_bias=(-0.2, 0.5), qkv_bn_bias=(1.0, 1.5)), seed=2, batch=2,
-        catches="the DVS code's conventions: a max-pool after every stem stage, no q/k/v bias, scale 0.25"),
+        catches="the DVS code's conventions: a max-pool after every stem stage (32x32 to 2x2 tokens), no q/k/v bias, "
+                "scale 0.25"),
     "negative_tau_floor": Case(
         _BASE.replace(T=3, window=2, surrogate="atan", detach_reset=False, nsad_rounding="floor", v_threshold=0.75),
         Draws(kernel_tau=-0.7, model_tau=(-0.6, None), qkv_bn_bias=(0.4, 0.9)), seed=3, batch=2,

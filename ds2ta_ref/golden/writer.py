@@ -16,7 +16,8 @@ import json
 import os
 import re
 import zipfile
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from ..config import ModelConfig
 from ..gradcheck import lif_input_away_from_threshold
 from .layout import FORMAT_VERSION, forward_order, kernels, stem_stages
 
-__all__ = ["Draws", "build", "write", "write_npz", "firing_rates"]
+__all__ = ["Draws", "build", "firing_rates", "write", "write_npz"]
 
 # Sizes of the kernel sections (the model section takes its sizes from the config).
 _KERNEL_BATCH = 2
@@ -84,7 +85,7 @@ def _nsad_kernel_params(rng: np.random.Generator, heads: int, head_dim: int) -> 
     H = max(heads, _NSAD_MIN_HEADS)
     p = np.column_stack([rng.uniform(0.5, 1.5, H), rng.uniform(-0.1, 0.1, H), rng.uniform(0, head_dim, H),
                          rng.uniform(-1, 1, H), rng.uniform(0, head_dim, H), rng.uniform(0, head_dim / 3, H)])
-    a, b, c, d, e, _ = p[0]
+    _, b, c, d, e, _ = p[0]
     p[0, 0] = 1.7 - b * (1 - c) ** 2 - d / (1 + np.exp(1 - e))  # g(1) = 1.7 (to rounding)
     p[0, 5] = 1.0
     p[1] = [0.5, 0.0, p[1, 2], 0.0, p[1, 4], -0.5]
@@ -278,10 +279,9 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None
     """``np.savez`` layout (one ``<key>.npy`` member per array), atomically
     (:func:`ds2ta_ref.checkpoint.atomic_write`), with fixed zip timestamps so that
     the same arrays give the same bytes."""
-    with checkpoint.atomic_write(path) as f:
-        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
-            for key, arr in arrays.items():
-                info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                with zf.open(info, mode="w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
+    with checkpoint.atomic_write(path) as f, zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            with zf.open(info, mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
