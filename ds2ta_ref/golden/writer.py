@@ -34,8 +34,8 @@ __all__ = ["Draws", "build", "firing_rates", "write", "write_npz"]
 _KERNEL_BATCH = 2
 _LIF_FEATURES = 6  # lif/in/x is (T, B, 6)
 _TASA_TOKENS, _TASA_IN, _TASA_OUT = 3, 5, 4  # tasa/in/s is (T, B, 3, 5), weight (4, 5)
-_NSAD_TOKENS = 4  # nsad/in/scores is (T, B, H', 4, 4)
-_NSAD_MIN_HEADS = 3  # H' = max(H, 3): the integer-u head, the ties head, the negative head
+_NSAD_TOKENS = 4  # nsad/in/scores is (T, B, Hk, 4, 4)
+_NSAD_MIN_HEADS = 3  # Hk = max(H, 3): the integer-u head, the ties head, the negative head
 
 
 class Draws(NamedTuple):
@@ -74,7 +74,7 @@ def _lif_input(rng: np.random.Generator, shape: tuple, options: dict) -> np.ndar
 
 
 def _nsad_kernel_params(rng: np.random.Generator, heads: int, head_dim: int) -> np.ndarray:
-    """NSAD parameters ``(H', 6)`` (columns a, b, c, d, e, u), H' >= 3, far from the identity:
+    """NSAD parameters ``(Hk, 6)`` (columns a, b, c, d, e, u), Hk >= 3, far from the identity:
 
     * head 0: ``u = 1`` exactly and ``round(g(1)) = 2``, so the strict gate ``1(s > u)`` differs
       from ``1(s >= u)`` wherever a score is 1;
