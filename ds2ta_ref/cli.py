@@ -1,7 +1,8 @@
 """The ``ds2ta-ref`` command line (also ``python -m ds2ta_ref``).
 
 Subcommands: ``train`` (the main job), ``evaluate``, ``ablate`` and ``gradcheck``;
-``golden`` and ``compare`` (reference tensors for other implementations, :mod:`ds2ta_ref.golden`).
+``golden`` and ``compare`` (reference tensors for another implementation, :mod:`ds2ta_ref.golden`,
+docs/golden.md).
 The work is done by the run library (:mod:`ds2ta_ref.recipe`, :mod:`ds2ta_ref.runs`,
 :mod:`ds2ta_ref.train`, :mod:`ds2ta_ref.ablation`); this module turns options into
 its calls and its errors into one line.
@@ -32,7 +33,7 @@ try:  # Ctrl-C while these load (a second or so) is one line, not a traceback
 
     from . import ablation, checkpoint, gradcheck, model
     from ._version import __version__
-    from .config import PRESETS, parse_overrides
+    from .config import PRESETS, parse_overrides, preset
     from .energy import format_table
     from .recipe import (DATASET_DEFAULTS, ConfigError, TrainConfig, build_data, check_data_files,
                          check_data_matches, default_out, variant_name)
@@ -281,6 +282,111 @@ def cmd_gradcheck(args) -> int:
     return 0 if worst <= 1 else 1
 
 
+# --------------------------------------------------------------------------- golden and compare
+def cmd_golden(args) -> int:
+    from . import golden
+
+    if args.suite is not None:
+        given = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
+                                          ("--seed", args.seed), ("--batch", args.batch)) if value is not None]
+        if given:
+            raise UsageError(f"argument --suite: the suite's cases fix their own settings; drop {', '.join(given)}")
+        try:
+            names = golden.write_suite(args.suite, overwrite=args.overwrite)
+        except FileExistsError as exc:
+            raise UsageError(f"argument --suite: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"argument --suite: cannot write into {args.suite!r}: {exc.strerror or exc}") from None
+        print(f"wrote {len(names)} cases and suite.json into {args.suite}: {', '.join(names)} (docs/golden.md)")
+        return 0
+    if args.preset is None or args.out is None:
+        raise UsageError("arguments --preset and --out are required (or --suite DIR for the conformance suite)")
+    seed = 0 if args.seed is None else args.seed
+    batch = 2 if args.batch is None else args.batch
+    try:
+        cfg = preset(args.preset, **parse_overrides(args.set or []))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        arrays = golden.write(args.out, cfg, seed=seed, batch=batch, overwrite=args.overwrite)
+    except (FileExistsError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+    print(f"wrote {args.out}: {len(arrays)} arrays, preset {args.preset!r}, seed {seed}, batch {batch} "
+          f"(layout: docs/golden.md)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from . import golden
+
+    if args.max_rows < 0:
+        raise UsageError(f"argument --max-rows: must be >= 0, got {args.max_rows}")
+    try:
+        if args.suite:
+            if args.only:
+                raise UsageError("argument --only: not with --suite (a suite compares every key of every case)")
+            result = golden.compare_suite(args.reference, args.candidate, rtol=args.rtol, atol=args.atol,
+                                          floor=args.floor, skip_missing=args.skip_missing)
+            print(result.table())
+            return 0 if result.passed else 1
+        if args.skip_missing:
+            raise UsageError("argument --skip-missing: only with --suite")
+        result = golden.compare(args.reference, args.candidate, rtol=args.rtol, atol=args.atol, floor=args.floor,
+                                only=args.only)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(result.table(args.max_rows))
+    return 0 if result.passed else 1
+
+
+def _add_golden_commands(sub) -> None:
+    """The ``golden`` and ``compare`` subcommands (docs/golden.md)."""
+    p = sub.add_parser(
+        "golden", help="write a golden file (or the conformance suite): reference tensors for another implementation",
+        description="Write one float64 .npz holding a whole training step of the model (input, target, "
+                    "parameters, BatchNorm state before and after, logits, loss, every gradient, the stem's and "
+                    "each block's spikes and attention maps) and each kernel alone; or, with --suite DIR, the "
+                    "conformance suite: several small such files and suite.json. Layout: docs/golden.md.")
+    p.add_argument("--suite", default=None, metavar="DIR",
+                   help="write the conformance suite into DIR (<case>.npz and suite.json) instead of one file")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="model preset (one file)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of every random draw; the same seed gives the same bytes (default 0)")
+    p.add_argument("--out", metavar="FILE", help="the .npz file to write (one file)")
+    p.add_argument("--batch", type=int, default=None, help="batch size B, at least 2 (default 2)")
+    p.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="override a ModelConfig field, e.g. --set depth=2 --set nsad_rounding=floor (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE (or the suite's files) if it exists")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser(
+        "compare", help="compare another implementation's tensors with a golden file (or a suite)",
+        description="Compare CANDIDATE (an .npz with the golden keys your implementation computes) with "
+                    "REFERENCE (a golden file): max abs and rel error per tensor, worst first, missing and "
+                    "unexpected keys, and the first tensor in forward order that departs. With --suite, "
+                    "REFERENCE and CANDIDATE are folders: one line per case and a total. Exit status 0 only "
+                    "when everything passes, 1 when something departs, 2 on errors.")
+    p.add_argument("reference", metavar="REFERENCE", help="a golden file (with --suite: the suite's folder)")
+    p.add_argument("candidate", metavar="CANDIDATE",
+                   help="your .npz (with --suite: the folder holding <case>.npz for every case)")
+    p.add_argument("--suite", action="store_true", help="compare a whole suite: REFERENCE and CANDIDATE are folders")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="with --suite: skip (and name) cases without a candidate file instead of failing")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance (default 1e-7, for float64; a float32 candidate fails unless --rtol "
+                        "is given: try 1e-4)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    p.add_argument("--floor", type=float, default=1e-4,
+                   help="a tensor whose largest magnitude is below FLOOR times the largest of its group "
+                        "(grad/, act/, lif/, ...) counts as ~0 and is compared on that scale (default 1e-4)")
+    p.add_argument("--only", action="append", default=None, metavar="PREFIX",
+                   help="compare only the keys starting with PREFIX, e.g. --only lif/ (repeatable)")
+    p.add_argument("--max-rows", type=int, default=25, help="rows of the table, failures first (default 25; 0: all)")
+    p.set_defaults(func=cmd_compare)
+
+
 # --------------------------------------------------------------------------- parser
 def _by_dataset(field: str) -> str:
     return ", ".join(f"{DATASET_DEFAULTS[d][field]:g} for {d}" for d in DATASET_DEFAULTS)
@@ -414,8 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"kernels to check, among {', '.join(gradcheck.TOLERANCE)}, or case names (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.set_defaults(func=cmd_gradcheck)
-    from . import golden  # golden and compare: reference tensors for other implementations
-    golden.add_commands(sub)
+    _add_golden_commands(sub)
     return parser
 
 

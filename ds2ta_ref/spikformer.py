@@ -11,11 +11,11 @@ import re
 
 import numpy as np
 
-from .checkpoint import CheckpointError, check_numeric, read_npz
+from .checkpoint import CheckpointError, read_npz
 from .config import ModelConfig
 from .params import init_params, init_state, param_shapes, state_shapes, validate
 
-__all__ = ["translate_spikformer_names", "load_spikformer_npz"]
+__all__ = ["translate_spikformer_names", "split_spikformer_names", "spikformer_arrays", "load_spikformer_npz"]
 
 _UNUSED = re.compile(r"^block\.\d+\.norm[12]\.(weight|bias)$")  # LayerNorms Spikformer builds but never uses
 _DVS_NAME = re.compile(r"^(block\.\d+\.(?:attn\.(?:q|k|v|proj)|mlp\.fc[12]))_conv\.(weight|bias)$")
@@ -27,10 +27,18 @@ def translate_spikformer_names(arrays: dict) -> dict:
     Drops the unused ``norm1``/``norm2`` LayerNorms, and maps the DVS code's 1x1
     ``Conv1d`` layers (``q_conv``, ..., ``fc2_conv``, weights ``(out, in, 1)``) to
     the CIFAR code's ``*_linear`` names with ``(out, in)`` weights.
+    (:func:`split_spikformer_names` also returns the names dropped.)
     """
-    out = {}
+    return split_spikformer_names(arrays)[0]
+
+
+def split_spikformer_names(arrays: dict) -> tuple[dict, list[str]]:
+    """``(translated, dropped)``: :func:`translate_spikformer_names`'s arrays and the names it
+    dropped (the ``block.{i}.norm1/norm2.weight/bias`` LayerNorms Spikformer builds but never uses)."""
+    out, dropped = {}, []
     for name, value in arrays.items():
         if _UNUSED.match(name):
+            dropped.append(name)
             continue
         m = _DVS_NAME.match(name)
         if m:
@@ -38,7 +46,7 @@ def translate_spikformer_names(arrays: dict) -> dict:
             if m.group(2) == "weight" and value.ndim == 3 and value.shape[-1] == 1:
                 value = value[..., 0]
         out[name] = value
-    return out
+    return out, dropped
 
 
 def _is_count(value: np.ndarray) -> bool:
@@ -72,12 +80,25 @@ def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
     """
     what = "Spikformer checkpoint"
     arrays = read_npz(path, what=what)  # no pickles; errors name the path (and the array)
-    check_numeric(arrays, path=path, what=what)
+    params, state, _ = spikformer_arrays(arrays, cfg, fill_ds2ta=fill_ds2ta, dtype=dtype,
+                                         source=f"{what} {str(path)!r}")
+    return params, state
+
+
+def spikformer_arrays(arrays: dict, cfg: ModelConfig, *, fill_ds2ta: bool = True, dtype=np.float64,
+                      source: str = "Spikformer state_dict") -> tuple[dict, dict, list[str]]:
+    """``(params, state, dropped)`` from a Spikformer ``state_dict``'s arrays (NumPy), checked as
+    :func:`load_spikformer_npz` says; ``dropped``: the unused ``norm1``/``norm2`` names left out.
+    Errors (:class:`~ds2ta_ref.checkpoint.CheckpointError`) start with ``source``."""
     for name, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise CheckpointError(f"{source}: array {name!r} has dtype {value.dtype}, expected numbers")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{source}: array {name!r} holds NaN or infinity")
         if name.endswith("num_batches_tracked") and not _is_count(value):
-            raise CheckpointError(f"{what} {str(path)!r}: array {name!r} must be one integer >= 0 "
+            raise CheckpointError(f"{source}: array {name!r} must be one integer >= 0 "
                                   f"(a BatchNorm's batch count), got shape {value.shape} and dtype {value.dtype}")
-    arrays = translate_spikformer_names(arrays)
+    arrays, dropped = split_spikformer_names(arrays)
     state_keys = state_shapes(cfg)
     params = {k: v for k, v in arrays.items() if k not in state_keys}
     state = {k: v for k, v in arrays.items() if k in state_keys}
@@ -96,8 +117,8 @@ def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
         except ValueError as exc:
             problems.append(str(exc))
     if problems:
-        raise CheckpointError(f"{what} {str(path)!r} does not match the config: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not match the config: " + "; ".join(problems))
     params = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
     for k, v in state.items():
         full_state[k] = np.asarray(v, dtype=np.int64 if k.endswith("num_batches_tracked") else dtype)
-    return params, full_state
+    return params, full_state, dropped

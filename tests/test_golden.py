@@ -76,9 +76,11 @@ def test_model_section_fires_and_every_gradient_is_exercised(ref):
     assert tau != np.round(tau) and ref["tasa/in/tau"] != np.round(ref["tasa/in/tau"])
     assert np.array_equal(ref["nsad/out/table"], np.rint(ref["nsad/out/table"]))  # an integer table
     for key, value in ref.items():  # as docs/golden.md says: BatchNorm weights in [1, 2), biases in [-0.2, 0.5)
-        if key.startswith("param/") and "_bn." in key:
+        if key.startswith("param/") and "_bn" in key:  # (times theta_eff = v_threshold = 1 here)
             low, high = (1.0, 2.0) if key.endswith("weight") else (-0.2, 0.5)
             assert low <= value.min() and value.max() < high, key
+        elif key.startswith("param/") and key.endswith("bias"):  # linear biases: non-zero, in [-0.5, 0.5)
+            assert np.all(value != 0) and -0.5 <= value.min() and value.max() < 0.5, key
 
 
 @pytest.mark.parametrize("changes", [dict(tasa=False, nsad=False), dict(frozen_tau=True),
@@ -123,7 +125,8 @@ def test_documented_shapes_are_those_of_the_tiny_preset():
                            H=cfg.heads, d=cfg.head_dim, K=cfg.num_classes)
     assert re.search(r"`Tk = max\(T, window \+ 1, 4\)` \(4 for `tiny`\)", doc) and max(cfg.T, cfg.window + 1, 4) == 4
     arrays = golden.build(cfg, seed=0)
-    env = dict(letters, Tk=4, head_dim=cfg.head_dim)
+    assert re.search(r"`Hk = max\(H, 3\)` heads \(4 for `tiny`\)", doc) and max(cfg.heads, 3) == 4
+    env = dict(letters, Tk=4, Hk=4, head_dim=cfg.head_dim)
     checked = 0
     for key, rest in re.findall(r"^\| `([^`]+)` \|(.*)$", doc, flags=re.MULTILINE):
         shape = re.search(r"`(\([^`]*\))`", rest)
@@ -132,7 +135,7 @@ def test_documented_shapes_are_those_of_the_tiny_preset():
         expected = eval(re.sub(r"(\d)([A-Za-z])", r"\1*\2", shape.group(1)), {}, env)  # "4D" -> 4*D
         assert arrays[key.replace("{i}", "0")].shape == expected, key
         checked += 1
-    assert checked == 36  # every row with a shape in letters or numbers
+    assert checked == 41  # every row with a shape in letters or numbers
 
 
 # ------------------------------------------------------------------ compare
@@ -201,6 +204,8 @@ def test_compare_rejects_bad_arguments(ref, tmp_path):
         golden.compare({"x": np.zeros(1)}, ref)
     with pytest.raises(ValueError, match="no such file"):
         golden.compare(tmp_path / "nothing.npz", ref)
+    with pytest.raises(ValueError, match="only must be a list of key prefixes"):
+        golden.compare(ref, ref, only="lif/")
 
 
 # ------------------------------------------------------------------ command line
@@ -222,7 +227,8 @@ def test_cli_golden_then_compare(tmp_path, capsys):
     np.savez(tmp_path / "mine.npz", **cand)
     assert main(["compare", str(out), str(tmp_path / "mine.npz"), "--max-rows", "3"]) == 1
     text = capsys.readouterr().out
-    assert "first departure in forward order: logits" in text and "missing from the candidate (1): logits" in text
+    assert "first departure in forward order: logits" in text
+    assert f"missing from candidate '{tmp_path / 'mine.npz'}' (1): logits" in text
     assert text.splitlines()[2].startswith("grad/head.weight") and text.rstrip().endswith("FAIL")
 
 
@@ -234,8 +240,8 @@ def test_cli_golden_then_compare(tmp_path, capsys):
     (["golden", "--preset", "tiny", "--out", "{new}", "--set", "dim=12"], "dim must be a multiple of 8"),
     (["golden", "--preset", "tiny", "--out", "{new}", "--batch", "1"], "batch must be an integer >= 2"),
     (["compare", "{out}", "{new}"], "no such file"),
-    (["compare", "{out}", "{empty}"], "is not a readable .npz file"),
-    (["compare", "{empty}", "{out}"], "is not a readable .npz file"),
+    (["compare", "{out}", "{empty}"], "candidate '{empty}': is empty, not a .npz file"),
+    (["compare", "{empty}", "{out}"], "golden file '{empty}': is empty, not a .npz file"),
     (["compare", "{out}", "{out}", "--rtol", "-1"], "rtol must be a finite number >= 0"),
 ])
 def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
@@ -243,6 +249,7 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
     golden.write(existing, CFG.replace(depth=1), seed=0)
     empty.write_bytes(b"")
     argv = [a.format(out=existing, new=tmp_path / "new.npz", empty=empty) for a in argv]
+    message = message.format(empty=empty)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ds2ta-ref: error: ") and message in err, err

@@ -8,6 +8,7 @@ explicitly::
     logits = model(images)                          # (B, C, H, W) or (T, B, C, H, W)
     params, state = dt.to_numpy(model)              # NumPy arrays, the reference's names
     model = dt.from_numpy(params, state, cfg)       # and back
+    model = dt.from_spikformer(state_dict, cfg)     # a Spikformer checkpoint (norm1/norm2 dropped)
 
 See ``docs/torch.md`` for training (single process, GPU, DistributedDataParallel).
 """
@@ -17,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('ds2ta_ref.torch needs PyTorch: pip install "ds2ta_ref[torch]"') from exc
 
 from . import functional
-from .model import DS2TA, Record, from_numpy, load_numpy, to_numpy
+from .model import DS2TA, Record, from_numpy, from_spikformer, load_numpy, to_numpy
 from .train import evaluate_torch, train_torch
 
-__all__ = ["DS2TA", "Record", "from_numpy", "load_numpy", "to_numpy", "functional", "train_torch", "evaluate_torch"]
+__all__ = ["DS2TA", "Record", "from_numpy", "from_spikformer", "load_numpy", "to_numpy", "functional", "train_torch", "evaluate_torch"]

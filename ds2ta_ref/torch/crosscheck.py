@@ -18,7 +18,7 @@ from .. import model as np_model
 from ..gradcheck import firing_model_inputs, rel_error, small_model_config
 from .model import from_numpy
 
-__all__ = ["CASES", "case_inputs", "compare", "main"]
+__all__ = ["CASES", "case_inputs", "compare", "golden_candidate", "main"]
 
 
 def _random_nsad(params, rng):
@@ -133,10 +133,6 @@ def main(argv=None) -> None:
               f"{worst('state.')}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --------------------------------------------------------------------------- golden files
 def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     """The outputs of ``ds2ta_ref.torch`` for the inputs of a golden file (:mod:`ds2ta_ref.golden`), float64.
@@ -145,8 +141,9 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     ``grad/`` and ``new_state/``, and the activations that are module outputs
     (``act/patch_embed.out``, ``act/block.{i}.attn.out``, ``act/block.{i}.mlp.out``,
     ``act/block.{i}.out``, ``act/pooled``). Not produced: the activations inside
-    the attention block and the MLP (``q``, ``k``, ``v``, ``scores``, ``A``, ``y``,
-    ``hidden``), which the fused module does not expose. Compare with
+    the stem's stages and the attention block and the MLP (``patch_embed.stage{k}``,
+    ``patch_embed.rpe``, ``q``, ``k``, ``v``, ``scores``, ``A``, ``y``, ``hidden``), which the
+    fused modules do not expose. ``ref``: a golden file's path or arrays. Compare with
     ``golden.compare(ref, candidate, only=list(candidate))``.
     """
     import json
@@ -157,29 +154,31 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     def t(key, grad=False):
         return torch.tensor(np.asarray(ref[key], dtype=np.float64), requires_grad=grad)
 
+    ref, cfg, _ = golden.read_golden(ref)  # checked: a readable format, a valid config, every key
     out = {}
-    # kernels
+    # kernels (tasa/ and nsad/ only where the config uses them)
     options = json.loads(str(ref["lif/options"]))
     x = t("lif/in/x", True)
     spikes = TF.lif(x, **options)
     spikes.backward(t("lif/in/dspikes"))
     out.update({"lif/out/spikes": spikes, "lif/grad/x": x.grad})
-    window = json.loads(str(ref["tasa/options"]))["window"]
-    s, w, b, tau = (t(f"tasa/in/{k}", True) for k in ("s", "weight", "bias", "tau"))
-    y = TF.tasa_mix(s, tau, window) @ w.T + b
-    y.backward(t("tasa/in/dout"))
-    out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
-                "tasa/grad/tau": tau.grad})
-    options = json.loads(str(ref["nsad/options"]))
-    scores, params = t("nsad/in/scores", True), t("nsad/in/params", True)
-    table, _ = TF.nsad_tables(params, options["head_dim"], surrogate=options["surrogate"], alpha=options["alpha"],
-                              rounding=options["rounding"])
-    A = TF.nsad(scores, params, **options)
-    A.backward(t("nsad/in/dA"))
-    out.update({"nsad/out/table": table, "nsad/out/A": A, "nsad/grad/scores": scores.grad,
-                "nsad/grad/params": params.grad})
+    if "tasa/options" in ref:
+        window = json.loads(str(ref["tasa/options"]))["window"]
+        s, w, b, tau = (t(f"tasa/in/{k}", True) for k in ("s", "weight", "bias", "tau"))
+        y = TF.tasa_mix(s, tau, window) @ w.T + b
+        y.backward(t("tasa/in/dout"))
+        out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
+                    "tasa/grad/tau": tau.grad})
+    if "nsad/options" in ref:
+        options = json.loads(str(ref["nsad/options"]))
+        scores, params = t("nsad/in/scores", True), t("nsad/in/params", True)
+        table, _ = TF.nsad_tables(params, options["head_dim"], surrogate=options["surrogate"],
+                                  alpha=options["alpha"], rounding=options["rounding"])
+        A = TF.nsad(scores, params, **options)
+        A.backward(t("nsad/in/dA"))
+        out.update({"nsad/out/table": table, "nsad/out/A": A, "nsad/grad/scores": scores.grad,
+                    "nsad/grad/params": params.grad})
     # the model
-    cfg = golden.config_from_json(ref["config"])
     net = from_numpy({k[6:]: v for k, v in ref.items() if k.startswith("param/")},
                      {k[6:]: v for k, v in ref.items() if k.startswith("state/")}, cfg).train()
     hooks = [net.patch_embed.register_forward_hook(lambda m, i, o: out.__setitem__("act/patch_embed.out", o)),
@@ -199,3 +198,7 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     out.update({f"new_state/{k}": v for k, v in net.state_dict().items()
                 if k.endswith(("running_mean", "running_var", "num_batches_tracked"))})
     return {k: v.detach().numpy().copy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    main()

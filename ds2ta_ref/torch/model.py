@@ -264,3 +264,37 @@ def to_numpy(model: DS2TA) -> tuple[dict, dict]:
     params = {k: arrays[k] for k in _params.param_shapes(model.cfg)}
     state = {k: arrays[k] for k in _params.state_shapes(model.cfg)}
     return params, state
+
+
+def from_spikformer(state_dict: dict, cfg: ModelConfig) -> DS2TA:
+    """A :class:`DS2TA` holding a Spikformer ``state_dict`` as the Spikformer code saves it.
+
+    ``state_dict``: name -> tensor (or array), e.g. ``torch.load(path, map_location="cpu",
+    weights_only=True)`` of a Spikformer checkpoint, or ``spikformer_model.state_dict()``.
+    What :func:`ds2ta_ref.spikformer.load_spikformer_npz` does, without the ``.npz``: the
+    ``block.{i}.norm1/norm2.*`` LayerNorms the Spikformer code builds but never uses are dropped
+    (named in one ``UserWarning`` and in ``model.spikformer_dropped``), the DVS code's 1x1
+    ``Conv1d`` names are translated, ``tau`` and ``nsad`` (absent from a Spikformer checkpoint)
+    take their initial values from ``cfg``, and every other name and shape must match ``cfg``
+    (a :class:`~ds2ta_ref.checkpoint.CheckpointError` naming every mismatch). The model is on
+    the CPU in the checkpoint's float dtype (float32 for a float32 checkpoint).
+    """
+    import warnings
+
+    from ..spikformer import spikformer_arrays
+
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    arrays = {}
+    for name, value in state_dict.items():
+        arrays[name] = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    floats = {a.dtype for a in arrays.values() if a.dtype.kind == "f"}
+    dtype = np.float64 if floats == {np.dtype(np.float64)} else np.float32
+    params, state, dropped = spikformer_arrays(arrays, cfg, dtype=dtype, source="Spikformer state_dict")
+    model = from_numpy(params, state, cfg)
+    model.spikformer_dropped = tuple(dropped)
+    if dropped:
+        warnings.warn(f"from_spikformer: dropped {len(dropped)} unused Spikformer entries "
+                      f"({', '.join(dropped)}): LayerNorms the Spikformer code builds but never uses",
+                      UserWarning, stacklevel=2)
+    return model
