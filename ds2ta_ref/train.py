@@ -49,6 +49,7 @@ def make_optimizer(params: dict, cfg: ModelConfig, tc: TrainConfig) -> optim.Ada
     """AdamW over the trainable parameters only (a frozen ``tau`` is never touched), no weight
     decay where :func:`ds2ta_ref.recipe.no_decay` says."""
     names = model.trainable(cfg)
+    assert tc.lr is not None  # TrainConfig.__post_init__ fills the data set's default
     return optim.AdamW({n: params[n] for n in names}, lr=tc.lr, weight_decay=tc.weight_decay,
                        no_decay=lambda n: no_decay(n, params[n].shape))
 
@@ -67,9 +68,9 @@ def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.n
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(yb)
         rate_sum += cache.record.firing_rate * len(yb)
-        z, n = count_zeros(cache.record.attention_maps)
+        z, e = count_zeros(cache.record.attention_maps)
         zeros += z
-        entries += n
+        entries += e
     n = len(y)
     return EvalResult(correct / n, loss_sum / n, rate_sum / n, block_energy(cfg, zeros, entries))
 

@@ -112,6 +112,7 @@ def make_optimizer(net: DS2TA, tc: TrainConfig) -> torch.optim.AdamW:
         if p.requires_grad:  # a frozen tau is never touched
             decay = 0.0 if no_decay(name, tuple(p.shape)) else tc.weight_decay
             groups.append({"params": [p], "weight_decay": decay, "name": name})
+    assert tc.lr is not None  # TrainConfig.__post_init__ fills the data set's default
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
 
 
