@@ -37,8 +37,8 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -393,7 +393,7 @@ class RunFolder:
         assert self.out_dir is not None, "RunFolder: a folder that writes has an out_dir"
         return self.out_dir
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         if not self.writes:
             return self
         out_dir = self._held()
