@@ -56,7 +56,7 @@ def root_figure(ax: Axes) -> Figure:
     """The top-level figure of an Axes (which may sit in a SubFigure)."""
     fig = ax.get_figure(root=True)
     if fig is None:
-        raise ValueError("ax: expected an Axes placed in a figure, got one in none")
+        raise ValueError("ax: expected an Axes in a figure, got one in none (removed from its figure)")
     return fig
 
 
