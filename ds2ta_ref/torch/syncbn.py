@@ -63,7 +63,8 @@ class _SyncBatchNorm(_MixinBase):
     each process's share of the gradient through the statistics to the others); the running statistics are
     updated as ``torch.nn.BatchNorm`` does (unbiased variance). Outside training,
     or without a process group of two or more, it is the plain BatchNorm.
-    Parameter and buffer names are unchanged.
+    Parameter and buffer names are unchanged. The synchronized path refuses (``ValueError``) a
+    momentum of None (PyTorch's cumulative average) and a BatchNorm without running statistics.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,9 +117,9 @@ def convert_sync_batchnorm(module: nn.Module, *, native: bool | None = None) -> 
             else:
                 convert_sync_batchnorm(child, native=True)
         return module
+    kinds: dict[type[nn.Module], type[_SyncBatchNorm]] = {nn.BatchNorm1d: SyncBatchNorm1d,
+                                                          nn.BatchNorm2d: SyncBatchNorm2d}
     for name, child in list(module.named_children()):
-        kinds: dict[type[nn.Module], type[_SyncBatchNorm]] = {nn.BatchNorm1d: SyncBatchNorm1d,
-                                                              nn.BatchNorm2d: SyncBatchNorm2d}
         kind = kinds.get(type(child))
         if kind is None:
             convert_sync_batchnorm(child)
