@@ -21,8 +21,8 @@ import dataclasses
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -263,6 +263,8 @@ def schedule(tc: TrainConfig, n_train: int) -> Schedule:
     """The schedule of a run of ``tc.epochs`` epochs over ``n_train`` training samples. A run
     extended by ``add_epochs`` gets the schedule of its new total (the cosine is stretched);
     the warmup never takes the whole run (at most ``total_steps - 1`` steps)."""
+    # None in these fields means "the data set's default", which TrainConfig.__post_init__ filled in
+    assert tc.epochs is not None and tc.batch_size is not None and tc.lr is not None
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     total_steps = tc.epochs * steps_per_epoch
     warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)

@@ -37,8 +37,8 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -172,6 +172,7 @@ class ResumePlan:
     @property
     def finished(self) -> bool:
         """True if the continued run has no epoch left to train."""
+        assert self.tc.epochs is not None  # TrainConfig.__post_init__ fills the data set's default
         return self.start_epoch >= self.tc.epochs
 
     def optimizer_arrays(self) -> dict[str, np.ndarray]:
@@ -379,7 +380,7 @@ class RunFolder:
                  saved_epoch: int | None = None, writes: bool = True, log: Callable[[str], None] = print):
         self.out_dir = out_dir
         self.writes = out_dir is not None and writes
-        self.path = os.path.join(out_dir, CHECKPOINT) if self.writes else None
+        self.path = os.path.join(self._held(), CHECKPOINT) if self.writes else None
         self.saved_epoch = saved_epoch  # the epoch of the checkpoint in the folder (None: none of this run)
         self.aside: str | None = None  # where the previous run waits until the first checkpoint
         self._moved: list[str] = []
@@ -387,10 +388,15 @@ class RunFolder:
         self._created = False
 
     # ---- holding
-    def __enter__(self) -> "RunFolder":
+    def _held(self) -> str:
+        """The folder, for the methods that run only when it ``writes`` (which implies an ``out_dir``)."""
+        assert self.out_dir is not None, "RunFolder: a folder that writes has an out_dir"
+        return self.out_dir
+
+    def __enter__(self) -> RunFolder:
         if not self.writes:
             return self
-        out_dir = self.out_dir
+        out_dir = self._held()
         check_lock(out_dir)
         waiting = find_moved_aside(out_dir)  # a previous run left aside by a killed --overwrite
         if waiting:
@@ -417,19 +423,19 @@ class RunFolder:
             raise RunFolderError(f"output folder {out_dir!r} cannot be written ({exc.strerror or exc})") from None
         try:
             replacing = existing and self._overwrite and not self._resuming
-            if replacing:
-                self.aside = self._make_aside()
+            aside = self._make_aside() if replacing else None
+            self.aside = aside
             with os.fdopen(fd, "w") as f:
                 json.dump(dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"),
                                command=" ".join(sys.argv), moved_aside=self.aside), f)
             for tmp in checkpoint.remove_stale_temporary_files(out_dir, RUN_FILES):
                 self._log(f"removed {tmp}, a temporary file left by an interrupted save")
-            if replacing:
+            if aside is not None:  # replacing
                 for name in existing:
-                    os.rename(os.path.join(out_dir, name), os.path.join(self.aside, name))
+                    os.rename(os.path.join(out_dir, name), os.path.join(aside, name))
                     self._moved.append(name)
                 self._log(f"--overwrite: moved the previous run's {', '.join(existing)} from {out_dir}/ to "
-                          f"{self.aside}/; they are deleted once this run has written its first checkpoint")
+                          f"{aside}/; they are deleted once this run has written its first checkpoint")
         except BaseException:
             self._release()
             raise
@@ -440,7 +446,7 @@ class RunFolder:
             self._release()
 
     def _make_aside(self) -> str:
-        base = os.path.abspath(self.out_dir) + ASIDE + time.strftime("%Y%m%d-%H%M%S")
+        base = os.path.abspath(self._held()) + ASIDE + time.strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             aside = base if n == 1 else f"{base}-{n}"
             try:
@@ -454,23 +460,23 @@ class RunFolder:
         """Put a previous run back if the new one never wrote a checkpoint, then unlock."""
         try:
             if self.aside is not None:
-                self._put_back()
+                self._put_back(self.aside)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.out_dir, LOCK))
+                os.unlink(os.path.join(self._held(), LOCK))
             if self._created:
                 with contextlib.suppress(OSError):
-                    os.rmdir(self.out_dir)  # only succeeds if the run left nothing there
+                    os.rmdir(self._held())  # only succeeds if the run left nothing there
 
-    def _put_back(self) -> None:
+    def _put_back(self, aside: str) -> None:
         try:
             for name in list(self._moved):
-                os.replace(os.path.join(self.aside, name), os.path.join(self.out_dir, name))
+                os.replace(os.path.join(aside, name), os.path.join(self._held(), name))
                 self._moved.remove(name)
-            os.rmdir(self.aside)
+            os.rmdir(aside)
         except OSError as exc:
             self._log(f"--overwrite: the previous run could not be put back ({exc.strerror or exc}); it is in "
-                      f"{self.aside}/")
+                      f"{aside}/")
             return
         self._log(f"--overwrite: this run stopped before its first checkpoint; the previous run is back in "
                   f"{self.out_dir}/ as it was")
@@ -494,7 +500,7 @@ class RunFolder:
             self._log(f"--overwrite: this run wrote its first checkpoint; deleted the previous run from "
                       f"{self.aside}/")
             self.aside, self._moved = None, []
-        write_metrics(self.out_dir, history)
+        write_metrics(self._held(), history)
 
     def kept(self) -> str:
         """What a run that stops now leaves behind, for a divergence message."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -32,11 +32,41 @@ from . import data, layers, model, optim
 from ._checks import NonFiniteError
 from .config import ModelConfig
 from .energy import block_energy, count_zeros
-from .recipe import (DATA_DECIDED, DATASET_DEFAULTS, SPLIT_SIZES, VARIANTS, ConfigError, EvalResult, TrainConfig,
-                     augment_batch, build_data, check_data_files, check_data_matches, default_out, model_config,
-                     model_input, no_decay, schedule, variant_name)
-from .runs import (CHECKPOINT, LOCK, METRICS, RunFolder, RunFolderError, TrainingError, TrainResult, diverged,
-                   epoch_row, load_run, plan_resume, progress_bar, resume_conflicts, write_metrics)
+from .recipe import (
+    DATA_DECIDED,
+    DATASET_DEFAULTS,
+    SPLIT_SIZES,
+    VARIANTS,
+    ConfigError,
+    EvalResult,
+    TrainConfig,
+    augment_batch,
+    build_data,
+    check_data_files,
+    check_data_matches,
+    default_out,
+    model_config,
+    model_input,
+    no_decay,
+    schedule,
+    variant_name,
+)
+from .runs import (
+    CHECKPOINT,
+    LOCK,
+    METRICS,
+    RunFolder,
+    RunFolderError,
+    TrainingError,
+    TrainResult,
+    diverged,
+    epoch_row,
+    load_run,
+    plan_resume,
+    progress_bar,
+    resume_conflicts,
+    write_metrics,
+)
 
 __all__ = ["TrainConfig", "ConfigError", "RunFolderError", "TrainingError", "TrainResult", "build_data",
            "model_config", "train", "evaluate", "load_run", "resume_conflicts", "default_out", "variant_name",
@@ -49,6 +79,7 @@ def make_optimizer(params: dict, cfg: ModelConfig, tc: TrainConfig) -> optim.Ada
     """AdamW over the trainable parameters only (a frozen ``tau`` is never touched), no weight
     decay where :func:`ds2ta_ref.recipe.no_decay` says."""
     names = model.trainable(cfg)
+    assert tc.lr is not None  # TrainConfig.__post_init__ fills the data set's default
     return optim.AdamW({n: params[n] for n in names}, lr=tc.lr, weight_decay=tc.weight_decay,
                        no_decay=lambda n: no_decay(n, params[n].shape))
 
@@ -67,9 +98,9 @@ def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.n
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(yb)
         rate_sum += cache.record.firing_rate * len(yb)
-        z, n = count_zeros(cache.record.attention_maps)
+        z, e = count_zeros(cache.record.attention_maps)
         zeros += z
-        entries += n
+        entries += e
     n = len(y)
     return EvalResult(correct / n, loss_sum / n, rate_sum / n, block_energy(cfg, zeros, entries))
 
@@ -189,7 +220,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
         # Overflow is caught by the finiteness checks below, which name the tensor;
         # numpy's RuntimeWarnings would only repeat it without saying where.
         with np.errstate(over="ignore", invalid="ignore"):
-            for i, (xb, yb) in enumerate(progress_bar(batches, sched.steps_per_epoch, f"epoch {epoch}", progress), 1):
+            for i, (xb, yb) in enumerate(progress_bar(batches, sched.steps_per_epoch, f"epoch {epoch}", progress), 1):  # noqa: B007 (stop() reads i)
                 lr = sched.lr(step)
                 xb = augment_batch(xb, ds, tc, rng)
                 logits, state, cache = guarded(model.forward, model_input(xb, cfg), params, state, cfg,

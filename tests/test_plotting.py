@@ -1,7 +1,7 @@
 """ds2ta_ref.plotting on small inputs (Agg), and figures/make_figures.py into a tmp dir."""
 import hashlib
-import json
 import importlib.util
+import json
 import struct
 from pathlib import Path
 
@@ -247,6 +247,17 @@ def test_learning_curves_draw_test_panels_in_the_test_style():
     assert styles["sparsity of $A$ (test set)"] == [("--", "s")]
     assert styles["firing rate (training batches)"] == [("-", "o")]
     assert styles["accuracy"] == [("-", "o"), ("--", "s")]
+
+
+def test_root_figure_refuses_an_axes_in_no_figure():
+    from ds2ta_ref.plotting.style import root_figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert root_figure(ax) is fig
+    ax.remove()
+    with pytest.raises(ValueError, match="expected an Axes in a figure"):
+        root_figure(ax)
 
 
 def test_plotting_without_matplotlib_says_what_to_install():

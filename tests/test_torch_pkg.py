@@ -401,6 +401,25 @@ def test_convert_sync_batchnorm_keeps_the_tensors_and_is_plain_batchnorm_in_one_
     assert torch.equal(net(x), expected)  # no process group: the plain BatchNorm
 
 
+def test_sync_batchnorm_refuses_what_it_cannot_update_in_one_line(torch, monkeypatch):
+    """The synchronized path updates the running statistics with a momentum: a momentum of None
+    (PyTorch's cumulative average) or no running statistics is refused with a clear error. A pretend
+    2-process group whose sum is the identity, so the synchronized path is one process's BatchNorm."""
+    from ds2ta_ref.torch import syncbn
+
+    monkeypatch.setattr(syncbn, "all_reduce", lambda x: x)
+    monkeypatch.setattr(syncbn.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(syncbn.dist, "get_world_size", lambda group=None: 2)
+    x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    synced, plain = syncbn.SyncBatchNorm1d(3).double().train(), torch.nn.BatchNorm1d(3).double().train()
+    torch.testing.assert_close(synced(x), plain(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(synced.running_var, plain.running_var, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"a momentum \(not None\)"):
+        syncbn.SyncBatchNorm1d(3, momentum=None).double().train()(x)
+    with pytest.raises(ValueError, match=r"track_running_stats=True"):
+        syncbn.SyncBatchNorm1d(3, track_running_stats=False).double().train()(x)
+
+
 def test_dtype_agnostic_float32_bfloat16_and_autocast(dt, torch):
     import torch.nn.functional as F
 
@@ -488,8 +507,8 @@ def finished_tiny(dt, tmp_path_factory):
 def test_both_trainers_accept_and_refuse_the_same_add_epochs(dt, finished_tiny, tmp_path, add_epochs):
     """The resume rules are one function (ds2ta_ref.runs.plan_resume): NumPy integers are integers
     to both trainers, and both refuse the same values with the same message."""
-    from ds2ta_ref.train import train
     from ds2ta_ref.torch.train import train_torch
+    from ds2ta_ref.train import train
 
     outcomes = []
     for name, fn in (("numpy", train), ("torch", train_torch)):

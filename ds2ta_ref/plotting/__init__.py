@@ -52,8 +52,14 @@ from .architecture import plot_architecture
 from .attention import plot_attention_grid, plot_attention_maps, token_mask
 from .neuron import plot_membrane, plot_surrogates
 from .nsad import NSAD_EXAMPLES, plot_hashmap_table, plot_nsad, plot_nsad_pipeline
-from .results import (TEST_STYLE, TRAIN_STYLE, plot_ablation, plot_block_energy, plot_denoising_sweep,
-                      plot_learning_curves)
+from .results import (
+    TEST_STYLE,
+    TRAIN_STYLE,
+    plot_ablation,
+    plot_block_energy,
+    plot_denoising_sweep,
+    plot_learning_curves,
+)
 from .style import VARIANT_COLORS, VARIANTS, in_variant_order, percent, variant_color
 from .tasa import plot_tasa, plot_tasa_spikes, tasa_mixing_matrix
 

@@ -1,7 +1,8 @@
 """The paper's Figure 1 as a block diagram, with this package's tensor shapes on the arrows."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -52,7 +53,7 @@ def plot_architecture(cfg, *, batch: int = 8, ax=None) -> Figure:
     ax_d.set_xlim(0, W)
     ax_d.set_ylim(0, Hgt)
     ax_d.axis("off")
-    shape_text = dict(fontsize=SHAPE_FONT, color="C3", family="monospace", linespacing=1.1)
+    shape_text: dict[str, Any] = dict(fontsize=SHAPE_FONT, color="C3", family="monospace", linespacing=1.1)
 
     def box(x, y, w, h, text, colour="#e8eef7", **kw):
         ax_d.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04",

@@ -1,7 +1,7 @@
 """Attention maps: a score map next to its denoised map, and the paper's Figure 3 (maps of a trained model)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes

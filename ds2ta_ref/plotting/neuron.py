@@ -1,7 +1,7 @@
 """LIF neurons over time (Eq. 2-3) and the surrogate derivatives (``docs/spec.md §1.2``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure

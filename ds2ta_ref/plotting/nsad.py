@@ -1,7 +1,7 @@
 """The paper's Figure 4 (NSAD, Eq. 6-7): each head's denoising curve, its hashmap, and the maps it denoises."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -10,7 +10,6 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import nsad
 from .style import axes_for, integer_axes, integer_ticks, percent, root_figure
-
 
 # Labelled parameter sets (a, b, c, d, e, u) drawn in figures/fig4_nsad.png and tutorial 03:
 # the initialisation of docs/spec.md §3.2 with the paper's CIFAR threshold, and two nonlinear shapes.
@@ -113,8 +112,8 @@ def plot_hashmap_table(params_h, head_dim: int, *, rounding: str = "nearest", ax
     (ax_t,) = axes_for(ax, 1, figsize=(0.32 * (head_dim + 1) + 1.2, 1.2))
     s = np.arange(head_dim + 1)
     kind = np.where((table == 0) & (s != 0), 2, np.where(table != s, 1, 0))  # 0 kept, 1 changed, 2 removed
-    colours = ListedColormap(["white", "#fdd49e", "#bdbdbd"])
-    ax_t.imshow(np.vstack([np.full(head_dim + 1, -1), kind]), cmap=ListedColormap(["#eeeeee"] + list(colours.colors)),
+    colours = ["white", "#fdd49e", "#bdbdbd"]  # kept, changed, removed
+    ax_t.imshow(np.vstack([np.full(head_dim + 1, -1), kind]), cmap=ListedColormap(["#eeeeee"] + colours),
                 vmin=-1.5, vmax=2.5, aspect="auto")
     size = 8 if head_dim <= 16 else 6
     for j in range(head_dim + 1):

@@ -5,7 +5,8 @@ Model variants (Spikformer, NSAD only, TASA only, DS2TA) keep the colours and th
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -14,8 +15,8 @@ from matplotlib.ticker import MaxNLocator
 from .style import axes_for, in_variant_order, root_figure, variant_color
 
 # Every panel measured on the training batches is drawn like this, every test-set panel like that.
-TRAIN_STYLE = dict(marker="o", ls="-")
-TEST_STYLE = dict(marker="s", ls="--", mfc="white")
+TRAIN_STYLE: dict[str, Any] = dict(marker="o", ls="-")
+TEST_STYLE: dict[str, Any] = dict(marker="s", ls="--", mfc="white")
 
 
 def plot_learning_curves(histories, ax=None) -> Figure:
@@ -187,7 +188,7 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
     ax_a.set_title("its accuracy cost", fontsize="medium")
     for a, values in ((ax_r, removed), (ax_a, acc)):
         for xi, v in zip(x, values):
-            a.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+            a.text(float(xi), v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     for a in (ax_s, ax_r, ax_a):
         a.set_xticks(x)
         a.set_xticklabels(labels, fontsize="x-small")

@@ -8,7 +8,7 @@ default colour cycle, whose colours depend on the order in which the curves are 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -54,7 +54,10 @@ def integer_ticks() -> dict:
 
 def root_figure(ax: Axes) -> Figure:
     """The top-level figure of an Axes (which may sit in a SubFigure)."""
-    return ax.get_figure(root=True)
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        raise ValueError("ax: expected an Axes in a figure, got one in none (removed from its figure)")
+    return fig
 
 
 def axes_for(ax, n: int, *, nrows: int = 1, figsize=(6.0, 4.0), **subplot_kw) -> list[Axes]:

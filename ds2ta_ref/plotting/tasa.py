@@ -66,7 +66,7 @@ def plot_tasa(tau, window: int, T: int, *, weight=None, seed: int = 0, ax=None) 
 
         ax_df.bar(lags, df, color="C0", width=0.6)
         for lag, value in zip(lags, df):
-            ax_df.text(lag, value + 0.04, power_of_two_label(value), ha="center", va="bottom", fontsize=9)
+            ax_df.text(float(lag), value + 0.04, power_of_two_label(value), ha="center", va="bottom", fontsize=9)
         ax_df.set_ylim(0, 1.3)
         ax_df.set_xticks(lags)
         ax_df.set_ylabel(f"{name}\n" + r"$df(\mathrm{lag})$", fontsize="medium")

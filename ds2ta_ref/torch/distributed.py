@@ -66,7 +66,8 @@ MODES = ("eval", "train", "sync")  # BatchNorm on running statistics, per proces
 
 
 def _grad_worker(rank, world, store, inputs, cfg_fields, tmp):
-    """One DDP step per BatchNorm mode (:data:`MODES`); rank 0 writes the averaged gradients to ``tmp/grads_<mode>.npz``."""
+    """One DDP step per BatchNorm mode (:data:`MODES`); rank 0 writes the averaged gradients to
+    ``tmp/grads_<mode>.npz``."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:

@@ -17,6 +17,8 @@ the combined batch's step (float64 round-off).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -46,7 +48,13 @@ def all_reduce(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSum.apply(x)
 
 
-class _SyncBatchNorm:
+if TYPE_CHECKING:  # a type checker sees the mixin as the BatchNorm it precedes in the MRO
+    _MixinBase = nn.modules.batchnorm._BatchNorm
+else:
+    _MixinBase = object
+
+
+class _SyncBatchNorm(_MixinBase):
     """Training-mode BatchNorm over the batch of every process (any device, any backend, gloo included).
 
     The statistics are those of the combined batch, computed in two passes
@@ -55,7 +63,8 @@ class _SyncBatchNorm:
     each process's share of the gradient through the statistics to the others); the running statistics are
     updated as ``torch.nn.BatchNorm`` does (unbiased variance). Outside training,
     or without a process group of two or more, it is the plain BatchNorm.
-    Parameter and buffer names are unchanged.
+    Parameter and buffer names are unchanged. The synchronized path refuses (``ValueError``) a
+    momentum of None (PyTorch's cumulative average) and a BatchNorm without running statistics.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +82,9 @@ class _SyncBatchNorm:
         y = centered * torch.rsqrt(var + self.eps).view(shape) * self.weight.view(shape) + self.bias.view(shape)
         with torch.no_grad():
             m = self.momentum
+            if m is None or self.running_mean is None or self.running_var is None or self.num_batches_tracked is None:
+                raise ValueError("SyncBatchNorm: training needs a momentum (not None) and running statistics "
+                                 "(track_running_stats=True)")
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
             self.num_batches_tracked += 1
@@ -105,11 +117,14 @@ def convert_sync_batchnorm(module: nn.Module, *, native: bool | None = None) -> 
             else:
                 convert_sync_batchnorm(child, native=True)
         return module
+    kinds: dict[type[nn.Module], type[_SyncBatchNorm]] = {nn.BatchNorm1d: SyncBatchNorm1d,
+                                                          nn.BatchNorm2d: SyncBatchNorm2d}
     for name, child in list(module.named_children()):
-        kind = {nn.BatchNorm1d: SyncBatchNorm1d, nn.BatchNorm2d: SyncBatchNorm2d}.get(type(child))
+        kind = kinds.get(type(child))
         if kind is None:
             convert_sync_batchnorm(child)
             continue
+        assert isinstance(child, nn.modules.batchnorm._BatchNorm)  # its type is BatchNorm1d or BatchNorm2d
         twin = kind(child.num_features, eps=child.eps, momentum=child.momentum)
         twin.weight, twin.bias = child.weight, child.bias  # the same Parameter objects: an optimizer
         for buffer in ("running_mean", "running_var", "num_batches_tracked"):  # made before keeps working

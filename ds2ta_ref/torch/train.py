@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -67,8 +67,17 @@ import torch.nn.functional as F
 from .. import data
 from .. import model as np_model
 from ..energy import block_energy
-from ..recipe import (EvalResult, TrainConfig, augment_batch, build_data, check_data_matches, model_config,
-                      no_decay, schedule, variant_name)
+from ..recipe import (
+    EvalResult,
+    TrainConfig,
+    augment_batch,
+    build_data,
+    check_data_matches,
+    model_config,
+    no_decay,
+    schedule,
+    variant_name,
+)
 from ..runs import RunFolder, TrainResult, diverged, epoch_row, plan_resume, progress_bar
 from .model import DS2TA, from_numpy, to_numpy
 from .syncbn import convert_sync_batchnorm
@@ -112,6 +121,7 @@ def make_optimizer(net: DS2TA, tc: TrainConfig) -> torch.optim.AdamW:
         if p.requires_grad:  # a frozen tau is never touched
             decay = 0.0 if no_decay(name, tuple(p.shape)) else tc.weight_decay
             groups.append({"params": [p], "weight_decay": decay, "name": name})
+    assert tc.lr is not None  # TrainConfig.__post_init__ fills the data set's default
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
 
 
