@@ -193,6 +193,8 @@ class DS2TA(nn.Module):
     ``record=True`` it returns ``(logits, Record)`` (spike and attention-zero counts).
     """
 
+    spikformer_dropped: tuple[str, ...] = ()  # what from_spikformer dropped (its unused LayerNorms)
+
     def __init__(self, cfg: ModelConfig, *, seed: int | None = 0):
         super().__init__()
         if not isinstance(cfg, ModelConfig):
