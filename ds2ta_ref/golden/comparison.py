@@ -189,14 +189,14 @@ def compare(reference, candidate, *, rtol: float | None = None, atol: float = 0.
     def selected(key):
         return not only or any(key.startswith(prefix) for prefix in only)
 
-    group_max = {}
-    for key, value in ref.items():
-        group_max[_group(key)] = max(group_max.get(_group(key), 0.0), _max_abs(np.asarray(value)))
+    group_max: dict[str, float] = {}
+    for key, arr in ref.items():
+        group_max[_group(key)] = max(group_max.get(_group(key), 0.0), _max_abs(np.asarray(arr)))
     order = forward_order(cfg, version)
     order += sorted(set(ref) - set(order))  # keys of a newer writer, compared after the known ones
     keys = [k for k in order if k in ref and selected(k)]
-    if not keys:
-        raise ValueError(f"only={list(only)!r} selects no key of the golden file: nothing would be compared "
+    if not keys:  # only an `only` can select nothing: read_golden checked the keys the config requires
+        raise ValueError(f"only={list(only or ())!r} selects no key of the golden file: nothing would be compared "
                          f"(prefixes look like 'lif/', 'act/block.0.', 'grad/', 'logits')")
     results, missing = [], []
     for key in keys:

@@ -199,11 +199,11 @@ def read_golden(reference, *, source: str | None = None) -> tuple[dict[str, np.n
         raise TypeError(f"reference must be a path or a mapping of arrays, got {type(reference).__name__}")
     if "config" not in ref or "format_version" not in ref:
         raise GoldenFileError(f"{source} is not a golden file: it has no 'config' or 'format_version' entry")
-    version = np.asarray(ref["format_version"])
-    if version.shape != () or version.dtype.kind not in "iu" or int(version) not in READABLE_VERSIONS:
-        raise GoldenFileError(f"{source} has format_version {version.tolist()!r}; this code reads "
+    stored = np.asarray(ref["format_version"])
+    if stored.shape != () or stored.dtype.kind not in "iu" or int(stored) not in READABLE_VERSIONS:
+        raise GoldenFileError(f"{source} has format_version {stored.tolist()!r}; this code reads "
                               f"{' and '.join(map(str, READABLE_VERSIONS))}")
-    version = int(version)
+    version = int(stored)  # an integer scalar, checked just above
     cfg = config_from_json(ref["config"], source=source)
     required = forward_order(cfg, version)
     missing = [k for k in required if k not in ref]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from .. import checkpoint
 from ..config import ModelConfig
@@ -69,7 +71,7 @@ CASES: dict[str, Case] = {
 }
 
 
-def build_case(name: str) -> dict:
+def build_case(name: str) -> dict[str, np.ndarray]:
     """The arrays of case ``name`` (:func:`ds2ta_ref.golden.build` with the case's config and draws)."""
     if name not in CASES:
         raise ValueError(f"case must be one of {sorted(CASES)}, got {name!r}")
@@ -92,10 +94,11 @@ def write_suite(directory: str | os.PathLike, *, overwrite: bool = False) -> lis
     if taken and not overwrite:
         raise FileExistsError(f"{taken[0]!r} exists; pass overwrite=True (--overwrite) to replace the suite")
     os.makedirs(directory, exist_ok=True)
+    cases: list[dict[str, Any]] = []  # one entry per case, filled once every case is built
     manifest = {"format_version": FORMAT_VERSION, "suite_version": SUITE_VERSION, "rate_range": list(RATE_RANGE),
-                "cases": []}
+                "cases": cases}
     built = {}
-    for name, case in CASES.items():  # every case built and checked before any file is written
+    for name in CASES:  # every case built and checked before any file is written
         arrays = build_case(name)
         rates = firing_rates(arrays)
         low, high = RATE_RANGE
@@ -106,9 +109,9 @@ def write_suite(directory: str | os.PathLike, *, overwrite: bool = False) -> lis
     for name, (arrays, rates) in built.items():
         case = CASES[name]
         write_npz(os.path.join(directory, f"{name}.npz"), arrays)
-        manifest["cases"].append({"name": name, "file": f"{name}.npz", "config": json.loads(str(arrays["config"])),
-                                  "seed": case.seed, "batch": case.batch, "catches": case.catches,
-                                  "firing_rates": {k: round(v, 4) for k, v in rates.items()}})
+        cases.append({"name": name, "file": f"{name}.npz", "config": json.loads(str(arrays["config"])),
+                      "seed": case.seed, "batch": case.batch, "catches": case.catches,
+                      "firing_rates": {k: round(v, 4) for k, v in rates.items()}})
     with checkpoint.atomic_write(os.path.join(directory, "suite.json")) as f:
         f.write((json.dumps(manifest, indent=1) + "\n").encode())
     return list(CASES)

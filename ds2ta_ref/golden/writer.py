@@ -17,7 +17,7 @@ import os
 import re
 import zipfile
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,16 +49,16 @@ class Draws(NamedTuple):
     """
 
     kernel_tau: float | None = None  # tasa/in/tau
-    model_tau: tuple | None = None  # (tau, proj_tau) of every block
-    bn_weight: tuple = (1.0, 2.0)
-    bn_bias: tuple = (-0.2, 0.5)
-    qkv_bn_bias: tuple | None = None  # None: bn_bias
+    model_tau: tuple[float | None, float | None] | None = None  # (tau, proj_tau) of every block
+    bn_weight: tuple[float, float] = (1.0, 2.0)
+    bn_bias: tuple[float, float] = (-0.2, 0.5)
+    qkv_bn_bias: tuple[float, float] | None = None  # None: bn_bias
     linear_bias: float = 0.5  # every linear bias (and the head's) in [-linear_bias, linear_bias)
-    nsad_a: tuple = (0.5, 1.5)  # the model's NSAD slope a
+    nsad_a: tuple[float, float] = (0.5, 1.5)  # the model's NSAD slope a
 
 
 # --------------------------------------------------------------------------- the kernels alone
-def _lif_input(rng: np.random.Generator, shape: tuple, options: dict) -> np.ndarray:
+def _lif_input(rng: np.random.Generator, shape: tuple, options: dict[str, Any]) -> np.ndarray:
     """A LIF input whose pre-reset membrane is at least 1e-3 from the threshold everywhere but at
     ``[0, 0, 0]``, where it is exactly on it (the Heaviside's tie: ``>=`` fires, ``>`` does not)."""
     theta = options["v_threshold"]
@@ -97,17 +97,18 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     """The ``lif/``, ``tasa/`` and ``nsad/`` sections (those :func:`~.layout.kernels` lists), each kernel
     with the config's conventions."""
     T = max(cfg.T, cfg.window + 1, 4)  # the temporal carry and every TASA lag are exercised
-    B, out = _KERNEL_BATCH, {}
+    B = _KERNEL_BATCH
+    out: dict[str, Any] = {}  # arrays, and the */options dicts (stored as JSON text below)
     sections = kernels(cfg)
 
     _, alpha = _surrogate.resolve(cfg.surrogate, cfg.alpha)
-    options = dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold, decay_input=cfg.decay_input,
-                   detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=alpha)
-    x = _lif_input(rng, (T, B, _LIF_FEATURES), options)  # (T, B, 6)
+    lif_options: dict[str, Any] = dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold, decay_input=cfg.decay_input,
+                                       detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=alpha)
+    x = _lif_input(rng, (T, B, _LIF_FEATURES), lif_options)  # (T, B, 6)
     dspikes = rng.standard_normal(x.shape)
-    spikes, cache = lif.forward(x, **options)
-    out.update({"lif/options": options, "lif/in/x": x, "lif/in/dspikes": dspikes, "lif/out/spikes": spikes,
-                "lif/grad/x": lif.backward(dspikes, cache)})
+    spikes, lif_cache = lif.forward(x, **lif_options)
+    out.update({"lif/options": lif_options, "lif/in/x": x, "lif/in/dspikes": dspikes, "lif/out/spikes": spikes,
+                "lif/grad/x": lif.backward(dspikes, lif_cache)})
 
     s = (rng.random((T, B, _TASA_TOKENS, _TASA_IN)) < 0.5).astype(np.float64)  # (T, B, N, D_in) spikes
     weight = rng.standard_normal((_TASA_OUT, _TASA_IN))
@@ -115,8 +116,8 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     tau = _tau(rng, cfg) if draws.kernel_tau is None else np.array(float(draws.kernel_tau))
     dout = rng.standard_normal((T, B, _TASA_TOKENS, _TASA_OUT))
     if "tasa" in sections:
-        y, cache = tasa.forward(s, weight, bias, tau=float(tau), window=cfg.window)
-        ds, dweight, dbias, dtau = tasa.backward(dout, cache)
+        y, tasa_cache = tasa.forward(s, weight, bias, tau=float(tau), window=cfg.window)
+        ds, dweight, dbias, dtau = tasa.backward(dout, tasa_cache)
         out.update({"tasa/options": {"window": cfg.window}, "tasa/in/s": s, "tasa/in/weight": weight,
                     "tasa/in/bias": bias, "tasa/in/tau": tau, "tasa/in/dout": dout, "tasa/out/out": y,
                     "tasa/grad/s": ds, "tasa/grad/weight": dweight, "tasa/grad/bias": dbias,
@@ -130,10 +131,11 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     scores[0, 0, 1, 0, 1] = 1.0  # head 1 meets its tie g(1) = 0.5
     dA = rng.standard_normal(scores.shape)
     if "nsad" in sections:
-        options = dict(head_dim=d, rounding=cfg.nsad_rounding, surrogate=cfg.surrogate, alpha=alpha)
-        A, cache = nsad.forward(scores, params, **options)
-        dscores, dparams = nsad.backward(dA, cache)
-        out.update({"nsad/options": options, "nsad/in/scores": scores, "nsad/in/params": params, "nsad/in/dA": dA,
+        nsad_options: dict[str, Any] = dict(head_dim=d, rounding=cfg.nsad_rounding, surrogate=cfg.surrogate,
+                                            alpha=alpha)
+        A, nsad_cache = nsad.forward(scores, params, **nsad_options)
+        dscores, dparams = nsad.backward(dA, nsad_cache)
+        out.update({"nsad/options": nsad_options, "nsad/in/scores": scores, "nsad/in/params": params, "nsad/in/dA": dA,
                     "nsad/out/table": nsad.hashmap(params, head_dim=d, rounding=cfg.nsad_rounding),
                     "nsad/out/A": A, "nsad/grad/scores": dscores, "nsad/grad/params": dparams})
     return {k: (np.array(json.dumps(v)) if k.endswith("/options") else v) for k, v in out.items()}
@@ -151,8 +153,13 @@ def _model_inputs(cfg: ModelConfig, rng: np.random.Generator, batch: int, draws:
     theta_eff = cfg.v_threshold * (cfg.tau_m if cfg.decay_input else 1.0)
     for name, value in params.items():
         if "_bn" in name:  # proj_bn, proj_bn1, .., q_bn, fc1_bn
-            qkv = any(f".{site}_bn." in name for site in "qkv") and draws.qkv_bn_bias is not None
-            low, high = draws.bn_weight if name.endswith("weight") else (draws.qkv_bn_bias if qkv else draws.bn_bias)
+            qkv = any(f".{site}_bn." in name for site in "qkv")
+            if name.endswith("weight"):
+                low, high = draws.bn_weight
+            elif qkv and draws.qkv_bn_bias is not None:
+                low, high = draws.qkv_bn_bias
+            else:
+                low, high = draws.bn_bias
             params[name] = rng.uniform(low, high, value.shape) * theta_eff
         elif name.endswith("bias"):  # the linear maps' and the head's: non-zero, so a dropped bias shows
             params[name] = rng.uniform(-draws.linear_bias, draws.linear_bias, value.shape)
