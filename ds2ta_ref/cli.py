@@ -19,15 +19,16 @@ import time
 
 import numpy as np
 
-from . import __version__, checkpoint, gradcheck, model
-from .config import PRESETS, parse_overrides
+from . import __version__, checkpoint, cifar, data, devices, fingerprint, gradcheck, memory, model
+from .config import PRESETS, differing_overrides, parse_overrides, preset
 from .energy import format_table
-from .train import (CHECKPOINT, DATASET_DEFAULTS, VARIANTS, ConfigError, RunFolderError, TrainConfig,
-                    TrainingError, build_data, check_data_files, check_data_matches, default_out, evaluate, load_run,
-                    resume_conflicts, train, variant_name)
+from .train import (CHECKPOINT, DATA_SHAPES, DATASET_DEFAULTS, SPLIT_SIZES, VARIANTS, ConfigError, RunFolderError,
+                    TrainConfig, TrainingError, build_data, check_data_files, check_data_matches, default_out,
+                    evaluate, load_run, resume_conflicts, train, variant_name)
 
 PROG = "ds2ta-ref"
-USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError)
+USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError,
+               memory.MemoryRequestError)  # issue 18 item 6: a request too large for memory
 
 
 class UsageError(Exception):
@@ -66,7 +67,34 @@ def _given(args) -> dict:
             given["model"] = tuple(sorted(parse_overrides(given["model"], "--set").items()))
         except ValueError as exc:
             raise UsageError(f"argument {exc}") from None
+    if given.get("data_dir"):  # issue 18 item 5: compared with the absolute path a checkpoint records
+        given["data_dir"] = os.path.abspath(given["data_dir"])
     return given
+
+
+def _check_out(out) -> None:
+    """issue 18 item 6: ``--out ""`` is an error, not the default folder (nor the current one)."""
+    if out is not None and not out.strip():
+        raise UsageError(f"argument --out: expected a folder path, got {out!r}")
+
+
+def _check_memory(tc: TrainConfig) -> None:
+    """issue 18 item 6: refuse (``MemoryRequestError``, one line with the estimated size) a run whose
+    training step cannot fit in the memory available (ds2ta_ref.memory: a lower bound), before any work."""
+    cfg = preset(tc.preset, **dict(tc.model), tasa=tc.tasa, nsad=tc.nsad, **DATA_SHAPES[tc.dataset])
+    batch = min(tc.batch_size, tc.train_subset or SPLIT_SIZES[tc.dataset][0])
+    sets = "".join(f" --set {k}={v}" for k, v in tc.model)
+    memory.check(memory.train_bytes(cfg, batch, tc.dtype),
+                 f"training {tc.preset}{sets} on {tc.dataset} with batches of {batch} ({tc.dtype})")
+
+
+def _check_sklearn(tc: TrainConfig, where: str) -> None:
+    """issue 18 item 6: the digits need scikit-learn (the 'digits' extra); one line naming it."""
+    if tc.dataset == "digits":
+        try:
+            data.require_sklearn()
+        except ImportError as exc:
+            raise UsageError(f"{where} digits {exc}") from None
 
 
 def _config_error(exc: ConfigError, names=None) -> UsageError:
@@ -91,6 +119,11 @@ def _interrupted(out: str | None, epochs: int | None) -> int:
 
 
 def cmd_train(args) -> int:
+    try:  # issue 18 item 4: --device and torchrun checked before any work (no data, folder or lock)
+        devices.check_device(args.device, backend=args.backend)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    _check_out(args.out)  # issue 18 item 6
     given = _given(args)
     if args.resume is None:
         if args.add_epochs is not None:
@@ -107,7 +140,10 @@ def cmd_train(args) -> int:
         if args.add_epochs is not None and args.add_epochs < 1:
             raise UsageError(f"argument --add-epochs: must be an integer >= 1, got {args.add_epochs}")
         resume = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
-        recorded, _, _, _, _, meta = load_run(resume)
+        recorded, recorded_cfg, _, _, _, meta = load_run(resume)
+        fingerprint.verify(meta.get("data"), recorded, resume)  # issue 18 item 5: CIFAR files moved or changed
+        if "model" in given and not differing_overrides(recorded_cfg, given["model"]):
+            given["model"] = recorded.model  # issue 18 item 6: a --set equal to the checkpoint's value is accepted
         conflicts = resume_conflicts(recorded, given)
         if conflicts:
             listed = "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
@@ -130,6 +166,8 @@ def cmd_train(args) -> int:
         tc, epochs = None, total + (args.add_epochs or 0)
     try:
         check_data_files(tc or recorded)
+        if tc is not None:
+            _check_memory(tc)  # issue 18 item 6
     except ConfigError as exc:
         raise _config_error(exc) from None
     run = train
@@ -177,13 +215,16 @@ def cmd_evaluate(args) -> int:
     runs = []  # every checkpoint is read and checked before anything is evaluated
     for path in args.checkpoints:
         tc, cfg, params, state, _, meta = load_run(path)
+        _check_sklearn(tc, f"checkpoint {path!r} is a digits run: evaluating it needs the")  # issue 18 item 6
+        fingerprint.verify(meta.get("data"), tc, path)  # issue 18 item 5: CIFAR files missing, moved or changed
         runs.append((path, tc, cfg, params, state, meta))
     datasets = {}
-    for path, tc, cfg, *_ in runs:
+    for path, tc, cfg, _, _, meta in runs:
         key = (tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)
         if key not in datasets:
             datasets[key] = build_data(tc)
         check_data_matches(cfg, datasets[key], path)
+        fingerprint.verify(meta.get("data"), tc, path, datasets[key])  # issue 18 item 5: digits/events arrays
     rows = {}
     for path, tc, cfg, params, state, meta in runs:
         ds = datasets[(tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)]
@@ -199,12 +240,22 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------- ablate
 def cmd_ablate(args) -> int:
+    _check_out(args.out)  # issue 18 item 6
+    for flag, values in (("--seeds", args.seeds), ("--datasets", args.datasets)):  # issue 18 item 6
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise UsageError(f"argument {flag}: {', '.join(map(str, twice))} given twice; give each once")
+    if args.data_dir is not None and not any(d in cifar.FILES for d in args.datasets):
+        raise UsageError(f"argument --data-dir: only for {' and '.join(sorted(cifar.FILES))} in --datasets")
     plan = []  # (dataset, variant, seed, TrainConfig, folder), all checked before the first run
     for dataset in args.datasets:
         for name, (tasa_on, nsad_on) in VARIANTS.items():
             for seed in args.seeds:
                 try:
-                    tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs)
+                    tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=args.epochs,
+                                     data_dir=(args.data_dir or "") if dataset in cifar.FILES else "")
+                    check_data_files(tc)  # issue 18 item 6: the data of every run, before the first
+                    _check_memory(tc)
                 except ConfigError as exc:
                     raise _config_error(exc, {"seed": "--seeds", "dataset": "--datasets"}) from None
                 plan.append((dataset, name, seed, tc, os.path.join(args.out, dataset, name.replace(" ", "_"),
@@ -378,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help=f"epochs per run (default: train's, {_by_dataset('epochs')})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="cifar10/cifar100 in --datasets: the folder holding cifar-10-batches-bin/ or "
+                        "cifar-100-binary/, as for train (default: none)")
     p.add_argument("--out", default=os.path.join("runs", "ablate"), metavar="DIR",
                    help="output folder, one subfolder per data set, model and seed")
     p.add_argument("--overwrite", action="store_true", help="replace runs already in --out (default: refuse)")

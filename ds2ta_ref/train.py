@@ -36,7 +36,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from . import checkpoint, cifar, data, layers, model, optim
+from . import checkpoint, cifar, data, fingerprint, layers, model, optim
 from .config import PRESETS, ModelConfig, check_override, preset
 from .energy import BlockEnergy, block_energy, count_zeros
 
@@ -72,6 +72,12 @@ DATA_DECIDED = {
 # (train, test) sizes of each data set's split, so that --train-subset and
 # --test-subset are checked before the data is loaded (pinned by a test).
 SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+# What the data decides in the model of each data set as build_data makes it, so that --shift and the
+# memory a run needs are checked before the data is loaded (issue 18 item 6; pinned by a test).
+DATA_SHAPES = {"digits": dict(in_channels=1, img_size=16, num_classes=10),
+               "events": dict(in_channels=2, img_size=16, num_classes=4, T=8),
+               "cifar10": dict(in_channels=3, img_size=32, num_classes=10),
+               "cifar100": dict(in_channels=3, img_size=32, num_classes=100)}
 
 
 @dataclass(frozen=True)
@@ -128,11 +134,19 @@ class TrainConfig:
         need(self.min_lr <= self.lr, "min_lr", f"must be <= the peak learning rate lr={self.lr}")
         need(self.label_smoothing < 1, "label_smoothing", "must be < 1")
         need(isinstance(self.data_dir, str), "data_dir", "must be a path")
+        if self.data_dir:  # issue 18 item 5: stored absolute, so the checkpoint names the files wherever it is used
+            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         need(bool(self.data_dir) == (self.dataset in cifar.FILES), "data_dir",
              f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them")
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
             need(getattr(self, field) <= available, field,
                  f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
+        # issue 18 item 6: a warmup longer than the run, and a shift that can move the whole image out
+        need(self.warmup_epochs < self.epochs, "warmup_epochs",
+             f"must be < epochs={self.epochs} (the warmup is part of the run; the cosine decay needs the rest)")
+        side = DATA_SHAPES[self.dataset]["img_size"]
+        need(self.shift < side, "shift",
+             f"must be < {side}, the image size of {self.dataset}: a shift by the whole image leaves a blank sample")
 
 
     def _check_model(self):
@@ -209,10 +223,15 @@ def check_data_files(tc: TrainConfig) -> None:
     """Raise ``ConfigError`` naming ``data_dir`` and the file if a CIFAR run's binary
     files are missing or truncated; cheap (file sizes only), so it runs before any data is loaded."""
     if tc.dataset in cifar.FILES:
-        try:
-            cifar.check_files(tc.dataset, tc.data_dir)
+        try:  # issue 18 item 5: labels (record index) and subsets vs the records present, too
+            cifar.check_files(tc.dataset, tc.data_dir, train_subset=tc.train_subset, test_subset=tc.test_subset)
         except ValueError as exc:
             raise ConfigError("data_dir", str(exc)) from None
+    if tc.dataset == "digits":  # issue 18 item 6: a plain `pip install -e .` lacks scikit-learn
+        try:
+            data.require_sklearn()
+        except ImportError as exc:
+            raise ConfigError("dataset", f"digits: {exc}") from None
 
 
 def build_data(tc: TrainConfig) -> data.Dataset:
@@ -339,13 +358,15 @@ def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.n
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save(path, tc, cfg, params, state, opt, rng, epoch, step, history):
+def _save(path, tc, cfg, params, state, opt, rng, epoch, step, history, data=None):
     arrays = {f"param.{k}": v for k, v in params.items()}
     arrays.update({f"state.{k}": v for k, v in state.items()})
     arrays.update({f"optim.{k}": v for k, v in opt.state_dict().items()})
     arrays.update(checkpoint.rng_state_to_arrays(rng, prefix="rng."))
     meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc),
                 model_config=dataclasses.asdict(cfg), history=history)
+    if data is not None:  # issue 18 item 5: the data fingerprint (ds2ta_ref.fingerprint)
+        meta["data"] = data
     checkpoint.save(path, arrays, meta)
 
 
@@ -377,6 +398,9 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
         if value.dtype != np.dtype(tc.dtype):
             raise checkpoint.CheckpointError(f"{where}: array 'param.{name}' has dtype {value.dtype}, "
                                              f"but the run's dtype is {tc.dtype}")
+    shapes = model.param_shapes(cfg)  # issue 18 item 7: variances, optimizer and RNG state, epoch <= epochs
+    checkpoint.check_training_arrays(arrays, meta, path, trainable={n: shapes[n] for n in model.trainable(cfg)},
+                                     epochs=tc.epochs)
     return tc, cfg, params, state, arrays, meta
 
 
@@ -602,6 +626,7 @@ def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | N
         ds = build_data(tc)
         if resume is not None:
             check_data_matches(cfg, ds, resume)
+            fingerprint.verify(meta.get("data"), tc, resume, ds)  # issue 18 item 5: the data it was trained on
             opt = _optimizer(params, cfg, tc)
             opt.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
             rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
@@ -629,6 +654,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
     warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     epoch, i, lr = start_epoch, 0, float("nan")
+    data_print = None if path is None else fingerprint.of_data(tc, ds)  # issue 18 item 5: in every checkpoint
 
     def diverged(what: str, *, evaluating: bool = False):
         kept = (f"the last good checkpoint {path} (epoch {saved_epoch}) is intact" if saved_epoch is not None
@@ -689,7 +715,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
         history.append(epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test,
                                  time.perf_counter() - t0, tc.epochs, log))
         if path is not None:
-            _save(path, tc, cfg, params, state, opt, rng, epoch, step, history)
+            _save(path, tc, cfg, params, state, opt, rng, epoch, step, history, data=data_print)
             saved_epoch = epoch
             _write_metrics(out_dir, history)
     return TrainResult(params, state, cfg, history, out_dir, trained_epochs=last_epoch - start_epoch)

@@ -60,7 +60,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .. import checkpoint, data, optim
+from .. import checkpoint, data, devices, fingerprint, optim
 from .. import model as np_model
 from .. import train as reference
 from ..energy import block_energy
@@ -169,7 +169,7 @@ def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int 
 
 
 # --------------------------------------------------------------------------- outputs
-def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
+def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world, data=None):
     """:func:`ds2ta_ref.train._save`'s arrays and metadata, plus ``backend`` and ``world_size``."""
     params, state = to_numpy(net)
     arrays = {f"param.{k}": v for k, v in params.items()}
@@ -178,6 +178,8 @@ def _save(path, tc, cfg, net, opt, rng, epoch, step, history, world):
     arrays.update(checkpoint.rng_state_to_arrays(rng, prefix="rng."))
     meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
                 history=history, backend="torch", world_size=world)
+    if data is not None:  # issue 18 item 5: the data fingerprint (ds2ta_ref.fingerprint)
+        meta["data"] = data
     checkpoint.save(path, arrays, meta)
 
 
@@ -200,6 +202,7 @@ def train_torch(tc: reference.TrainConfig | None, out_dir: str | None = None, *,
         TrainingError: a non-finite gradient norm (hence loss or gradient), naming the epoch, step,
             learning rate and the last good checkpoint; raised on every process at the same step.
     """
+    devices.check_device(device)  # issue 18 item 4: a DeviceError (one line) before any process group or folder
     rank, world, created = _distributed(device)
     dev = _device(device, world)
     if rank != 0:
@@ -260,6 +263,7 @@ def _train(tc, out_dir, dev, resume, add_epochs, overwrite, stop_after, progress
         ds = data_set if data_set is not None else reference.build_data(tc)
         if resume is not None:
             reference.check_data_matches(cfg, ds, resume)
+            fingerprint.verify(meta.get("data"), tc, resume, ds)  # issue 18 item 5: the data it was trained on
             rng = checkpoint.rng_from_arrays(arrays, prefix="rng.")
             log(f"resuming {resume} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch on {dev}")
         else:
@@ -299,6 +303,7 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
     warmup = min(int(round(tc.warmup_epochs * steps_per_epoch)), total_steps - 1)
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     lr = float("nan")
+    data_print = None if path is None else fingerprint.of_data(tc, ds)  # issue 18 item 5: in every checkpoint
     for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, firing-rate sum
@@ -341,7 +346,7 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, out_d
         history.append(reference.epoch_row(epoch, step, lr, loss_total, correct, rate_total, seen, test,
                                            time.perf_counter() - t0, tc.epochs, log))
         if path is not None:
-            _save(path, tc, cfg, net, opt, rng, epoch, step, history, world)
+            _save(path, tc, cfg, net, opt, rng, epoch, step, history, world, data=data_print)
             saved_epoch = epoch
             reference._write_metrics(out_dir, history)
         if world > 1:
