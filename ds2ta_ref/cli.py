@@ -94,7 +94,7 @@ def _check_sklearn(tc: TrainConfig, where: str) -> None:
         try:
             data.require_sklearn()
         except ImportError as exc:
-            raise UsageError(f"{where} digits {exc}") from None
+            raise UsageError(f"{where}digits {exc}") from None
 
 
 def _config_error(exc: ConfigError, names=None) -> UsageError:
@@ -215,7 +215,7 @@ def cmd_evaluate(args) -> int:
     runs = []  # every checkpoint is read and checked before anything is evaluated
     for path in args.checkpoints:
         tc, cfg, params, state, _, meta = load_run(path)
-        _check_sklearn(tc, f"checkpoint {path!r} is a digits run: evaluating it needs the")  # issue 18 item 6
+        _check_sklearn(tc, f"checkpoint {path!r} is a digits run: ")  # issue 18 item 6
         fingerprint.verify(meta.get("data"), tc, path)  # issue 18 item 5: CIFAR files missing, moved or changed
         runs.append((path, tc, cfg, params, state, meta))
     datasets = {}

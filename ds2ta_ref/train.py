@@ -231,7 +231,7 @@ def check_data_files(tc: TrainConfig) -> None:
         try:
             data.require_sklearn()
         except ImportError as exc:
-            raise ConfigError("dataset", f"digits: {exc}") from None
+            raise ConfigError("dataset", f"digits {exc}") from None
 
 
 def build_data(tc: TrainConfig) -> data.Dataset:
