@@ -67,8 +67,6 @@ def _given(args) -> dict:
             given["model"] = tuple(sorted(parse_overrides(given["model"], "--set").items()))
         except ValueError as exc:
             raise UsageError(f"argument {exc}") from None
-    if given.get("data_dir"):  # issue 18 item 5: compared with the absolute path a checkpoint records
-        given["data_dir"] = os.path.abspath(given["data_dir"])
     return given
 
 
@@ -142,6 +140,8 @@ def cmd_train(args) -> int:
         resume = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
         recorded, recorded_cfg, _, _, _, meta = load_run(resume)
         fingerprint.verify(meta.get("data"), recorded, resume)  # issue 18 item 5: CIFAR files moved or changed
+        if given.get("data_dir"):  # issue 18 item 5: compared with the absolute path a checkpoint records
+            given["data_dir"] = os.path.abspath(given["data_dir"])
         if "model" in given and not differing_overrides(recorded_cfg, given["model"]):
             given["model"] = recorded.model  # issue 18 item 6: a --set equal to the checkpoint's value is accepted
         conflicts = resume_conflicts(recorded, given)
@@ -213,6 +213,9 @@ def _show(field: str, value) -> str:
 # --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     runs = []  # every checkpoint is read and checked before anything is evaluated
+    twice = sorted({p for p in args.checkpoints if args.checkpoints.count(p) > 1})
+    if twice:  # issue 18 sweep: the table would show it once
+        raise UsageError(f"argument CHECKPOINT: {twice[0]} given twice; give each checkpoint once")
     for path in args.checkpoints:
         tc, cfg, params, state, _, meta = load_run(path)
         _check_sklearn(tc, f"checkpoint {path!r} is a digits run: ")  # issue 18 item 6
@@ -302,6 +305,8 @@ def cmd_ablate(args) -> int:
 
 # --------------------------------------------------------------------------- gradcheck
 def cmd_gradcheck(args) -> int:
+    if args.seed < 0:  # issue 18 sweep: numpy's own message named KERNEL
+        raise UsageError(f"argument --seed: must be an integer >= 0, got {args.seed}")
     try:
         results = list(gradcheck.run_cases(args.kernels, seed=args.seed))
     except ValueError as exc:

@@ -45,11 +45,23 @@ def world_size(environ=None) -> int:
 
 def check_processes(backend: str, environ=None) -> None:
     """Refuse the NumPy backend under ``torchrun`` (``WORLD_SIZE > 1``): it runs in one process."""
+    environ = os.environ if environ is None else environ
     world = world_size(environ)
     if world > 1 and backend != "torch":
         raise DeviceError(f"argument --backend: the {backend} backend runs in one process, but this is one of "
                           f"{world} processes (WORLD_SIZE={world}, as torchrun sets it); use --backend torch "
                           f"under torchrun, or run without torchrun")
+    if world > 1:  # what torch.distributed's env:// rendezvous reads; torchrun sets all of them
+        for name, limit in (("RANK", world), ("LOCAL_RANK", None)):
+            text = environ.get(name)
+            if text is None or not text.isdigit() or (limit is not None and int(text) >= limit):
+                expected = f"an integer in [0, {limit})" if limit else "an integer >= 0"
+                raise DeviceError(f"environment variable {name} must be {expected} with WORLD_SIZE={world}, got "
+                                  f"{text!r}; start the processes with torchrun, which sets it")
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not environ.get(name)]
+        if missing:
+            raise DeviceError(f"environment variable {missing[0]} is not set, but WORLD_SIZE={world} asks for "
+                              f"{world} processes; start them with torchrun, which sets it")
 
 
 def check_device(device: str, *, backend: str = "torch", environ=None) -> str:

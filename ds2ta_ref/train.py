@@ -134,10 +134,10 @@ class TrainConfig:
         need(self.min_lr <= self.lr, "min_lr", f"must be <= the peak learning rate lr={self.lr}")
         need(self.label_smoothing < 1, "label_smoothing", "must be < 1")
         need(isinstance(self.data_dir, str), "data_dir", "must be a path")
-        if self.data_dir:  # issue 18 item 5: stored absolute, so the checkpoint names the files wherever it is used
-            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         need(bool(self.data_dir) == (self.dataset in cifar.FILES), "data_dir",
              f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them")
+        if self.data_dir:  # issue 18 item 5: stored absolute, so the checkpoint names the files wherever it is used
+            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
             need(getattr(self, field) <= available, field,
                  f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
