@@ -64,6 +64,8 @@ def read_records(path: str | os.PathLike, label_bytes: int) -> tuple[np.ndarray,
 def _check_file(path: str, label_bytes: int) -> int:
     """The record size, after checking that ``path`` exists and holds a whole number of records."""
     record = label_bytes + PIXELS
+    if os.path.isdir(path):  # issue 18 sweep: not "missing"
+        raise ValueError(f"CIFAR file {path!r} is a directory, not a CIFAR binary file")
     if not os.path.isfile(path):
         raise ValueError(f"CIFAR file {path!r} is missing")
     size = os.path.getsize(path)
@@ -150,7 +152,10 @@ def check_labels(path: str | os.PathLike, name: str) -> None:
     path = os.fspath(path)
     label_bytes = FILES[name][3]
     record = _check_file(path, label_bytes)
-    raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(os.path.getsize(path) // record, record))
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(os.path.getsize(path) // record, record))
+    except OSError as exc:
+        raise ValueError(f"CIFAR file {path!r} cannot be read ({exc.strerror or exc})") from None
     for j, limit in enumerate(LABEL_RANGE[name]):
         column = np.asarray(raw[:, j])  # (n,) label byte j of every record
         bad = np.flatnonzero(column >= limit)

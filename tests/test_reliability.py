@@ -496,3 +496,21 @@ def test_data_dir_for_digits_is_named_as_given(tmp_path, capsys, no_data):
     assert status(["train", *TINY_ARGS, "--data-dir", "some/dir", "--out", str(tmp_path / "run")]) == 2
     assert "argument --data-dir: is needed for ['cifar10', 'cifar100'] (the folder of the official binary files) " \
            "and only for them, got 'some/dir'" in error_line(capsys)
+
+
+def test_a_cifar_file_that_is_a_directory_or_unreadable_is_named(tmp_path, monkeypatch, capsys, no_data):
+    root = write_cifar10(tmp_path / "data")
+    path = root / "cifar-10-batches-bin" / "test_batch.bin"
+    path.unlink()
+    path.mkdir()
+    assert status(["train", "--dataset", "cifar10", "--data-dir", str(root), "--out", str(tmp_path / "run")]) == 2
+    assert "test_batch.bin' is a directory, not a CIFAR binary file" in error_line(capsys)
+    path.rmdir()
+    write_cifar10(tmp_path / "data")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(np, "memmap", denied)  # as for a file without read permission (root reads anything)
+    assert status(["train", "--dataset", "cifar10", "--data-dir", str(root), "--out", str(tmp_path / "run")]) == 2
+    assert "data_batch_1.bin' cannot be read (Permission denied)" in error_line(capsys)
