@@ -103,7 +103,7 @@ class ModelConfig:
 # What each float field means, hence the values it takes (issue 18 item 6): (lowest, strict, highest).
 FLOAT_RANGES = {
     "scale": (0.0, True, None),  # attention scale: > 0
-    "tau0": (0.0, False, None),  # TASA decay exponent: 2^(-tau0 * lag) decays (0: a plain sum)
+    "tau0": (None, False, None),  # TASA decay exponent: any finite value (the rounded tau is clipped at 0)
     "u0": (None, False, None),  # NSAD threshold: any finite value
     "tau_m": (1.0, False, None),  # membrane time constant: >= 1 (the decay 1 - 1/tau_m is in [0, 1))
     "v_threshold": (0.0, True, None),  # firing threshold: > 0 (a neuron at rest, v = 0, must not fire)

@@ -272,7 +272,6 @@ def test_digits_and_events_fingerprints_are_the_arrays(run, monkeypatch, capsys)
 # --------------------------------------------------------------------------- item 6: options
 @pytest.mark.parametrize("item,named", [
     ("tau0=nan", "tau0 must be a finite number, got nan"),
-    ("tau0=-1", "tau0 must be >= 0, got -1.0"),
     ("u0=inf", "u0 must be a finite number, got inf"),
     ("v_threshold=0", "v_threshold must be > 0, got 0.0"),
     ("attn_v_threshold=-0.5", "attn_v_threshold must be > 0"),
