@@ -513,3 +513,12 @@ def test_a_cifar_file_that_is_a_directory_or_unreadable_is_named(tmp_path, monke
     monkeypatch.setattr(np, "memmap", denied)  # as for a file without read permission (root reads anything)
     assert status(["train", "--dataset", "cifar10", "--data-dir", str(root), "--out", str(tmp_path / "run")]) == 2
     assert "data_batch_1.bin' cannot be read (Permission denied)" in error_line(capsys)
+
+
+def test_the_new_modules_do_not_import_torch():
+    code = ("import sys, ds2ta_ref.devices, ds2ta_ref.fingerprint, ds2ta_ref.memory, ds2ta_ref.cli; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert devices.check_device("cpu", backend="numpy") == "cpu"  # the NumPy backend never asks torch
