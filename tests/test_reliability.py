@@ -351,7 +351,8 @@ def test_memory_estimate_is_below_the_measured_cache(changes):
     cfg = config.preset("tiny", img_size=16, in_channels=1, num_classes=10, **changes)
     params = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32)
     x = np.random.default_rng(1).standard_normal((4, 1, 16, 16)).astype(np.float32)
-    _, _, cache = model.forward(params, model.init_state(cfg, dtype=np.float32), x, cfg, training=True)
+    _, _, cache = model.forward(params=params, state=model.init_state(cfg, dtype=np.float32), x=x, cfg=cfg,
+                                training=True)  # by keyword: the positional order is being changed
     cached = sum(a.nbytes for a in _arrays(cache))
     total, largest = memory.activation_elements(cfg, 4)
     assert memory.ACTIVATION_COPIES * total * 4 <= cached <= 8 * total * 4 and largest <= total
