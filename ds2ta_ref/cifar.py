@@ -113,7 +113,16 @@ def check_files(name: str, data_dir: str | os.PathLike, *, labels: bool = True, 
     (and, for a label out of range, the record's index in the file).
     """
     _check_name(name)
-    folder = _folder(os.fspath(data_dir), name)
+    data_dir = os.fspath(data_dir)
+    if os.path.isfile(data_dir):  # issue 18 sweep: e.g. the downloaded archive itself
+        raise ValueError(f"{data_dir!r} is a file, not a folder: give the folder holding {FILES[name][0]}/ "
+                         f"(extract the .tar.gz of the binary version first)")
+    python_version = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    if not os.path.exists(os.path.join(_folder(data_dir, name), FILES[name][1][0])) and \
+            os.path.isdir(os.path.join(data_dir, python_version)):
+        raise ValueError(f"{data_dir!r} holds {python_version}/, the python version of {name} (pickles, not read "
+                         f"here); download and extract the binary version, {FILES[name][0]}/")
+    folder = _folder(data_dir, name)
     _, train_files, test_files, label_bytes = FILES[name]
     for file in train_files + test_files:
         _check_file(os.path.join(folder, file), label_bytes)

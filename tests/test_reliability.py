@@ -523,3 +523,13 @@ def test_the_new_modules_do_not_import_torch():
                           env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert devices.check_device("cpu", backend="numpy") == "cpu"  # the NumPy backend never asks torch
+
+
+def test_cifar_data_dir_that_is_the_archive_or_the_python_version_says_so(tmp_path, capsys, no_data):
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(b"not extracted")
+    assert status(["train", "--dataset", "cifar10", "--data-dir", str(archive), "--out", str(tmp_path / "r")]) == 2
+    assert "cifar-10-binary.tar.gz' is a file, not a folder" in error_line(capsys)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    assert status(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "holds cifar-10-batches-py/, the python version of cifar10 (pickles, not read here)" in error_line(capsys)
