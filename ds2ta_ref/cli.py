@@ -77,8 +77,8 @@ def _check_out(out) -> None:
 
 
 def _check_memory(tc: TrainConfig) -> None:
-    """issue 18 item 6: refuse (``MemoryRequestError``, one line with the estimated size) a run whose
-    training step cannot fit in the memory available (ds2ta_ref.memory: a lower bound), before any work."""
+    """issue 18 item 6: refuse (``MemoryRequestError``, one line with the estimated size) a NumPy run whose
+    training step cannot fit in the memory available (ds2ta_ref.memory's estimate), before any work."""
     cfg = preset(tc.preset, **dict(tc.model), tasa=tc.tasa, nsad=tc.nsad, **DATA_SHAPES[tc.dataset])
     batch = min(tc.batch_size, tc.train_subset or SPLIT_SIZES[tc.dataset][0])
     sets = "".join(f" --set {k}={v}" for k, v in tc.model)
@@ -166,8 +166,8 @@ def cmd_train(args) -> int:
         tc, epochs = None, total + (args.add_epochs or 0)
     try:
         check_data_files(tc or recorded)
-        if tc is not None:
-            _check_memory(tc)  # issue 18 item 6
+        if tc is not None and args.backend == "numpy":  # issue 18 item 6 (the estimate is the NumPy backend's;
+            _check_memory(tc)  # torch keeps other arrays, on a GPU in the GPU's memory)
     except ConfigError as exc:
         raise _config_error(exc) from None
     run = train

@@ -344,6 +344,14 @@ def test_a_request_too_large_for_memory_is_refused_with_its_size(tmp_path, monke
     monkeypatch.setattr(memory, "available_bytes", lambda: 10 ** 6)
     assert status(["train", *TINY_ARGS, "--out", str(out)]) == 2  # the tiny run needs more than 1 MB
     assert "needs at least 8.65 MB of memory" in error_line(capsys)
+    checked = []  # the torch backend (GPU memory, its own arrays) is not held to the NumPy estimate
+    monkeypatch.setattr(cli, "_check_memory", checked.append)
+    monkeypatch.setattr(cli, "train", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    pytest.importorskip("torch")
+    import ds2ta_ref.torch.train as torch_train
+
+    monkeypatch.setattr(torch_train, "train_torch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert status(["train", *TINY_ARGS, "--backend", "torch", "--out", str(out)]) == 130 and checked == []
 
 
 @pytest.mark.parametrize("changes", [dict(), dict(mlp_ratio=16), dict(dim=128, heads=8, depth=2), dict(T=4)])
