@@ -33,8 +33,8 @@ import numpy as np
 from ._checks import check_int
 from .data import Dataset
 
-__all__ = ["MEAN", "STD", "FILES", "check_files", "file_paths", "split_sizes", "check_labels", "read_records", "normalize", "black", "load", "load_cifar10",
-           "load_cifar100", "augment"]
+__all__ = ["MEAN", "STD", "FILES", "check_files", "file_paths", "split_sizes", "check_labels", "read_records",
+           "normalize", "black", "load", "load_cifar10", "load_cifar100", "augment"]
 
 PIXELS = 3 * 32 * 32
 # Per-channel mean and standard deviation of the training images (in [0, 1]), as in timm / Spikformer.

@@ -115,7 +115,7 @@ FLOAT_RANGES = {
 BOOL_FIELDS = ("qkv_bias", "tasa", "nsad", "tau_per_site", "frozen_tau", "frozen_u", "decay_input", "detach_reset")
 
 
-def _check_meanings(cfg: "ModelConfig") -> None:
+def _check_meanings(cfg: ModelConfig) -> None:
     """Raise ``ValueError`` naming the field if a float field of ``cfg`` is not a finite number in its
     range (:data:`FLOAT_RANGES`) or a switch is not ``True``/``False``; one line each."""
     for name, (low, strict, high) in FLOAT_RANGES.items():

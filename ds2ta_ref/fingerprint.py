@@ -73,7 +73,8 @@ def of_data(tc, ds=None) -> dict:
     """The fingerprint of a run's data (``tc``: its ``TrainConfig``; ``ds``: the built
     :class:`~ds2ta_ref.data.Dataset`, needed for ``digits`` and ``events``)."""
     if tc.dataset in cifar.FILES:
-        return {"dataset": tc.dataset, "files": [file_fingerprint(p) for p in cifar.file_paths(tc.dataset, tc.data_dir)]}
+        paths = cifar.file_paths(tc.dataset, tc.data_dir)
+        return {"dataset": tc.dataset, "files": [file_fingerprint(p) for p in paths]}
     if ds is None:
         raise ValueError(f"the fingerprint of the {tc.dataset} data needs the data set (ds)")
     out = {"dataset": tc.dataset, "arrays_sha256": arrays_sha256(ds)}
@@ -91,7 +92,7 @@ def verify(recorded, tc, path, ds=None) -> None:
     where = f"checkpoint {os.fspath(path)!r}"
     if tc.dataset in cifar.FILES:
         now = cifar.file_paths(tc.dataset, tc.data_dir)
-        for i, file in enumerate(now):
+        for file in now:
             if not os.path.isfile(file):
                 raise CheckpointError(f"{where} was trained on the data file {file!r}, which is missing (moved or "
                                       f"deleted; --data-dir was {tc.data_dir!r}); put the file back there")

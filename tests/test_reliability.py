@@ -225,7 +225,8 @@ def test_cifar_data_dir_is_stored_absolute_with_a_fingerprint_checked_at_evaluat
     files = meta["data"]["files"]
     test_file = root / "cifar-10-batches-bin" / "test_batch.bin"
     assert meta["train_config"]["data_dir"] == str(root) and len(files) == 6
-    assert files[-1] == dict(path=str(test_file), size=4 * 3073, sha256=fingerprint.file_fingerprint(test_file)["sha256"])
+    digest = fingerprint.file_fingerprint(test_file)["sha256"]
+    assert files[-1] == dict(path=str(test_file), size=4 * 3073, sha256=digest)
     assert main(["evaluate", "run/checkpoint.npz"]) == 0
     capsys.readouterr()
     original = test_file.read_bytes()
