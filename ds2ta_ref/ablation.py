@@ -14,8 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import cifar
 from .energy import format_table
-from .recipe import VARIANTS, TrainConfig, build_data
+from .recipe import VARIANTS, TrainConfig, build_data, check_data_files
 from .runs import CHECKPOINT
 from .train import evaluate, train
 
@@ -40,13 +41,17 @@ class AblationResults:
     energy: dict = field(default_factory=dict)  # (variant, dataset) -> [[BlockEnergy per block] per seed]
 
 
-def plan(datasets: Sequence[str], seeds: Sequence[int], epochs: int | None, out: str) -> list[AblationRun]:
-    """Every run of the study, each setting checked (``ConfigError``) before any is trained."""
+def plan(datasets: Sequence[str], seeds: Sequence[int], epochs: int | None, out: str, *,
+         data_dir: str = "") -> list[AblationRun]:
+    """Every run of the study, each setting and its data files checked (``ConfigError``) before any is
+    trained; ``data_dir``: the folder of the CIFAR binary files, used by the cifar10/cifar100 runs only."""
     runs = []
     for dataset in datasets:
         for name, (tasa_on, nsad_on) in VARIANTS.items():
             for seed in seeds:
-                tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=epochs)
+                tc = TrainConfig(dataset=dataset, tasa=tasa_on, nsad=nsad_on, seed=seed, epochs=epochs,
+                                 data_dir=data_dir if dataset in cifar.FILES else "")
+                check_data_files(tc)  # issue 18 item 6: the data of every run, before the first
                 runs.append(AblationRun(dataset, name, seed, tc,
                                         os.path.join(out, dataset, name.replace(" ", "_"), f"seed{seed}")))
     return runs

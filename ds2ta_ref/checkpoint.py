@@ -43,6 +43,7 @@ __all__ = [
     "atomic_write",
     "remove_stale_temporary_files",
     "validate",
+    "check_training_arrays",
     "rng_state_to_arrays",
     "rng_from_arrays",
 ]
@@ -299,6 +300,61 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.
             if "sha256" in record and _sha256(arr) != record["sha256"]:
                 fail(f"array {name!r} fails its SHA-256 check: the file was altered after it was saved")
     return arrays, meta
+
+
+def check_training_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping, path, *,
+                          trainable: Mapping[str, tuple], epochs: int) -> None:
+    """Check what a training checkpoint holds besides the model (issue 18 item 7).
+
+    ``arrays`` as returned by :func:`load` (``param.*``, ``state.*``, ``optim.*``, ``rng.*``),
+    ``trainable``: ``name -> shape`` of the parameters the optimizer updates, ``epochs``: the
+    run's length. Raises :class:`CheckpointError` naming ``path`` and the key at fault, one line:
+
+    * ``state.*running_var``: a variance, so no entry < 0;
+    * ``optim.m.<name>``, ``optim.v.<name>`` for every trainable parameter with its shape,
+      ``optim.v.*`` >= 0 (a running mean of squares), ``optim.step`` a 0-d integer >= 0,
+      and no other ``optim.*`` entry;
+    * ``rng.*``: the random generator state of :func:`rng_state_to_arrays`;
+    * ``meta``: ``epoch`` an integer in ``[0, epochs]`` (a recorded epoch beyond the run's
+      length is refused), ``step`` an integer >= 0, ``history`` one entry per epoch.
+    """
+    where = f"checkpoint {os.fspath(path)!r}"
+
+    def fail(problem: str):
+        raise CheckpointError(f"{where}: {problem}")
+
+    for name, value in arrays.items():
+        if name.startswith("state.") and name.endswith("running_var") and np.any(np.asarray(value) < 0):
+            fail(f"array {name!r} holds a negative value ({float(np.min(value)):.3g}); a running variance is >= 0")
+    expected = {f"optim.{kind}.{name}": tuple(shape) for kind in ("m", "v") for name, shape in trainable.items()}
+    expected["optim.step"] = ()
+    for key, shape in expected.items():
+        if key not in arrays:
+            fail(f"optimizer state {key!r} is missing (expected shape {shape}); the file cannot resume a run")
+        if tuple(np.shape(arrays[key])) != shape:
+            fail(f"optimizer state {key!r} has shape {tuple(np.shape(arrays[key]))}, expected {shape}")
+    extra = sorted(k for k in arrays if k.startswith("optim.") and k not in expected)
+    if extra:
+        fail(f"optimizer state {extra[0]!r} is not a trainable parameter's ({len(extra)} unexpected optim.* entries)")
+    step = np.asarray(arrays["optim.step"])
+    if step.dtype.kind not in "iu" or int(step) < 0:
+        fail(f"optimizer state 'optim.step' must be an integer >= 0, got {step!r}")
+    bad = [k for k in expected if k.startswith("optim.v.") and np.any(np.asarray(arrays[k]) < 0)]
+    if bad:
+        fail(f"optimizer state {bad[0]!r} holds a negative value; a running mean of squares is >= 0")
+    try:
+        rng_from_arrays(arrays, prefix="rng.")
+    except (ValueError, TypeError, OverflowError) as exc:
+        fail(f"random generator state (rng.*) is missing or malformed: {exc}")
+    epoch, step_count, history = meta.get("epoch"), meta.get("step"), meta.get("history")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        fail(f"metadata 'epoch' must be an integer in [0, {epochs}] (the run's length, train_config.epochs), "
+             f"got {epoch!r}")
+    if isinstance(step_count, bool) or not isinstance(step_count, int) or step_count < 0:
+        fail(f"metadata 'step' must be an integer >= 0, got {step_count!r}")
+    if not isinstance(history, list) or len(history) != epoch:
+        got = f"{len(history)} entries" if isinstance(history, list) else repr(history)
+        fail(f"metadata 'history' must hold one entry per epoch ({epoch}), got {got}")
 
 
 _SUPPORTED_BIT_GENERATORS = ("PCG64", "PCG64DXSM")

@@ -33,8 +33,8 @@ import numpy as np
 from ._checks import check_int
 from .data import Dataset
 
-__all__ = ["MEAN", "STD", "FILES", "check_files", "read_records", "normalize", "black", "load", "load_cifar10",
-           "load_cifar100", "augment"]
+__all__ = ["MEAN", "STD", "FILES", "check_files", "file_paths", "split_sizes", "check_labels", "read_records",
+           "normalize", "black", "load", "load_cifar10", "load_cifar100", "augment"]
 
 PIXELS = 3 * 32 * 32
 # Per-channel mean and standard deviation of the training images (in [0, 1]), as in timm / Spikformer.
@@ -64,6 +64,8 @@ def read_records(path: str | os.PathLike, label_bytes: int) -> tuple[np.ndarray,
 def _check_file(path: str, label_bytes: int) -> int:
     """The record size, after checking that ``path`` exists and holds a whole number of records."""
     record = label_bytes + PIXELS
+    if os.path.isdir(path):  # issue 18 sweep: not "missing"
+        raise ValueError(f"CIFAR file {path!r} is a directory, not a CIFAR binary file")
     if not os.path.isfile(path):
         raise ValueError(f"CIFAR file {path!r} is missing")
     size = os.path.getsize(path)
@@ -100,18 +102,77 @@ def _folder(data_dir: str, name: str) -> str:
     return os.path.join(data_dir, folder)
 
 
-def check_files(name: str, data_dir: str | os.PathLike) -> str:
+def check_files(name: str, data_dir: str | os.PathLike, *, labels: bool = True, train_subset: int = 0,
+                test_subset: int = 0) -> str:
     """The folder of ``name``'s binary files under ``data_dir``, after checking that every
-    file exists and is a whole number of records (sizes only, nothing is read).
+    file exists and is a whole number of records, that every label byte is in range
+    (``labels``; only the label bytes are read) and that the subsets are no larger than
+    the records present (issue 18 item 5).
 
-    Raises a one-line ``ValueError`` naming the first missing or truncated file.
+    Raises a one-line ``ValueError`` naming the first missing, truncated or malformed file
+    (and, for a label out of range, the record's index in the file).
     """
     _check_name(name)
-    folder = _folder(os.fspath(data_dir), name)
+    data_dir = os.fspath(data_dir)
+    if os.path.isfile(data_dir):  # issue 18 sweep: e.g. the downloaded archive itself
+        raise ValueError(f"{data_dir!r} is a file, not a folder: give the folder holding {FILES[name][0]}/ "
+                         f"(extract the .tar.gz of the binary version first)")
+    python_version = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    if not os.path.exists(os.path.join(_folder(data_dir, name), FILES[name][1][0])) and \
+            os.path.isdir(os.path.join(data_dir, python_version)):
+        raise ValueError(f"{data_dir!r} holds {python_version}/, the python version of {name} (pickles, not read "
+                         f"here); download and extract the binary version, {FILES[name][0]}/")
+    folder = _folder(data_dir, name)
     _, train_files, test_files, label_bytes = FILES[name]
     for file in train_files + test_files:
         _check_file(os.path.join(folder, file), label_bytes)
+        if labels:
+            check_labels(os.path.join(folder, file), name)
+    for split, subset, available in zip(("training", "test"), (train_subset, test_subset), split_sizes(name, folder)):
+        if subset > available:
+            raise ValueError(f"CIFAR {split} files in {folder!r} hold {available} records, fewer than the "
+                             f"{split} subset of {subset} asked for")
     return folder
+
+
+def file_paths(name: str, data_dir: str | os.PathLike) -> list[str]:
+    """The paths of ``name``'s binary files under ``data_dir``, training files first (not checked)."""
+    _check_name(name)
+    folder = _folder(os.fspath(data_dir), name)
+    _, train_files, test_files, _ = FILES[name]
+    return [os.path.join(folder, file) for file in train_files + test_files]
+
+
+def split_sizes(name: str, data_dir: str | os.PathLike) -> tuple[int, int]:
+    """``(training records, test records)`` in ``name``'s files under ``data_dir``, from the file sizes
+    (files that are missing or not whole records raise ``ValueError`` naming them)."""
+    _check_name(name)
+    folder = _folder(os.fspath(data_dir), name)
+    _, train_files, test_files, label_bytes = FILES[name]
+    return tuple(sum(os.path.getsize(os.path.join(folder, f)) // _check_file(os.path.join(folder, f), label_bytes)
+                     for f in files) for files in (train_files, test_files))
+
+
+def check_labels(path: str | os.PathLike, name: str) -> None:
+    """Raise a one-line ``ValueError`` naming ``path`` and the record index if a label byte of the
+    CIFAR file is out of range (CIFAR-10: 0..9; CIFAR-100: coarse 0..19, fine 0..99). Reads the
+    label bytes only (through a memory map); the file must hold whole records (:func:`_check_file`)."""
+    _check_name(name)
+    path = os.fspath(path)
+    label_bytes = FILES[name][3]
+    record = _check_file(path, label_bytes)
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(os.path.getsize(path) // record, record))
+    except OSError as exc:
+        raise ValueError(f"CIFAR file {path!r} cannot be read ({exc.strerror or exc})") from None
+    for j, limit in enumerate(LABEL_RANGE[name]):
+        column = np.asarray(raw[:, j])  # (n,) label byte j of every record
+        bad = np.flatnonzero(column >= limit)
+        if bad.size:
+            what = "label" if name == "cifar10" else ("coarse label", "fine label")[j]
+            raise ValueError(f"CIFAR file {path!r} is malformed: record {int(bad[0])} (0-based) has {what} byte "
+                             f"{int(column[bad[0]])}, out of range [0, {limit})"
+                             + (f"; {bad.size} records are out of range" if bad.size > 1 else ""))
 
 
 def _read_split(folder, files, name, label_index):
@@ -119,12 +180,8 @@ def _read_split(folder, files, name, label_index):
     label_bytes = FILES[name][3]
     for file in files:
         path = os.path.join(folder, file)
+        check_labels(path, name)
         x, y = read_records(path, label_bytes)
-        for j, limit in enumerate(LABEL_RANGE[name]):
-            if y[:, j].max() >= limit:
-                what = ("label" if name == "cifar10" else ("coarse label", "fine label")[j])
-                raise ValueError(f"CIFAR file {path!r} is malformed: {what} byte {int(y[:, j].max())} "
-                                 f"out of range [0, {limit})")
         images.append(x)
         labels.append(y[:, label_index].astype(np.int64))
     return np.concatenate(images), np.concatenate(labels)
@@ -154,6 +211,9 @@ def load(name: str, data_dir: str | os.PathLike, *, labels: str = "fine", dtype=
     splits = []
     for files, subset in ((train_files, train_subset), (test_files, test_subset)):
         x, y = _read_split(folder, files, name, label_index)
+        if subset > len(y):  # issue 18 item 5: an error, not a silent truncation
+            raise ValueError(f"CIFAR files {', '.join(files)} in {folder!r} hold {len(y)} records, fewer than "
+                             f"the subset of {subset} asked for")
         if subset:
             x, y = x[:subset], y[:subset]
         splits += [normalize(x, name, dtype), y]

@@ -31,12 +31,12 @@ try:  # Ctrl-C while these load (a second or so) is one line, not a traceback
     import threading
     import time
 
-    from . import ablation, checkpoint, gradcheck, model
+    from . import ablation, checkpoint, cifar, data, devices, fingerprint, gradcheck, memory, model
     from ._version import __version__
     from .config import PRESETS, parse_overrides, preset
     from .energy import format_table
-    from .recipe import (DATASET_DEFAULTS, ConfigError, TrainConfig, build_data, check_data_files,
-                         check_data_matches, default_out, variant_name)
+    from .recipe import (DATA_SHAPES, DATASET_DEFAULTS, SPLIT_SIZES, ConfigError, TrainConfig, build_data,
+                         check_data_files, check_data_matches, default_out, variant_name)
     from .runs import CHECKPOINT, ResumeConflictError, RunFolderError, TrainingError, plan_resume
     from .train import evaluate, load_run, train
 except KeyboardInterrupt:  # pragma: no cover - timing-dependent; tested through __init__'s guard
@@ -44,7 +44,8 @@ except KeyboardInterrupt:  # pragma: no cover - timing-dependent; tested through
     raise
 
 PROG = "ds2ta-ref"
-USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError)
+USER_ERRORS = (ConfigError, RunFolderError, checkpoint.CheckpointError,
+               memory.MemoryRequestError)  # issue 18 item 6: a request too large for memory
 
 
 class UsageError(Exception):
@@ -85,6 +86,31 @@ def _given(args) -> dict:
         except ValueError as exc:
             raise UsageError(f"argument {exc}") from None
     return given
+
+
+def _check_out(out) -> None:
+    """issue 18 item 6: ``--out ""`` is an error, not the default folder (nor the current one)."""
+    if out is not None and not out.strip():
+        raise UsageError(f"argument --out: expected a folder path, got {out!r}")
+
+
+def _check_memory(tc: TrainConfig) -> None:
+    """issue 18 item 6: refuse (``MemoryRequestError``, one line with the estimated size) a NumPy run whose
+    training step cannot fit in the memory available (ds2ta_ref.memory's estimate), before any work."""
+    cfg = preset(tc.preset, **dict(tc.model), tasa=tc.tasa, nsad=tc.nsad, **DATA_SHAPES[tc.dataset])
+    batch = min(tc.batch_size, tc.train_subset or SPLIT_SIZES[tc.dataset][0])
+    sets = "".join(f" --set {k}={v}" for k, v in tc.model)
+    memory.check(memory.train_bytes(cfg, batch, tc.dtype),
+                 f"training {tc.preset}{sets} on {tc.dataset} with batches of {batch} ({tc.dtype})")
+
+
+def _check_sklearn(tc: TrainConfig, where: str) -> None:
+    """issue 18 item 6: the digits need scikit-learn (the 'digits' extra); one line naming it."""
+    if tc.dataset == "digits":
+        try:
+            data.require_sklearn()
+        except ImportError as exc:
+            raise UsageError(f"{where}digits {exc}") from None
 
 
 def _config_error(exc: ConfigError, names=None) -> UsageError:
@@ -139,6 +165,11 @@ def _identity(path: str):
 
 
 def cmd_train(args) -> int:
+    try:  # issue 18 item 4: --device and torchrun checked before any work (no data, folder or lock)
+        devices.check_device(args.device, backend=args.backend)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    _check_out(args.out)  # issue 18 item 6
     given = _given(args)
     if args.resume is None:
         plan_resume(None, add_epochs=args.add_epochs or 0)  # --add-epochs needs --resume
@@ -151,7 +182,8 @@ def cmd_train(args) -> int:
     else:
         if args.add_epochs is not None and args.add_epochs < 1:
             raise UsageError(f"argument --add-epochs: must be an integer >= 1, got {args.add_epochs}")
-        try:
+        try:  # issue 18 items 5, 6: plan_resume compares a given --data-dir as an absolute path, and accepts a
+            # --set equal to the checkpoint's value
             plan = plan_resume(args.resume, given=given, add_epochs=args.add_epochs or 0, out_dir=args.out,
                                overwrite=args.overwrite)
         except ResumeConflictError as exc:
@@ -161,6 +193,7 @@ def cmd_train(args) -> int:
             raise UsageError(f"--resume continues {_resolved(args.resume)} with its recorded settings, which "
                              f"these options contradict: {listed}{hint}") from None
         resume, recorded = plan.checkpoint, plan.recorded
+        fingerprint.verify(plan.meta.get("data"), recorded, resume)  # issue 18 item 5: CIFAR files moved or changed
         if plan.finished:
             last = plan.history[-1] if plan.history else None
             acc = f", final test accuracy {100 * last['test_acc']:.2f}%" if last else ""
@@ -171,6 +204,8 @@ def cmd_train(args) -> int:
         tc, epochs = None, plan.tc.epochs
     try:
         check_data_files(recorded)
+        if resume is None and args.backend == "numpy":  # issue 18 item 6 (the estimate is the NumPy backend's;
+            _check_memory(tc)  # torch keeps other arrays, on a GPU in the GPU's memory)
     except ConfigError as exc:
         raise _config_error(exc) from None
     run = train
@@ -221,15 +256,21 @@ def _show(field: str, value) -> str:
 # --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     runs = []  # every checkpoint is read and checked before anything is evaluated
+    twice = sorted({p for p in args.checkpoints if args.checkpoints.count(p) > 1})
+    if twice:  # issue 18 sweep: the table would show it once
+        raise UsageError(f"argument CHECKPOINT: {twice[0]} given twice; give each checkpoint once")
     for path in args.checkpoints:
         tc, cfg, params, state, _, meta = load_run(path)
+        _check_sklearn(tc, f"checkpoint {path!r} is a digits run: ")  # issue 18 item 6
+        fingerprint.verify(meta.get("data"), tc, path)  # issue 18 item 5: CIFAR files missing, moved or changed
         runs.append((path, tc, cfg, params, state, meta))
     datasets = {}
-    for path, tc, cfg, *_ in runs:
+    for path, tc, cfg, _, _, meta in runs:
         key = (tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)
         if key not in datasets:
             datasets[key] = build_data(tc)
         check_data_matches(cfg, datasets[key], path)
+        fingerprint.verify(meta.get("data"), tc, path, datasets[key])  # issue 18 item 5: digits/events arrays
     rows = {}
     for path, tc, cfg, params, state, meta in runs:
         ds = datasets[(tc.dataset, tc.data_seed, tc.train_subset, tc.test_subset)]
@@ -245,8 +286,17 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------- ablate
 def cmd_ablate(args) -> int:
-    try:  # every run checked before the first
-        runs = ablation.plan(args.datasets, args.seeds, args.epochs, args.out)
+    _check_out(args.out)  # issue 18 item 6
+    for flag, values in (("--seeds", args.seeds), ("--datasets", args.datasets)):  # issue 18 item 6
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise UsageError(f"argument {flag}: {', '.join(map(str, twice))} given twice; give each once")
+    if args.data_dir is not None and not any(d in cifar.FILES for d in args.datasets):
+        raise UsageError(f"argument --data-dir: only for {' and '.join(sorted(cifar.FILES))} in --datasets")
+    try:  # every run checked before the first: settings, data files (issue 18 item 6) and memory
+        runs = ablation.plan(args.datasets, args.seeds, args.epochs, args.out, data_dir=args.data_dir or "")
+        for r in runs:
+            _check_memory(r.tc)  # issue 18 item 6
     except ConfigError as exc:
         raise _config_error(exc, {"seed": "--seeds", "dataset": "--datasets"}) from None
     taken = ablation.taken(runs)
@@ -270,6 +320,8 @@ def cmd_ablate(args) -> int:
 
 # --------------------------------------------------------------------------- gradcheck
 def cmd_gradcheck(args) -> int:
+    if args.seed < 0:  # issue 18 sweep: numpy's own message named KERNEL
+        raise UsageError(f"argument --seed: must be an integer >= 0, got {args.seed}")
     try:
         results = list(gradcheck.run_cases(args.kernels, seed=args.seed))
     except ValueError as exc:
@@ -504,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help=f"epochs per run (default: train's, {_by_dataset('epochs')})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="cifar10/cifar100 in --datasets: the folder holding cifar-10-batches-bin/ or "
+                        "cifar-100-binary/, as for train (default: none)")
     p.add_argument("--out", default=os.path.join("runs", "ablate"), metavar="DIR",
                    help="output folder, one subfolder per data set, model and seed")
     p.add_argument("--overwrite", action="store_true",

@@ -7,11 +7,13 @@ lists every field with its alternatives.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "field_kind", "check_override", "parse_overrides"]
+__all__ = ["ModelConfig", "PRESETS", "preset", "field_kind", "check_override", "parse_overrides",
+           "differing_overrides", "FLOAT_RANGES"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class ModelConfig:
              f"surrogate must be one of ['atan', 'sigmoid'], got {self.surrogate!r}")
         need(self.tau_m >= 1, f"tau_m must be >= 1, got {self.tau_m}")
         need(self.alpha is None or self.alpha > 0, f"alpha must be None or > 0, got {self.alpha}")
+        _check_meanings(self)  # issue 18 item 6: every remaining field against its meaning
 
     @property
     def head_dim(self) -> int:
@@ -95,6 +98,39 @@ class ModelConfig:
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+
+# What each float field means, hence the values it takes (issue 18 item 6): (lowest, strict, highest).
+FLOAT_RANGES = {
+    "scale": (0.0, True, None),  # attention scale: > 0
+    "tau0": (None, False, None),  # TASA decay exponent: any finite value (the rounded tau is clipped at 0)
+    "u0": (None, False, None),  # NSAD threshold: any finite value
+    "tau_m": (1.0, False, None),  # membrane time constant: >= 1 (the decay 1 - 1/tau_m is in [0, 1))
+    "v_threshold": (0.0, True, None),  # firing threshold: > 0 (a neuron at rest, v = 0, must not fire)
+    "attn_v_threshold": (0.0, True, None),
+    "alpha": (0.0, True, None),  # surrogate sharpness: > 0 (or None)
+    "bn_momentum": (0.0, False, 1.0),  # running-statistics update weight, in [0, 1]
+    "bn_eps": (0.0, True, None),  # added to the variance under the square root: > 0
+}
+BOOL_FIELDS = ("qkv_bias", "tasa", "nsad", "tau_per_site", "frozen_tau", "frozen_u", "decay_input", "detach_reset")
+
+
+def _check_meanings(cfg: ModelConfig) -> None:
+    """Raise ``ValueError`` naming the field if a float field of ``cfg`` is not a finite number in its
+    range (:data:`FLOAT_RANGES`) or a switch is not ``True``/``False``; one line each."""
+    for name, (low, strict, high) in FLOAT_RANGES.items():
+        value = getattr(cfg, name)
+        if name == "alpha" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if low is not None and (value <= low if strict else value < low):
+            raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
+        if high is not None and value > high:
+            raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    for name in BOOL_FIELDS:
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -161,8 +197,8 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict:
     """Command-line ``["field=value", ...]`` to typed :class:`ModelConfig` overrides.
 
     Booleans are ``true``/``false``/``1``/``0``, ``alpha`` also takes ``none``.
-    ``ValueError`` naming ``option`` and the item if a name is not a field or a
-    value does not parse; the last of repeated fields wins.
+    ``ValueError`` naming ``option`` and the item if a name is not a field, a
+    value does not parse, or a field is given twice (issue 18 item 6).
     """
     out = {}
     for item in items:
@@ -185,5 +221,22 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict:
         except ValueError:
             expected = "true or false" if kind is bool else kind.__name__ + (" or none" if name == "alpha" else "")
             raise ValueError(f"{option} {item!r}: {name} expects {expected}") from None
+        if name in out:
+            raise ValueError(f"{option} {item!r}: {name} is given twice ({name}={text_of(out[name])} before); "
+                             f"give each field once")
         out[name] = value
     return out
+
+
+def text_of(value) -> str:
+    """A ``--set`` value as it would be typed: ``true``, ``none``, ``2``, ``0.5``, ``floor``."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def differing_overrides(cfg: ModelConfig, overrides) -> list[tuple[str, object, object]]:
+    """The ``(field, value in cfg, given value)`` of the ``overrides`` (``(field, value)`` pairs or a
+    dict) that differ from ``cfg``: a resumed run accepts a ``--set`` equal to its model's value."""
+    items = overrides.items() if isinstance(overrides, dict) else overrides
+    return [(name, getattr(cfg, name), value) for name, value in items if getattr(cfg, name) != value]

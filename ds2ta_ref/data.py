@@ -26,6 +26,7 @@ from ._checks import check_finite_scalar, check_int
 
 __all__ = [
     "Dataset",
+    "require_sklearn",
     "load_digits",
     "make_events",
     "DIRECTIONS",
@@ -112,6 +113,16 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     return train_idx, test_idx
 
 
+def require_sklearn() -> None:
+    """Raise ``ImportError`` naming the extra to install if scikit-learn (which ships the digits) is missing."""
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"needs scikit-learn, which ships the 8x8 digits and is not installed ({exc}); "
+                          f"install the 'digits' extra: pip install 'ds2ta_ref[digits]' (from a checkout: "
+                          f"pip install -e '.[digits]')") from None
+
+
 def load_digits(*, seed: int = 0, test_fraction: float = 0.2, size: int = 16) -> Dataset:
     """scikit-learn's handwritten digits as ``(n, 1, size, size)`` images in ``[0, 1]``.
 
@@ -136,12 +147,10 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.2, size: int = 16) ->
         raise ValueError(f"size must be a multiple of 8 (the digits are 8x8), got {size}")
     seed = check_int(seed, "seed", minimum=0)
     try:
-        from sklearn.datasets import load_digits as _sklearn_digits
+        require_sklearn()
     except ImportError as exc:
-        raise ImportError(
-            "load_digits needs scikit-learn, which ships the 8x8 digits: "
-            'pip install "ds2ta_ref[digits]"'
-        ) from exc
+        raise ImportError(f"load_digits {exc}") from None
+    from sklearn.datasets import load_digits as _sklearn_digits
 
     raw = _sklearn_digits()
     x = raw.images.astype(np.float64) / 16.0                     # (n, 8, 8) in [0, 1]

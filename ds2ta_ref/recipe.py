@@ -30,8 +30,8 @@ from . import checkpoint, cifar, data, optim
 from .config import PRESETS, ModelConfig, check_override, preset
 
 __all__ = ["TrainConfig", "ConfigError", "EvalResult", "Schedule", "DATASET_DEFAULTS", "DATA_DECIDED", "SPLIT_SIZES",
-           "VARIANTS", "build_data", "check_data_files", "check_data_matches", "model_config", "model_input",
-           "augment_batch", "schedule", "no_decay", "variant_name", "default_out"]
+           "DATA_SHAPES", "VARIANTS", "build_data", "check_data_files", "check_data_matches", "model_config",
+           "model_input", "augment_batch", "schedule", "no_decay", "variant_name", "default_out"]
 
 VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
     "Spikformer": (False, False),
@@ -58,6 +58,12 @@ DATA_DECIDED = {
 # (train, test) sizes of each data set's split, so that --train-subset and
 # --test-subset are checked before the data is loaded (pinned by a test).
 SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+# What the data decides in the model of each data set as build_data makes it, so that --shift and the
+# memory a run needs are checked before the data is loaded (issue 18 item 6; pinned by a test).
+DATA_SHAPES = {"digits": dict(in_channels=1, img_size=16, num_classes=10),
+               "events": dict(in_channels=2, img_size=16, num_classes=4, T=8),
+               "cifar10": dict(in_channels=3, img_size=32, num_classes=10),
+               "cifar100": dict(in_channels=3, img_size=32, num_classes=100)}
 
 
 class ConfigError(ValueError):
@@ -126,9 +132,17 @@ class TrainConfig:
         need(isinstance(self.data_dir, str), "data_dir", "must be a path")
         need(bool(self.data_dir) == (self.dataset in cifar.FILES), "data_dir",
              f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them")
+        if self.data_dir:  # issue 18 item 5: stored absolute, so the checkpoint names the files wherever it is used
+            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
             need(getattr(self, field) <= available, field,
                  f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
+        # issue 18 item 6: a warmup longer than the run, and a shift that can move the whole image out
+        need(self.warmup_epochs < self.epochs, "warmup_epochs",
+             f"must be < epochs={self.epochs} (the warmup is part of the run; the cosine decay needs the rest)")
+        side = DATA_SHAPES[self.dataset]["img_size"]
+        need(self.shift < side, "shift",
+             f"must be < {side}, the image size of {self.dataset}: a shift by the whole image leaves a blank sample")
 
     def _check_model(self):
         """Normalize ``model`` to a tuple of ``(field, value)`` pairs sorted by field, each
@@ -176,10 +190,15 @@ def check_data_files(tc: TrainConfig) -> None:
     """Raise ``ConfigError`` naming ``data_dir`` and the file if a CIFAR run's binary
     files are missing or truncated; cheap (file sizes only), so it runs before any data is loaded."""
     if tc.dataset in cifar.FILES:
-        try:
-            cifar.check_files(tc.dataset, tc.data_dir)
+        try:  # issue 18 item 5: labels (record index) and subsets vs the records present, too
+            cifar.check_files(tc.dataset, tc.data_dir, train_subset=tc.train_subset, test_subset=tc.test_subset)
         except ValueError as exc:
             raise ConfigError("data_dir", str(exc)) from None
+    if tc.dataset == "digits":  # issue 18 item 6: a plain `pip install -e .` lacks scikit-learn
+        try:
+            data.require_sklearn()
+        except ImportError as exc:
+            raise ConfigError("dataset", f"digits {exc}") from None
 
 
 def build_data(tc: TrainConfig) -> data.Dataset:

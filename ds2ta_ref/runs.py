@@ -19,7 +19,8 @@ The folder is never overwritten by accident:
 
 A checkpoint holds ``param.*``, ``state.*``, ``optim.*`` (the NumPy AdamW's
 names: ``m.<name>``, ``v.<name>``, ``step``) and ``rng.*`` arrays plus metadata
-(``epoch``, ``step``, ``train_config``, ``model_config``, ``history``); either
+(``epoch``, ``step``, ``train_config``, ``model_config``, ``history``, and ``data``: the data
+fingerprint of :mod:`ds2ta_ref.fingerprint`); either
 backend writes and reads the same names (:func:`checkpoint_arrays`, :func:`load_run`).
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint, model
-from .config import ModelConfig
+from .config import ModelConfig, differing_overrides
 from .recipe import ConfigError, EvalResult, TrainConfig
 
 __all__ = ["CHECKPOINT", "METRICS", "LOCK", "RunFolderError", "TrainingError", "ResumeConflictError", "TrainResult",
@@ -101,10 +102,14 @@ def checkpoint_arrays(params: Mapping, state: Mapping, optim_arrays: Mapping, rn
 
 
 def save_checkpoint(path, tc: TrainConfig, cfg: ModelConfig, params: Mapping, state: Mapping, optim_arrays: Mapping,
-                    rng: np.random.Generator, epoch: int, step: int, history: list, **extra) -> None:
-    """Write a training checkpoint atomically; ``extra`` metadata (e.g. ``backend``) is added to the standard's."""
+                    rng: np.random.Generator, epoch: int, step: int, history: list, *, data: dict | None = None,
+                    **extra) -> None:
+    """Write a training checkpoint atomically; ``data`` (the data fingerprint, :mod:`ds2ta_ref.fingerprint`)
+    is stored as ``meta["data"]`` unless None; ``extra`` metadata (e.g. ``backend``) is added to the standard's."""
     meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
                 history=history, **extra)
+    if data is not None:  # issue 18 item 5: the data fingerprint
+        meta["data"] = data
     checkpoint.save(path, checkpoint_arrays(params, state, optim_arrays, rng), meta)
 
 
@@ -136,6 +141,9 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
         if value.dtype != np.dtype(tc.dtype):
             raise checkpoint.CheckpointError(f"{where}: array 'param.{name}' has dtype {value.dtype}, "
                                              f"but the run's dtype is {tc.dtype}")
+    shapes = model.param_shapes(cfg)  # issue 18 item 7: variances, optimizer and RNG state, epoch <= epochs
+    checkpoint.check_training_arrays(arrays, meta, path, trainable={n: shapes[n] for n in model.trainable(cfg)},
+                                     epochs=tc.epochs)
     return tc, cfg, params, state, arrays, meta
 
 
@@ -194,6 +202,8 @@ def plan_resume(resume, *, given: TrainConfig | Mapping | None = None, add_epoch
         given: the settings given with it: a ``TrainConfig`` (each field must equal the
             checkpoint's, except ``epochs`` when ``add_epochs`` is given), or a mapping of
             only the fields given (the command line's options; ``epochs`` included), or None.
+            In a mapping, ``data_dir`` is compared as an absolute path, and ``model`` overrides that
+            each equal the checkpoint's model value are accepted (``--set depth=2`` on a depth-2 run).
         add_epochs: train this many epochs more than the run was set to (an integer >= 0:
             Python's or NumPy's). The cosine schedule is stretched over the new total.
         out_dir: must be None or the checkpoint's own folder (a run continues there).
@@ -231,7 +241,13 @@ def plan_resume(resume, *, given: TrainConfig | Mapping | None = None, add_epoch
         given = dataclasses.asdict(given)
         if add_epochs:
             given.pop("epochs")
-    conflicts = resume_conflicts(recorded, given or {})
+    else:  # only the fields given (the command line's)
+        given = dict(given or {})
+        if given.get("data_dir"):  # issue 18 item 5: compared with the absolute path a checkpoint records
+            given["data_dir"] = os.path.abspath(given["data_dir"])
+        if given.get("model") and not differing_overrides(cfg, given["model"]):
+            given["model"] = recorded.model  # issue 18 item 6: a --set equal to the checkpoint's value is accepted
+    conflicts = resume_conflicts(recorded, given)
     if conflicts:
         raise ResumeConflictError(conflicts)
     tc = dataclasses.replace(recorded, epochs=recorded.epochs + add_epochs)
@@ -484,12 +500,15 @@ class RunFolder:
 
     # ---- writing
     def save(self, tc: TrainConfig, cfg: ModelConfig, params: Mapping, state: Mapping, optim_arrays: Mapping,
-             rng: np.random.Generator, epoch: int, step: int, history: list, **extra) -> None:
-        """After an epoch: the checkpoint, then (the first time, with ``overwrite``) the previous
-        run's files deleted, then the metrics; each file written atomically."""
+             rng: np.random.Generator, epoch: int, step: int, history: list, *, data: dict | None = None,
+             **extra) -> None:
+        """After an epoch: the checkpoint (with the data fingerprint ``data``, :func:`save_checkpoint`), then
+        (the first time, with ``overwrite``) the previous run's files deleted, then the metrics; each file
+        written atomically."""
         if not self.writes:
             return
-        save_checkpoint(self.path, tc, cfg, params, state, optim_arrays, rng, epoch, step, history, **extra)
+        save_checkpoint(self.path, tc, cfg, params, state, optim_arrays, rng, epoch, step, history, data=data,
+                        **extra)
         self.saved_epoch = epoch
         if self.aside is not None:
             for name in self._moved:

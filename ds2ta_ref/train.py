@@ -28,12 +28,13 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from . import data, layers, model, optim
+from . import data, fingerprint, layers, model, optim
 from ._checks import NonFiniteError
 from .config import ModelConfig
 from .energy import block_energy, count_zeros
 from .recipe import (
     DATA_DECIDED,
+    DATA_SHAPES,
     DATASET_DEFAULTS,
     SPLIT_SIZES,
     VARIANTS,
@@ -72,8 +73,8 @@ __all__ = ["TrainConfig", "ConfigError", "RunFolderError", "TrainingError", "Tra
            "model_config", "train", "evaluate", "load_run", "resume_conflicts", "default_out", "variant_name",
            "VARIANTS", "EvalResult", "make_optimizer",
            # re-exported from recipe.py and runs.py, where they moved
-           "DATA_DECIDED", "DATASET_DEFAULTS", "SPLIT_SIZES", "CHECKPOINT", "LOCK", "METRICS", "check_data_files",
-           "check_data_matches", "epoch_row", "augment_batch", "write_metrics", "plan_resume"]
+           "DATA_DECIDED", "DATA_SHAPES", "DATASET_DEFAULTS", "SPLIT_SIZES", "CHECKPOINT", "LOCK", "METRICS",
+           "check_data_files", "check_data_matches", "epoch_row", "augment_batch", "write_metrics", "plan_resume"]
 
 def make_optimizer(params: dict, cfg: ModelConfig, tc: TrainConfig) -> optim.AdamW:
     """AdamW over the trainable parameters only (a frozen ``tau`` is never touched), no weight
@@ -174,6 +175,8 @@ def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | N
         ds = build_data(tc)
         if plan is not None:
             check_data_matches(cfg, ds, plan.checkpoint)
+            fingerprint.verify(plan.meta.get("data"), tc, plan.checkpoint, ds)  # issue 18 item 5: the data it was
+            # trained on
             opt = make_optimizer(params, cfg, tc)
             opt.load_state_dict(plan.optimizer_arrays())
             rng = plan.rng()
@@ -197,6 +200,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
     sched = schedule(tc, len(ds.train_y))
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     epoch, i, lr = start_epoch, 0, float("nan")
+    data_print = fingerprint.of_data(tc, ds) if folder.writes else None  # issue 18 item 5: in every checkpoint
 
     def stop(what: str, *, evaluating: bool = False):
         when = (f"in the evaluation after its last step (lr {lr:.3g})" if evaluating
@@ -251,5 +255,5 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
             stop(f"non-finite test loss ({test.loss})", evaluating=True)
         history.append(epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test,
                                  time.perf_counter() - t0, tc.epochs, log))
-        folder.save(tc, cfg, params, state, opt.state_dict(), rng, epoch, step, history)
+        folder.save(tc, cfg, params, state, opt.state_dict(), rng, epoch, step, history, data=data_print)
     return TrainResult(params, state, cfg, history, folder.out_dir, trained_epochs=last_epoch - start_epoch)

@@ -27,13 +27,14 @@ PACKAGE = "ds2ta_ref"
 #: package such as ``golden`` covers its submodules ``golden.*``). A new module must be
 #: placed here, which is the point: its place in the order is a design decision.
 LAYERS: list[tuple[str, ...]] = [
-    ("_checks", "_startup", "_version", "config", "surrogate"),  # no package imports at all
+    ("_checks", "_startup", "_version", "config", "surrogate", "devices"),  # no package imports at all
     ("names", "checkpoint", "data", "energy"),  # names/shape checks, file I/O, data sets, energy model
-    ("layers", "lif", "nsad", "cifar", "optim"),  # kernels, a data set, the optimizer
+    ("layers", "lif", "nsad", "cifar", "optim", "fingerprint"),  # kernels, a data set, the optimizer, data prints
     ("tasa",),  # TASA's weight gradient uses layers.rows_product
     ("bnlif",),  # BatchNorm + LIF unit
     ("sps", "attention", "mlp"),  # the blocks
     ("params",),  # names, shapes and initialization of the whole model (asks the blocks)
+    ("memory",),  # the memory estimate of a training step (from the parameter shapes)
     ("model", "spikformer"),  # the transformer; Spikformer checkpoint import
     ("gradcheck",),  # named gradient checks of the kernels and the model
     ("golden", "plotting", "exercises", "recipe", "runs"),  # reference tensors, figures, course checks, run library

@@ -92,8 +92,8 @@ def test_missing_truncated_and_malformed_files_are_one_line_errors(cifar10_dir):
     with pytest.raises(ValueError, match=r"data_batch_3\.bin' is truncated"):
         cifar.load_cifar10(root)
     path.write_bytes(bytes([12]) + raw[1:])  # label 12 in CIFAR-10
-    with pytest.raises(ValueError, match=r"^CIFAR file '.*data_batch_3\.bin' is malformed: label byte 12 out of "
-                                         r"range \[0, 10\)$"):
+    with pytest.raises(ValueError, match=r"^CIFAR file '.*data_batch_3\.bin' is malformed: record 0 \(0-based\) has "
+                                         r"label byte 12, out of range \[0, 10\)$"):
         cifar.load_cifar10(root)
     os.remove(folder / "test_batch.bin")
     path.write_bytes(raw)

@@ -64,7 +64,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .. import data
+from .. import data, devices, fingerprint
 from .. import model as np_model
 from ..energy import block_energy
 from ..recipe import (
@@ -204,6 +204,7 @@ def train_torch(tc: TrainConfig | None, out_dir: str | None = None, *, device: s
         TrainingError: a non-finite gradient norm (hence loss or gradient), naming the epoch, step,
             learning rate and the last good checkpoint; raised on every process at the same step.
     """
+    devices.check_device(device)  # issue 18 item 4: a DeviceError (one line) before any process group or folder
     plan = plan_resume(resume, given=tc, add_epochs=add_epochs, out_dir=out_dir, overwrite=overwrite)
     if plan is None and tc is None:
         raise ValueError("tc (the run's TrainConfig) is required unless resuming")
@@ -232,6 +233,8 @@ def _train(tc, out_dir, dev, plan, overwrite, stop_after, progress, log, data_se
         ds = data_set if data_set is not None else build_data(tc)
         if plan is not None:
             check_data_matches(cfg, ds, plan.checkpoint)
+            fingerprint.verify(plan.meta.get("data"), tc, plan.checkpoint, ds)  # issue 18 item 5: the data it was
+            # trained on
             rng = plan.rng()
             log(f"resuming {plan.checkpoint} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch "
                 f"on {dev}")
@@ -266,6 +269,7 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folde
     sched = schedule(tc, len(ds.train_y))
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     lr = float("nan")
+    data_print = fingerprint.of_data(tc, ds) if folder.writes else None  # issue 18 item 5: in every checkpoint
     for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, firing-rate sum
@@ -307,7 +311,7 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folde
         if folder.writes:
             params, state = to_numpy(net)
             folder.save(tc, cfg, params, state, optimizer_to_arrays(opt), rng, epoch, step, history,
-                        backend="torch", world_size=world)
+                        backend="torch", world_size=world, data=data_print)
         if world > 1:
             dist.barrier()  # nobody starts the next epoch (or returns) before the checkpoint is complete
     params, state = to_numpy(net)
