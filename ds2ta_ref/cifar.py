@@ -149,8 +149,9 @@ def split_sizes(name: str, data_dir: str | os.PathLike) -> tuple[int, int]:
     _check_name(name)
     folder = _folder(os.fspath(data_dir), name)
     _, train_files, test_files, label_bytes = FILES[name]
-    return tuple(sum(os.path.getsize(os.path.join(folder, f)) // _check_file(os.path.join(folder, f), label_bytes)
-                     for f in files) for files in (train_files, test_files))
+    train, test = (sum(os.path.getsize(os.path.join(folder, f)) // _check_file(os.path.join(folder, f), label_bytes)
+                       for f in files) for files in (train_files, test_files))
+    return train, test
 
 
 def check_labels(path: str | os.PathLike, name: str) -> None:

@@ -52,7 +52,7 @@ class UsageError(Exception):
     """A mistake on the command line; ``main`` prints it as one line and exits with status 2."""
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -98,6 +98,7 @@ def _check_memory(tc: TrainConfig) -> None:
     """issue 18 item 6: refuse (``MemoryRequestError``, one line with the estimated size) a NumPy run whose
     training step cannot fit in the memory available (ds2ta_ref.memory's estimate), before any work."""
     cfg = preset(tc.preset, **dict(tc.model), tasa=tc.tasa, nsad=tc.nsad, **DATA_SHAPES[tc.dataset])
+    assert tc.batch_size is not None  # TrainConfig fills its data set's default
     batch = min(tc.batch_size, tc.train_subset or SPLIT_SIZES[tc.dataset][0])
     sets = "".join(f" --set {k}={v}" for k, v in tc.model)
     memory.check(memory.train_bytes(cfg, batch, tc.dtype),
@@ -186,6 +187,7 @@ def cmd_train(args) -> int:
             # --set equal to the checkpoint's value
             plan = plan_resume(args.resume, given=given, add_epochs=args.add_epochs or 0, out_dir=args.out,
                                overwrite=args.overwrite)
+            assert plan is not None  # a resume was asked for
         except ResumeConflictError as exc:
             listed = "; ".join(f"{option(f)} (checkpoint: {_show(f, old)}, given: {_show(f, new)})"
                                for f, old, new in exc.conflicts)
@@ -205,7 +207,7 @@ def cmd_train(args) -> int:
     try:
         check_data_files(recorded)
         if resume is None and args.backend == "numpy":  # issue 18 item 6 (the estimate is the NumPy backend's;
-            _check_memory(tc)  # torch keeps other arrays, on a GPU in the GPU's memory)
+            _check_memory(recorded)  # torch keeps other arrays, on a GPU in the GPU's memory)
     except ConfigError as exc:
         raise _config_error(exc) from None
     run = train
@@ -379,10 +381,10 @@ def cmd_compare(args) -> int:
         if args.suite:
             if args.only:
                 raise UsageError("argument --only: not with --suite (a suite compares every key of every case)")
-            result = golden.compare_suite(args.reference, args.candidate, rtol=args.rtol, atol=args.atol,
-                                          floor=args.floor, skip_missing=args.skip_missing)
-            print(result.table())
-            return 0 if result.passed else 1
+            suite = golden.compare_suite(args.reference, args.candidate, rtol=args.rtol, atol=args.atol,
+                                         floor=args.floor, skip_missing=args.skip_missing)
+            print(suite.table())
+            return 0 if suite.passed else 1
         if args.skip_missing:
             raise UsageError("argument --skip-missing: only with --suite")
         result = golden.compare(args.reference, args.candidate, rtol=args.rtol, atol=args.atol, floor=args.floor,

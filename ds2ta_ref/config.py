@@ -200,7 +200,7 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict:
     ``ValueError`` naming ``option`` and the item if a name is not a field, a
     value does not parse, or a field is given twice (issue 18 item 6).
     """
-    out = {}
+    out: dict[str, object] = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:

@@ -142,6 +142,7 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
             raise checkpoint.CheckpointError(f"{where}: array 'param.{name}' has dtype {value.dtype}, "
                                              f"but the run's dtype is {tc.dtype}")
     shapes = model.param_shapes(cfg)  # issue 18 item 7: variances, optimizer and RNG state, epoch <= epochs
+    assert tc.epochs is not None  # TrainConfig fills its data set's default
     checkpoint.check_training_arrays(arrays, meta, path, trainable={n: shapes[n] for n in model.trainable(cfg)},
                                      epochs=tc.epochs)
     return tc, cfg, params, state, arrays, meta
