@@ -118,12 +118,16 @@ LINK = re.compile(r"(!?\[[^\]\n]*\]\()([^)\s]+)(\))")
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
+# Files at the repository's root shown as pages (their stub in docs/ gets their text at build time).
+ROOT_PAGES = {"README.md": "readme", "CONTRIBUTING.md": "contributing"}
+
+
 def site_path(repo_path: str) -> str:
     """Where the file at ``repo_path`` (relative to the repository root) is in the site's source
     folder ``docs/``: a page (``docs/x.md`` -> ``x.md``, ``tutorials/x.ipynb``, ``README.md`` ->
     ``readme.md``) or, for any other file, its path from ``docs/`` (``../figures/x.png``)."""
-    if repo_path == "README.md":
-        return "readme.md"
+    if repo_path in ROOT_PAGES:
+        return ROOT_PAGES[repo_path] + ".md"
     if repo_path.startswith("docs/"):
         return repo_path[len("docs/"):]
     if repo_path.startswith("tutorials/") and repo_path.endswith(".ipynb"):
@@ -167,6 +171,9 @@ def _source_read(app, docname, source):
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         readme = re.sub(r"\A# [^\n]*", "# The README", readme, count=1)
         text = rewrite_links(readme, "README.md", "readme.md")
+    elif docname == "contributing":
+        text = rewrite_links((ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8"), "CONTRIBUTING.md",
+                             "contributing.md")
     elif (DOCS / f"{docname}.md").is_file():
         text = rewrite_links(text, f"docs/{docname}.md", f"{docname}.md")
         text = re.sub(r"^<!-- README section: (.+?) -->$", lambda m: readme_section(m.group(1)), text,

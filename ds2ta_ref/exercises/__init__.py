@@ -43,14 +43,14 @@ NOT_DONE = "not done yet"
 class Exercise:
     """One checkable exercise.
 
-    key:       ``"NN.k"``, notebook NN, exercise k.
-    title:     a few words, printed by the check.
-    reference: the library's answer: ``reference(*case)`` for a function exercise, ``reference()``
-               for a value exercise.
-    cases:     a function returning the list of argument tuples a function exercise is checked on
-               (built from fixed seeds, so a check never depends on the notebook's state); ``None``
-               for a value exercise.
-    tol:       the largest relative error that passes.
+    - ``key``: ``"NN.k"``, notebook NN, exercise k.
+    - ``title``: a few words, printed by the check.
+    - ``reference``: the library's answer: ``reference(*case)`` for a function exercise,
+      ``reference()`` for a value exercise.
+    - ``cases``: a function returning the list of argument tuples a function exercise is checked on
+      (built from fixed seeds, so a check never depends on the notebook's state); ``None`` for a
+      value exercise.
+    - ``tol``: the largest relative error that passes.
     """
 
     key: str
