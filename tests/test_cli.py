@@ -561,7 +561,7 @@ def test_overwrite_with_bad_data_keeps_the_previous_run(run, tmp_path):
         records.astype(np.uint8).tofile(folder / name)
     before = snapshot(run)
     tc = TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "cifar"), epochs=1, batch_size=4)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="label byte 200"):
         train(tc, str(run), overwrite=True, progress=False, log=quiet)
     assert snapshot(run) == before and sorted(os.listdir(run.parent)) == ["cifar", "run"]
 

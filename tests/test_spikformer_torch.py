@@ -9,7 +9,7 @@ import ds2ta_ref
 from ds2ta_ref.gradcheck import firing_model_inputs, small_model_config
 
 torch = pytest.importorskip("torch")
-import ds2ta_ref.torch as dt
+import ds2ta_ref.torch as dt  # noqa: E402 (after the skip: the module needs torch)
 
 SMALL = small_model_config()
 SPIKFORMER = SMALL.replace(tasa=False, nsad=False, decay_input=True)
