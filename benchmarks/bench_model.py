@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 
-
 # ----------------------------------------------------------------------- FLOPs
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from ds2ta_ref import model
 from ds2ta_ref.gradcheck import firing_model_inputs, rel_error, small_model_config
-from ds2ta_ref.surrogate import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
