@@ -1,4 +1,4 @@
-"""One training step (forward + loss + backward) of the NumPy model against its PyTorch twin.
+"""One training step (forward + loss + backward) of the NumPy model against the package's PyTorch model.
 
     python benchmarks/bench_model.py                 # the full table (~10-20 minutes on 2 cores)
     python benchmarks/bench_model.py --smoke         # seconds: tiny sizes, 1 repeat (CI)
@@ -21,9 +21,11 @@ Method, chosen so that a burst of load on a shared machine cannot decide a ratio
   keeps, against the distinct storages autograd saves for the backward;
 * page faults and system time are those of the timed step in the child.
 
-The PyTorch side is ``benchmarks/torch_twin.py``: the same model (checked in
-float64 by ``tests/test_benchmark.py``) written for speed. Without torch the
-NumPy side is measured and the comparison is reported as skipped.
+The PyTorch side is the package's own PyTorch model, :mod:`ds2ta_ref.torch`, holding
+the NumPy side's parameters and state (:func:`torch_side`; checked equal to the NumPy
+model in float64 by ``tests/test_benchmark.py``). It replaced a benchmark-only twin,
+which was slower and kept more memory than the package model. Without torch the NumPy
+side is measured and the comparison is reported as skipped.
 """
 from __future__ import annotations
 
@@ -37,9 +39,6 @@ import statistics
 import subprocess
 import sys
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 # ----------------------------------------------------------------------- FLOPs
 
@@ -103,6 +102,14 @@ def _numpy_bytes(obj) -> int:
     return total
 
 
+def torch_side(params: dict, state: dict, cfg):
+    """The PyTorch side: :func:`ds2ta_ref.torch.from_numpy` of the NumPy side's ``params`` and
+    ``state`` (in their float dtype), in training mode; ``net(x)`` gives the logits."""
+    from ds2ta_ref.torch import from_numpy
+
+    return from_numpy(params, state, cfg).train()
+
+
 def child(args) -> None:
     """Build the model of one side, warm up, time one step; print one JSON line."""
     import numpy as np
@@ -130,21 +137,15 @@ def child(args) -> None:
         import torch
         import torch.nn.functional as F
 
-        sys.path.insert(0, HERE)
-        from torch_twin import model as twin
-
         torch.set_num_threads(args.threads)
         tdtype = {np.float32: torch.float32, np.float64: torch.float64}[dtype.type]
-        P = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
-        St = {k: torch.tensor(v, dtype=tdtype) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        net = torch_side(params, state, cfg)
         xt, yt = torch.tensor(x, dtype=tdtype), torch.tensor(y)
-        alpha = ds2ta_ref.surrogate.resolve(cfg.surrogate, cfg.alpha)[1]
 
         def step(measure=False):
-            for p in P.values():
-                p.grad = None
+            net.zero_grad(set_to_none=True)
             if not measure:
-                logits = twin(P, St, xt, cfg, alpha)
+                logits = net(xt)
             else:
                 storages = {}
 
@@ -154,7 +155,7 @@ def child(args) -> None:
                     return t
 
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                    logits = twin(P, St, xt, cfg, alpha)
+                    logits = net(xt)
                 result["cache_bytes"] = sum(storages.values())
             F.cross_entropy(logits, yt).backward()
 

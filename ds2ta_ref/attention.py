@@ -86,22 +86,27 @@ class AttentionCache(NamedTuple):
     neuron_count: int
 
 
-def _site_forward(x, site, params, state, cfg, training, smooth):
-    """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``."""
+def _site_tau(site, params, cfg) -> float:
+    return float(params[tau_name(site, cfg)]) if cfg.tasa else 0.0
+
+
+def _site_forward(x, site, params, state, cfg, training, smooth, x_mix=None):
+    """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``; ``x_mix`` its TASA mix if
+    already computed (q, k and v share one)."""
     z, tasa_cache = tasa.forward_unchecked(
         x, params[f"{site}_linear.weight"], params.get(f"{site}_linear.bias"),
-        tau=float(params[tau_name(site, cfg)]) if cfg.tasa else 0.0,
-        window=cfg.effective_window, frozen_tau=cfg.frozen_tau or not cfg.tasa,
-        continuous_tau=smooth)  # (T, B, N, D)
+        tau=_site_tau(site, params, cfg), window=cfg.effective_window,
+        frozen_tau=cfg.frozen_tau or not cfg.tasa, continuous_tau=smooth, x_mix=x_mix)  # (T, B, N, D)
     s, bn_state, unit_cache = bnlif.forward_unchecked(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
                                             training=training, smooth=smooth)  # (T, B, N, D)
     return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
 
-def _site_backward(ds, cache: SiteCache, site, cfg, grads):
-    """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared)."""
+def _site_backward(ds, cache: SiteCache, site, cfg, grads, x_mix=None):
+    """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared);
+    ``x_mix``: the site's TASA mix if already recomputed (q, k and v share one)."""
     dz, bn_grads = bnlif.backward_unchecked(ds, cache.unit)
-    dx, dw, db, dtau = tasa.backward_unchecked(dz, cache.tasa)
+    dx, dw, db, dtau = tasa.backward_unchecked(dz, cache.tasa, x_mix)
     grads.update(join(f"{site}_bn", bn_grads))
     grads[f"{site}_linear.weight"] = dw
     if db is not None:
@@ -139,8 +144,12 @@ def forward_unchecked(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig
     with :func:`ds2ta_ref.names.checked_block_inputs`; NSAD runs its unchecked core too (the
     scores ``q k^T`` of spikes are integer counts in ``[0, d]`` by construction)."""
     new_state, sites, heads = {}, {}, {}
+    # q, k and v read the same x with the same tau: mix it once (TASA_q(x) = x_mix @ W_q^T + b_q, ...)
+    x_mix = tasa.mix_unchecked(x, tau=_site_tau("q", params, cfg), window=cfg.effective_window,
+                               continuous_tau=smooth)  # (T, B, N, D)
     for site in ("q", "k", "v"):
-        s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth)  # (T, B, N, D)
+        s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth,
+                                                 x_mix)  # (T, B, N, D)
         new_state.update(bn_state)
         heads[site] = _split_heads(s, cfg.heads)  # (T, B, H, N, d)
     q, k, v = heads["q"], heads["k"], heads["v"]
@@ -184,7 +193,9 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     # forward was: S = q @ k^T, so now:
     dq = dS @ cache.k  # (T, B, H, N, d)
     dk = dS.swapaxes(-1, -2) @ cache.q  # (T, B, H, N, d)
+    # forward was: q, k, v = site(x_mix) with one x_mix, so now: recompute it once for the three dweight
+    x_mix = cache.sites["q"].tasa.x_mix  # (T, B, N, D)
     dx: Any = 0  # becomes (T, B, N, D)
     for site, dh in (("q", dq), ("k", dk), ("v", dv)):
-        dx = dx + _site_backward(_merge_heads(dh), cache.sites[site], site, cfg, grads)  # x fans out: +=
+        dx = dx + _site_backward(_merge_heads(dh), cache.sites[site], site, cfg, grads, x_mix)  # x fans out: +=
     return dx, grads

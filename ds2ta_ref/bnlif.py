@@ -90,9 +90,13 @@ def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_
         x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
         channel_axis % x.ndim, training, cfg.bn_momentum, cfg.bn_eps)  # like x
     # With unchecked kernels a NaN would pass silently (it never reaches the threshold, so it
-    # only stops the neuron firing). One float64 sum is finite exactly when y is, for the cost
-    # of a single reduction pass; it catches an overflow upstream (a diverging run).
-    if not np.isfinite(np.add.reduce(y, axis=None, dtype=np.float64)):
+    # only stops the neuron firing). A sum in y's own dtype is finite only when y is (a NaN or an
+    # infinity makes it NaN or infinite), for the cost of a single reduction pass; it catches an
+    # overflow upstream (a diverging run). The sum can itself overflow on finite values (float32),
+    # so only then is every value checked.
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = bool(np.isfinite(np.add.reduce(y, axis=None))) or bool(np.isfinite(y).all())
+    if not finite:
         raise NonFiniteError("the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
                          "a value overflowed upstream")
     new_state = {"running_mean": mean, "running_var": var}

@@ -196,10 +196,10 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[s
         # forward was: h1 = h0 + attn(h0); h2 = h1 + mlp(h1), so now:
         dm, block_grads = mlp.backward(dh, mlp_cache)
         grads.update(join(f"block.{i}.mlp", block_grads))
-        dh = dh + dm
+        dh += dm  # in place: dh is this function's own array (a fresh one from mean_backward)
         da, block_grads = attention.backward(dh, attn_cache)
         grads.update(join(f"block.{i}.attn", block_grads))
-        dh = dh + da
+        dh += da
     dframes, block_grads = sps.backward(dh, cache.sps)  # (T, B, C, H, W)
     grads.update(join("patch_embed", block_grads))
     # forward was: frames = x repeated T times (static images), so now: sum over time

@@ -55,7 +55,8 @@ import numpy as np
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
 from .layers import rows_product
 
-__all__ = ["TASACache", "forward", "backward", "forward_unchecked", "backward_unchecked", "decay_factors", "tau_used"]
+__all__ = ["TASACache", "forward", "backward", "forward_unchecked", "backward_unchecked", "mix_unchecked",
+           "decay_factors", "tau_used"]
 
 
 class TASACache(NamedTuple):
@@ -168,19 +169,37 @@ def forward(
                     continuous_tau=continuous_tau)
 
 
-def forward_unchecked(s, weight, bias, *, tau, window, frozen_tau=False, continuous_tau=False):
-    """:func:`forward` without the checks of the arrays (the scalars are still checked):
-    ``s`` ``(T, ..., D_in)`` and ``weight`` ``(D_out, D_in)`` finite arrays of one float
-    dtype, ``bias`` ``(D_out,)`` of that dtype or ``None``."""
+def _used_factors(tau, window, continuous_tau, dtype) -> tuple[int, float, np.ndarray]:
+    """``(window, tau_used, factors)``: the checked window, the exponent the forward uses and
+    its decay factors ``(window,)`` in the compute ``dtype``."""
     window = check_int(window, "window", minimum=1)
     tau_u = tau_used(tau, continuous_tau=continuous_tau)
     with np.errstate(over="ignore"):
-        factors = decay_factors(tau_u, window).astype(s.dtype)  # (window,)
+        factors = decay_factors(tau_u, window).astype(dtype)  # (window,)
     if not np.all(np.isfinite(factors)):
-        raise ValueError(f"tau = {tau_u!r} overflows the decay factors in {s.dtype}")
+        raise ValueError(f"tau = {tau_u!r} overflows the decay factors in {dtype}")
+    return window, tau_u, factors
+
+
+def mix_unchecked(s, *, tau, window, continuous_tau=False):
+    """``x_mix`` of :func:`forward_unchecked` for these ``s``, ``tau``, ``window``: layers that
+    read the same input with the same ``tau`` (the attention's q, k and v) mix it once and
+    pass it as ``x_mix=`` to :func:`forward_unchecked` and :func:`backward_unchecked`.
+    ``(T, ..., D_in)``; ``s`` itself when the window is 1."""
+    _, _, factors = _used_factors(tau, window, continuous_tau, s.dtype)
+    return _mix(s, factors)
+
+
+def forward_unchecked(s, weight, bias, *, tau, window, frozen_tau=False, continuous_tau=False, x_mix=None):
+    """:func:`forward` without the checks of the arrays (the scalars are still checked):
+    ``s`` ``(T, ..., D_in)`` and ``weight`` ``(D_out, D_in)`` finite arrays of one float
+    dtype, ``bias`` ``(D_out,)`` of that dtype or ``None``. ``x_mix``: the mix of ``s`` at
+    this ``tau`` and ``window`` if the caller has it (:func:`mix_unchecked`), else computed here."""
+    window, tau_u, factors = _used_factors(tau, window, continuous_tau, s.dtype)
     d_out, d_in = weight.shape
 
-    x_mix = _mix(s, factors)  # (T, ..., D_in)
+    if x_mix is None:
+        x_mix = _mix(s, factors)  # (T, ..., D_in)
     # one 2-D GEMM over all rows (a 4-D @ 2-D product would be one GEMM per (t, b))
     out = x_mix.reshape(-1, d_in) @ weight.T  # (rows, D_out), rows = T * B * N ...
     if bias is not None:
@@ -230,17 +249,20 @@ def backward(
     return backward_unchecked(dout.astype(cache.s.dtype, copy=False), cache)
 
 
-def backward_unchecked(dout, cache):
+def backward_unchecked(dout, cache, x_mix=None):
     """:func:`backward` without argument checks (``dout`` ``(T, ..., D_out)`` in the
-    compute dtype)."""
+    compute dtype). ``x_mix``: ``cache.x_mix`` if the caller has it (layers sharing one
+    input and ``tau`` recompute it once), else recomputed here."""
     s, weight = cache.s, cache.weight
     d_out, d_in = weight.shape
     T = s.shape[0]
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = T * B * N ...
+    if x_mix is None:
+        x_mix = cache.x_mix  # (T, ..., D_in) recomputed from s
 
     # forward was: out = x_mix @ W^T + b (one 2-D GEMM), so now:
     dbias = dout2.sum(axis=0) if cache.has_bias else None  # (D_out,)
-    dweight = rows_product(dout2, _mix(s, cache.factors).reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
+    dweight = rows_product(dout2, x_mix.reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
     dx_mix = (dout2 @ weight).reshape(s.shape)  # (T, ..., D_in)
 
     # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:

@@ -358,3 +358,26 @@ def test_bad_dout(dout, match):
 def test_bad_cache():
     with pytest.raises(ValueError, match="cache must be the TASACache"):
         tasa.backward(np.ones((3, 5)), (np.ones((3, 4)),))
+
+
+@pytest.mark.parametrize("window, continuous", [(1, False), (3, False), (3, True)])
+def test_a_shared_mix_gives_the_same_numbers_bit_for_bit(window, continuous):
+    """Layers reading one input with one tau (the attention's q, k, v) mix it once: passing
+    mix_unchecked(s) as x_mix= to forward_unchecked and backward_unchecked changes no bit."""
+    rng = np.random.default_rng(0)
+    s = (rng.random((3, 2, 5, 4)) < 0.4).astype(np.float32)  # (T, B, N, D_in)
+    weight = rng.standard_normal((6, 4)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    dout = rng.standard_normal((3, 2, 5, 6)).astype(np.float32)
+    opts = dict(tau=1.3, window=window, continuous_tau=continuous)
+    x_mix = tasa.mix_unchecked(s, **opts)
+    out, cache = tasa.forward_unchecked(s, weight, bias, **opts)
+    assert x_mix.tobytes() == cache.x_mix.tobytes() and (window > 1 or x_mix is s)
+    out2, cache2 = tasa.forward_unchecked(s, weight, bias, **opts, x_mix=x_mix)
+    assert out2.tobytes() == out.tobytes()
+    for a, b in zip(tasa.backward_unchecked(dout, cache), tasa.backward_unchecked(dout, cache2, x_mix)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    # a mix at another tau is a different input: the check sees it
+    other = tasa.mix_unchecked(s, **dict(opts, tau=0.0))
+    out3, _ = tasa.forward_unchecked(s, weight, bias, **opts, x_mix=other)
+    assert (out3.tobytes() == out.tobytes()) == (window == 1)
