@@ -13,6 +13,7 @@ its spread (min .. max): on a shared machine a ratio of neighbouring runs is
 what can be trusted, not an absolute time. Only the public kernel entry points
 are called, so any two checkouts with the same kernel signatures can be compared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,37 +28,51 @@ THIS_ROOT = os.path.dirname(HERE)
 
 # name: (description, setup source building `step`, a zero-argument callable)
 KERNELS = {
-    "lif": ("LIF fwd+bwd (4, 8, 64, 1536)", """
+    "lif": (
+        "LIF fwd+bwd (4, 8, 64, 1536)",
+        """
 x = rng.standard_normal((4, 8, 64, 1536)).astype(dtype) + 0.5
 d = rng.standard_normal(x.shape).astype(dtype)
 def step():
     s, cache = lif.forward(x)
     lif.backward(d, cache)
-"""),
-    "bn_tokens": ("BatchNorm1d fwd+bwd (4, 8, 64, 1536), axis -1", """
+""",
+    ),
+    "bn_tokens": (
+        "BatchNorm1d fwd+bwd (4, 8, 64, 1536), axis -1",
+        """
 x = rng.standard_normal((4, 8, 64, 1536)).astype(dtype)
 g, b = np.ones(1536, dtype), np.zeros(1536, dtype)
 d = rng.standard_normal(x.shape).astype(dtype)
 def step():
     out, m, v, cache = layers.batchnorm_forward(x, g, b, b, g, axis=-1, training=True)
     layers.batchnorm_backward(d, cache)
-"""),
-    "bn_2d": ("BatchNorm2d fwd+bwd (32, 96, 32, 32), axis 1", """
+""",
+    ),
+    "bn_2d": (
+        "BatchNorm2d fwd+bwd (32, 96, 32, 32), axis 1",
+        """
 x = rng.standard_normal((32, 96, 32, 32)).astype(dtype)
 g, b = np.ones(96, dtype), np.zeros(96, dtype)
 d = rng.standard_normal(x.shape).astype(dtype)
 def step():
     out, m, v, cache = layers.batchnorm_forward(x, g, b, b, g, axis=1, training=True)
     layers.batchnorm_backward(d, cache)
-"""),
-    "maxpool": ("max-pool 3/2/1 fwd+bwd, spikes (32, 192, 32, 32)", """
+""",
+    ),
+    "maxpool": (
+        "max-pool 3/2/1 fwd+bwd, spikes (32, 192, 32, 32)",
+        """
 x = (rng.random((32, 192, 32, 32)) < 0.2).astype(dtype)
 d = rng.standard_normal((32, 192, 16, 16)).astype(dtype)
 def step():
     out, cache = layers.maxpool_forward(x)
     layers.maxpool_backward(d, cache)
-"""),
-    "tasa": ("TASA window 3 fwd+bwd, spikes (4, 8, 64, 384) -> 384", """
+""",
+    ),
+    "tasa": (
+        "TASA window 3 fwd+bwd, spikes (4, 8, 64, 384) -> 384",
+        """
 s = (rng.random((4, 8, 64, 384)) < 0.2).astype(dtype)
 w = (rng.standard_normal((384, 384)) * 0.05).astype(dtype)
 bias = np.zeros(384, dtype)
@@ -65,8 +80,11 @@ d = rng.standard_normal(s.shape).astype(dtype)
 def step():
     out, cache = tasa.forward(s, w, bias, tau=2.0, window=3)
     tasa.backward(d, cache)
-"""),
-    "linear": ("linear fwd+bwd (4, 8, 64, 384) -> 1536", """
+""",
+    ),
+    "linear": (
+        "linear fwd+bwd (4, 8, 64, 384) -> 1536",
+        """
 x = (rng.random((4, 8, 64, 384)) < 0.2).astype(dtype)
 w = (rng.standard_normal((1536, 384)) * 0.05).astype(dtype)
 bias = np.zeros(1536, dtype)
@@ -74,15 +92,19 @@ d = rng.standard_normal((4, 8, 64, 1536)).astype(dtype)
 def step():
     out, cache = layers.linear_forward(x, w, bias)
     layers.linear_backward(d, cache)
-"""),
-    "conv": ("conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192", """
+""",
+    ),
+    "conv": (
+        "conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192",
+        """
 x = (rng.random((32, 96, 32, 32)) < 0.2).astype(dtype)
 w = (rng.standard_normal((192, 96, 3, 3)) * 0.05).astype(dtype)
 d = rng.standard_normal((32, 192, 32, 32)).astype(dtype)
 def step():
     out, cache = layers.conv_forward(x, w)
     layers.conv_backward(d, cache)
-"""),
+""",
+    ),
 }
 
 
@@ -90,11 +112,11 @@ def child(root: str, kernel: str, dtype_name: str, inner: int) -> None:
     """Import ds2ta_ref from ``root``, time ``kernel``, print the median seconds per call."""
     sys.path.insert(0, root)
     import numpy as np
+
     from ds2ta_ref import layers, lif, tasa
 
     assert os.path.dirname(os.path.dirname(os.path.abspath(lif.__file__))) == os.path.abspath(root)
-    scope = dict(np=np, layers=layers, lif=lif, tasa=tasa, dtype=np.dtype(dtype_name),
-                 rng=np.random.default_rng(0))
+    scope = dict(np=np, layers=layers, lif=lif, tasa=tasa, dtype=np.dtype(dtype_name), rng=np.random.default_rng(0))
     exec(KERNELS[kernel][1], scope)
     step = scope["step"]
     step()  # warm-up
@@ -107,10 +129,25 @@ def child(root: str, kernel: str, dtype_name: str, inner: int) -> None:
 
 
 def run_child(root: str, kernel: str, dtype: str, inner: int, threads: int) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), PYTHONPATH=root)
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kernel, "--root", root,
-           "--dtype", dtype, "--inner", str(inner)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONPATH=root,
+    )
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        kernel,
+        "--root",
+        root,
+        "--dtype",
+        dtype,
+        "--inner",
+        str(inner),
+    ]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return float(out.split()[-1])
 
@@ -136,9 +173,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown kernels {unknown}; valid: {list(KERNELS)}")
     baseline = os.path.abspath(args.baseline)
-    print(f"`{' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}`: "
-          f"baseline {baseline} vs this checkout {THIS_ROOT}, {args.dtype}, {args.threads} threads, "
-          f"{args.repeat} alternated process pairs, median of {args.inner} calls in each\n")
+    print(
+        f"`{' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}`: "
+        f"baseline {baseline} vs this checkout {THIS_ROOT}, {args.dtype}, {args.threads} threads, "
+        f"{args.repeat} alternated process pairs, median of {args.inner} calls in each\n"
+    )
     print("| kernel | baseline / this (median) | spread (min .. max) |")
     print("|---|---|---|")
     for kernel in kernels:
@@ -147,8 +186,10 @@ def main(argv=None) -> int:
             t_base = run_child(baseline, kernel, args.dtype, args.inner, args.threads)
             t_this = run_child(THIS_ROOT, kernel, args.dtype, args.inner, args.threads)
             ratios.append(t_base / t_this)
-        print(f"| {KERNELS[kernel][0]} | {statistics.median(ratios):.2f}x | "
-              f"{min(ratios):.2f} .. {max(ratios):.2f} |", flush=True)
+        print(
+            f"| {KERNELS[kernel][0]} | {statistics.median(ratios):.2f}x | {min(ratios):.2f} .. {max(ratios):.2f} |",
+            flush=True,
+        )
     return 0
 
 

@@ -27,6 +27,7 @@ model in float64 by ``tests/test_benchmark.py``). It replaced a benchmark-only t
 which was slower and kept more memory than the package model. Without torch the NumPy
 side is measured and the comparison is reported as skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -127,6 +128,7 @@ def child(args) -> None:
     result = {}
 
     if args.child == "numpy":
+
         def step(measure=False):
             logits, _, cache = model.forward(x, params, state, cfg, training=True)
             if measure:
@@ -176,8 +178,12 @@ def child(args) -> None:
         step()
         times.append(time.perf_counter() - t0)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
-    result.update(time=statistics.median(times), peak_bytes=(r1.ru_maxrss - rss0) * 1024,
-                  minor_faults=r1.ru_minflt - r0.ru_minflt, sys_time=r1.ru_stime - r0.ru_stime)
+    result.update(
+        time=statistics.median(times),
+        peak_bytes=(r1.ru_maxrss - rss0) * 1024,
+        minor_faults=r1.ru_minflt - r0.ru_minflt,
+        sys_time=r1.ru_stime - r0.ru_stime,
+    )
     print(json.dumps(result))
 
 
@@ -194,7 +200,7 @@ def gemm_child(args) -> None:
         t0 = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"gflops": 2 * n ** 3 / statistics.median(times) / 1e9}))
+    print(json.dumps({"gflops": 2 * n**3 / statistics.median(times) / 1e9}))
 
 
 # The OpenBLAS kernel: "env" runs the children with this environment as it is (this project's
@@ -211,8 +217,9 @@ print(json.dumps([{k: i.get(k) for k in ("internal_api", "version", "architectur
 
 
 def child_env(threads: int, kernel: str) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+    )
     if kernel == "native":
         for name in KERNEL_ENV_UNSET:
             env.pop(name, None)
@@ -221,12 +228,18 @@ def child_env(threads: int, kernel: str) -> dict[str, str]:
 
 def blas_kernel(threads: int, kernel: str) -> str:
     """What threadpoolctl reports in a child of this kernel setting: ``openblas 0.3.31 SkylakeX, 2 threads``."""
-    proc = subprocess.run([sys.executable, "-c", _BLAS_PROBE], env=child_env(threads, kernel),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLAS_PROBE], env=child_env(threads, kernel), capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return "unknown (threadpoolctl not installed: pip install threadpoolctl)"
-    return "; ".join(f"{b['internal_api']} {b['version']} {b['architecture']}, {b['num_threads']} threads"
-                     for b in json.loads(proc.stdout)) or "no BLAS reported"
+    return (
+        "; ".join(
+            f"{b['internal_api']} {b['version']} {b['architecture']}, {b['num_threads']} threads"
+            for b in json.loads(proc.stdout)
+        )
+        or "no BLAS reported"
+    )
 
 
 def run_child(kind: str, threads: int, kernel: str = "env", **kw) -> dict:
@@ -260,8 +273,19 @@ def measure(points: list[tuple], args, sides: list[str], repeat: int, kernel: st
         for point in points:
             preset, batch, dtype, T, window = point
             for side in sides:
-                runs[point][side].append(run_child(side, args.threads, kernel, preset=preset, batch=batch,
-                                                   dtype=dtype, T=T, window=window, inner=args.inner))
+                runs[point][side].append(
+                    run_child(
+                        side,
+                        args.threads,
+                        kernel,
+                        preset=preset,
+                        batch=batch,
+                        dtype=dtype,
+                        T=T,
+                        window=window,
+                        inner=args.inner,
+                    )
+                )
     return runs
 
 
@@ -280,13 +304,17 @@ def machine() -> str:
         pass
     blas = "?"
     try:
-        blas = ", ".join(f"{v['name']} {v.get('version', '')}".strip()
-                         for k, v in np.show_config(mode="dicts")["Build Dependencies"].items() if k == "blas")
+        blas = ", ".join(
+            f"{v['name']} {v.get('version', '')}".strip()
+            for k, v in np.show_config(mode="dicts")["Build Dependencies"].items()
+            if k == "blas"
+        )
     except Exception:  # noqa: BLE001 - the BLAS name is informative only
         pass
     versions = f"Python {platform.python_version()}, NumPy {np.__version__} ({blas})"
     if have_torch():
         import torch
+
         versions += f", PyTorch {torch.__version__}"
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}; {versions}"
 
@@ -299,10 +327,12 @@ def main_table(args, sides, torch_ok, gemm, all_runs) -> list[str]:
     import ds2ta_ref
 
     lines = []
-    lines += ["| preset | batch | dtype | NumPy s | PyTorch s | NumPy / PyTorch | GFLOP (conv/linear/attn) "
-              "| NumPy GFLOP/s | NumPy / floor | peak MB NumPy / PyTorch | cache MB NumPy / PyTorch "
-              "| page faults NumPy / PyTorch |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| preset | batch | dtype | NumPy s | PyTorch s | NumPy / PyTorch | GFLOP (conv/linear/attn) "
+        "| NumPy GFLOP/s | NumPy / floor | peak MB NumPy / PyTorch | cache MB NumPy / PyTorch "
+        "| page faults NumPy / PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for preset, batch in args.points:
         cfg = ds2ta_ref.preset(preset)
         fl = step_flops(cfg, batch)
@@ -318,16 +348,24 @@ def main_table(args, sides, torch_ok, gemm, all_runs) -> list[str]:
                 row += [med_spread(t_pt), med_spread(ratios, "{:.2f}")]
             else:
                 row += ["skipped", "skipped"]
-            mib = lambda side, k: statistics.median(r[k] for r in runs[side]) / 2 ** 20  # noqa: E731
+            mib = lambda side, k: statistics.median(r[k] for r in runs[side]) / 2**20  # noqa: E731
             med = lambda side, k: statistics.median(r[k] for r in runs[side])  # noqa: E731
-            pair = (lambda k, f: f"{f(mib('numpy', k))} / {f(mib('torch', k))}") if torch_ok else \
-                (lambda k, f: f"{f(mib('numpy', k))} / -")
-            faults = f"{med('numpy', 'minor_faults'):.0f}" + (f" / {med('torch', 'minor_faults'):.0f}"
-                                                            if torch_ok else " / -")
-            row += [f"{total:.3g} ({fl['conv'] / 1e9:.3g} / {fl['linear'] / 1e9:.3g} / {fl['attention'] / 1e9:.2g})",
-                    f"{total / statistics.median(t_np):.3g}",
-                    f"{statistics.median(t_np) / floor:.2f}",
-                    pair("peak_bytes", "{:.0f}".format), pair("cache_bytes", "{:.0f}".format), faults]
+            pair = (
+                (lambda k, f: f"{f(mib('numpy', k))} / {f(mib('torch', k))}")
+                if torch_ok
+                else (lambda k, f: f"{f(mib('numpy', k))} / -")
+            )
+            faults = f"{med('numpy', 'minor_faults'):.0f}" + (
+                f" / {med('torch', 'minor_faults'):.0f}" if torch_ok else " / -"
+            )
+            row += [
+                f"{total:.3g} ({fl['conv'] / 1e9:.3g} / {fl['linear'] / 1e9:.3g} / {fl['attention'] / 1e9:.2g})",
+                f"{total / statistics.median(t_np):.3g}",
+                f"{statistics.median(t_np) / floor:.2f}",
+                pair("peak_bytes", "{:.0f}".format),
+                pair("cache_bytes", "{:.0f}".format),
+                faults,
+            ]
             lines.append("| " + " | ".join(row) + " |")
             print(lines[-1], file=sys.stderr, flush=True)
 
@@ -351,26 +389,31 @@ def report(args, argv) -> list[str]:
     ]
     if not torch_ok:
         lines += ["PyTorch comparison skipped: torch is not installed (only the NumPy side is measured).", ""]
-    main_points = [(preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
-                   for preset, batch in args.points for dt in args.dtypes]
+    main_points = [
+        (preset, batch, dt, ds2ta_ref.preset(preset).T, ds2ta_ref.preset(preset).window)
+        for preset, batch in args.points
+        for dt in args.dtypes
+    ]
     for kernel in args.kernels:
         lines += [f"Kernel `{kernel}` ({KERNEL_LABELS[kernel]}): {blas_kernel(args.threads, kernel)}", ""]
         # the floor of each row comes from a matmul of the same kernel, in the same run
         gemm = {dt: run_child("gemm", args.threads, kernel, dtype=dt)["gflops"] for dt in args.dtypes}
-        lines += ["Large matmul (NumPy, n = 2048): " +
-                  ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in gemm.items()), ""]
+        lines += ["Large matmul (NumPy, n = 2048): " + ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in gemm.items()), ""]
         lines += main_table(args, sides, torch_ok, gemm, measure(main_points, args, sides, args.repeat, kernel))
         lines.append("")
     preset, batch, dt = args.sweep
     cfg = ds2ta_ref.preset(preset)
     T1, w1, w_last = args.Ts[0], args.windows[0], args.windows[-1]
     kernel = args.kernels[-1]
-    lines += [f"Time vs T and window: `{preset}`, batch {batch}, {dt}, kernel `{kernel}`, {args.sweep_repeat} "
-              "rounds over "
-              "all the points below; the last two columns are medians of ratios within a round.", "",
-              f"| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = {T1} "
-              f"| NumPy window {w_last} / window {w1} |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Time vs T and window: `{preset}`, batch {batch}, {dt}, kernel `{kernel}`, {args.sweep_repeat} "
+        "rounds over "
+        "all the points below; the last two columns are medians of ratios within a round.",
+        "",
+        f"| T | window | NumPy s | PyTorch s | NumPy / PyTorch | NumPy s per time step / at T = {T1} "
+        f"| NumPy window {w_last} / window {w1} |",
+        "|---|---|---|---|---|---|---|",
+    ]
     points = [(T, cfg.window) for T in args.Ts] + [(cfg.T, w) for w in args.windows if w != cfg.window]
     sweep = measure([(preset, batch, dt, T, w) for T, w in points], args, sides, args.sweep_repeat, kernel)
     times = {(T, w): [r["time"] for r in sweep[(preset, batch, dt, T, w)]["numpy"]] for T, w in points}
@@ -382,16 +425,21 @@ def report(args, argv) -> list[str]:
             row += [med_spread(t_pt), med_spread([a / b for a, b in zip(t_np, t_pt)], "{:.2f}")]
         else:
             row += ["skipped", "skipped"]
-        row.append(med_spread([a / T / (b / T1) for a, b in zip(t_np, times[(T1, cfg.window)])], "{:.2f}")
-                   if (T1, cfg.window) in times and w == cfg.window else "")
+        row.append(
+            med_spread([a / T / (b / T1) for a, b in zip(t_np, times[(T1, cfg.window)])], "{:.2f}")
+            if (T1, cfg.window) in times and w == cfg.window
+            else ""
+        )
         if T == cfg.T and w == w_last and (cfg.T, w1) in times and (cfg.T, w_last) in times:
             row.append(med_spread([a / b for a, b in zip(t_np, times[(cfg.T, w1)])], "{:.2f}"))
         else:
             row.append("")
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], file=sys.stderr, flush=True)
-    lines[2] += (f" Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}, "
-                 f"on {os.cpu_count()} logical CPUs.")
+    lines[2] += (
+        f" Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}, "
+        f"on {os.cpu_count()} logical CPUs."
+    )
     return lines
 
 
@@ -403,10 +451,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-repeat", type=int, default=None, help="pairs per T/window point (default --repeat)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inner", type=int, default=1, help="timed steps per process (their median)")
-    parser.add_argument("--kernels", nargs="+", choices=sorted(KERNEL_LABELS), default=["env", "native"],
-                        help="OpenBLAS kernel settings to measure, each its own table: env = the environment as "
-                             "it is, native = OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (default: env native; "
-                             "the T/window sweep runs on the last)")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=sorted(KERNEL_LABELS),
+        default=["env", "native"],
+        help="OpenBLAS kernel settings to measure, each its own table: env = the environment as "
+        "it is, native = OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (default: env native; "
+        "the T/window sweep runs on the last)",
+    )
     parser.add_argument("--out", help="also write the markdown table to this file")
     for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS, type=int if name in ("batch", "T", "window") else str)

@@ -9,6 +9,7 @@ Prints one line::
 
     python benchmarks/bench_torch.py [--batch 4] [--repeats 3] [--threads 1] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def main(args):
         model.backward(dlogits, cache)
 
     t_torch = best_of(torch_step, args.repeats)
-    line = (f"cifar10 preset (T=4, D=384, depth 4, 64 tokens), batch {args.batch}, float32, forward+backward: "
-            f"ds2ta_ref.torch {t_torch:.3f} s on {args.device}, {args.threads} thread(s)")
+    line = (
+        f"cifar10 preset (T=4, D=384, depth 4, 64 tokens), batch {args.batch}, float32, forward+backward: "
+        f"ds2ta_ref.torch {t_torch:.3f} s on {args.device}, {args.threads} thread(s)"
+    )
     if not args.skip_numpy:
         t_numpy = best_of(numpy_step, args.repeats)
         line += f", NumPy {t_numpy:.3f} s: {t_numpy / t_torch:.1f}x"

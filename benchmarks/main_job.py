@@ -12,6 +12,7 @@ main job as the mean and range over seeds 0-2 and names the CPU, the kernel and 
 all printed here. Each seed runs in its own fresh process, one after the other; the wall time
 is that process's, start-up included (measure on a quiet machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,10 @@ def blas_kernel(env: dict[str, str]) -> str:
     if out.returncode != 0:
         raise SystemExit(f"main_job: cannot read the BLAS kernel (pip install threadpoolctl): {out.stderr.strip()}")
     libs = json.loads(out.stdout)
-    return "; ".join(f"{b['internal_api']} {b['version']} {b['architecture']}, {b['num_threads']} threads"
-                     for b in libs) or "no BLAS reported"
+    return (
+        "; ".join(f"{b['internal_api']} {b['version']} {b['architecture']}, {b['num_threads']} threads" for b in libs)
+        or "no BLAS reported"
+    )
 
 
 def run_seed(seed: int, out_dir: str, env: dict[str, str], extra: list[str]) -> dict:
@@ -82,8 +85,10 @@ def table(rows: list[dict]) -> list[str]:
     walls = [r["wall_s"] for r in rows]
     lines = ["| seed | epochs | test accuracy | wall s |", "|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['epochs']} | {100 * r['test_acc']:.2f}% | {r['wall_s']:.1f} |" for r in rows]
-    lines.append(f"| mean (range) | | {statistics.mean(accs):.2f}% ({min(accs):.2f} .. {max(accs):.2f}) | "
-                 f"{statistics.mean(walls):.1f} ({min(walls):.1f} .. {max(walls):.1f}) |")
+    lines.append(
+        f"| mean (range) | | {statistics.mean(accs):.2f}% ({min(accs):.2f} .. {max(accs):.2f}) | "
+        f"{statistics.mean(walls):.1f} ({min(walls):.1f} .. {max(walls):.1f}) |"
+    )
     return lines
 
 
@@ -93,16 +98,21 @@ def readme_row(record: dict) -> str:
     accs = [100 * r["test_acc"] for r in record["rows"]]
     walls = [r["wall_s"] for r in record["rows"]]
     seeds = " | ".join(f"{a:.2f}%" for a in accs)
-    return (f"| {record['cpu']} | {record['blas']} | {seeds} | **{statistics.mean(accs):.2f}%** "
-            f"({min(accs):.2f} .. {max(accs):.2f}) | {statistics.mean(walls):.0f} ({min(walls):.0f} .. "
-            f"{max(walls):.0f}) | `{record['command']}` ({record['date']} UTC) |")
+    return (
+        f"| {record['cpu']} | {record['blas']} | {seeds} | **{statistics.mean(accs):.2f}%** "
+        f"({min(accs):.2f} .. {max(accs):.2f}) | {statistics.mean(walls):.0f} ({min(walls):.0f} .. "
+        f"{max(walls):.0f}) | `{record['command']}` ({record['date']} UTC) |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    parser.add_argument("--native", action="store_true",
-                        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: the kernel OpenBLAS picks for this CPU")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: the kernel OpenBLAS picks for this CPU",
+    )
     parser.add_argument("--smoke", action="store_true", help="1 epoch on 128/64 digits: checks the script, seconds")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the rows and machine as JSON")
     args = parser.parse_args(argv)
@@ -123,8 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(table(rows)))
     if args.json:
-        record = {"command": command, "cpu": cpu_model(), "blas": kernel, "date": date,
-                  "load_average": [load_start, load_end], "rows": rows}
+        record = {
+            "command": command,
+            "cpu": cpu_model(),
+            "blas": kernel,
+            "date": date,
+            "load_average": [load_start, load_end],
+            "rows": rows,
+        }
         print()
         print("README row:")
         print(readme_row(record))

@@ -19,6 +19,7 @@ module, notebook or page is picked up without editing a list here:
 * MathJax 3 is served from the site itself (copied from the ``django-static-mathjax``
   wheel of the ``docs`` extra), so nothing is fetched when a page is viewed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -107,8 +108,13 @@ DOC_SIZES = {
     "03_nsad_figure4.ipynb": {},
     "04_model.ipynb": {"batch": 2, "T": 4, "depth": 2, "grad_entries": 1},
     "05_training.ipynb": {"epochs": 3, "train_subset": 480, "test_subset": 240},
-    "06_attention_sparsity_energy.ipynb": {"epochs": 2, "train_subset": 360, "test_subset": 180,
-                                           "seeds": (0,), "sweep_u0": (1.0, 3.0)},
+    "06_attention_sparsity_energy.ipynb": {
+        "epochs": 2,
+        "train_subset": 360,
+        "test_subset": 180,
+        "seeds": (0,),
+        "sweep_u0": (1.0, 3.0),
+    },
 }
 CELL_TIMEOUT = 600  # seconds per cell
 
@@ -129,7 +135,7 @@ def site_path(repo_path: str) -> str:
     if repo_path in ROOT_PAGES:
         return ROOT_PAGES[repo_path] + ".md"
     if repo_path.startswith("docs/"):
-        return repo_path[len("docs/"):]
+        return repo_path[len("docs/") :]
     if repo_path.startswith("tutorials/") and repo_path.endswith(".ipynb"):
         return repo_path
     return "../" + repo_path
@@ -162,7 +168,7 @@ def readme_section(heading_words: str) -> str:
         logger.warning("README.md has no heading containing %r (docs/conf.py readme_section)", heading_words)
         return ""
     end = re.compile(rf"^#{{1,{len(match.group(1))}}} ", re.MULTILINE).search(text, match.end())
-    return rewrite_links(text[match.end(): end.start() if end else len(text)], "README.md", "x.md")
+    return rewrite_links(text[match.end() : end.start() if end else len(text)], "README.md", "x.md")
 
 
 def _source_read(app, docname, source):
@@ -172,12 +178,14 @@ def _source_read(app, docname, source):
         readme = re.sub(r"\A# [^\n]*", "# The README", readme, count=1)
         text = rewrite_links(readme, "README.md", "readme.md")
     elif docname == "contributing":
-        text = rewrite_links((ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8"), "CONTRIBUTING.md",
-                             "contributing.md")
+        text = rewrite_links(
+            (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8"), "CONTRIBUTING.md", "contributing.md"
+        )
     elif (DOCS / f"{docname}.md").is_file():
         text = rewrite_links(text, f"docs/{docname}.md", f"{docname}.md")
-        text = re.sub(r"^<!-- README section: (.+?) -->$", lambda m: readme_section(m.group(1)), text,
-                      flags=re.MULTILINE)
+        text = re.sub(
+            r"^<!-- README section: (.+?) -->$", lambda m: readme_section(m.group(1)), text, flags=re.MULTILINE
+        )
         if "<!-- other pages -->" in text:
             text = text.replace("<!-- other pages -->", _other_pages_toctree(app))
     source[0] = text
@@ -207,8 +215,7 @@ def _public_modules() -> list[str]:
         if any(p.startswith("_") for p in parts):
             continue
         found.append(".".join(parts))
-        found += [".".join(parts + (f[:-3],)) for f in sorted(files)
-                  if f.endswith(".py") and not f.startswith("_")]
+        found += [".".join(parts + (f[:-3],)) for f in sorted(files) if f.endswith(".py") and not f.startswith("_")]
     return sorted(found)
 
 
@@ -262,8 +269,10 @@ def _generate_api_pages(app, config) -> None:
 # -- the course --------------------------------------------------------------------------------
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-SLIDER_NOTE = ("*The sliders move in Jupyter (`jupyter lab tutorials/`); here is what they drew at their "
-               "initial values when this page was built.*")
+SLIDER_NOTE = (
+    "*The sliders move in Jupyter (`jupyter lab tutorials/`); here is what they drew at their "
+    "initial values when this page was built.*"
+)
 
 
 def _flatten_widgets(nb) -> None:
@@ -293,8 +302,15 @@ def _flatten_widgets(nb) -> None:
             if view is None:
                 new.append(out)
                 continue
-            new.append(nbformat.from_dict({"output_type": "display_data", "metadata": {},
-                                           "data": {"text/markdown": SLIDER_NOTE, "text/plain": SLIDER_NOTE}}))
+            new.append(
+                nbformat.from_dict(
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"text/markdown": SLIDER_NOTE, "text/plain": SLIDER_NOTE},
+                    }
+                )
+            )
             new += [nbformat.from_dict(o) for o in captured(view.get("model_id", ""))]
         cell.outputs = new
     nb.metadata.pop("widgets", None)
@@ -321,12 +337,18 @@ def _execute_notebooks(app, config) -> None:
     with tempfile.TemporaryDirectory() as jupyter_path:
         spec_dir = Path(jupyter_path, "kernels", "python3")
         spec_dir.mkdir(parents=True)
-        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (docs)", "language": "python"}
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (docs)",
+            "language": "python",
+        }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "MPLBACKEND", "PYTHONPATH")}
-        os.environ.update(JUPYTER_PATH=jupyter_path, MPLBACKEND="Agg",
-                          PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]])))
+        os.environ.update(
+            JUPYTER_PATH=jupyter_path,
+            MPLBACKEND="Agg",
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]])),
+        )
         try:
             for src in sources:
                 _execute_one(src, out_dir / src.name, code_key, nbclient, nbformat)
@@ -357,14 +379,20 @@ def _execute_one(src: Path, dest: Path, code_key: bytes, nbclient, nbformat) -> 
             knobs = set(re.findall(r"^(\w+)\s*=", nb.cells[tagged[0]].source, flags=re.MULTILINE))
             unknown = sorted(set(sizes) - knobs)
             if unknown:
-                logger.warning("%s: DOC_SIZES in docs/conf.py sets %s, not knobs of its parameters cell",
-                               src.name, unknown)
+                logger.warning(
+                    "%s: DOC_SIZES in docs/conf.py sets %s, not knobs of its parameters cell", src.name, unknown
+                )
             lines = "\n".join(f"{k} = {v!r}" for k, v in sizes.items() if k in knobs)
             text = "# Sizes of this documentation build (docs/conf.py, DOC_SIZES): smaller than a full run.\n" + lines
             nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(text, metadata={"tags": ["injected-parameters"]}))
     logger.info("executing %s for the course pages", src.name)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
-                                     resources={"metadata": {"path": str(src.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        startup_timeout=120,
+        resources={"metadata": {"path": str(src.parent)}},
+    )
     client.execute()  # a cell that raises stops the build, naming the notebook and the cell
     _flatten_widgets(nb)
     for cell in nb.cells:
@@ -383,7 +411,7 @@ def _copy_mathjax(app, exception) -> None:
     spec = importlib.util.find_spec("mathjax")
     source = Path(spec.origin).parent / "static" / "mathjax" / "es5" if spec and spec.origin else None
     if source is None or not (source / "tex-mml-chtml.js").is_file():
-        raise RuntimeError("MathJax not found: pip install -e \".[docs]\" (django-static-mathjax)")
+        raise RuntimeError('MathJax not found: pip install -e ".[docs]" (django-static-mathjax)')
     target = Path(app.outdir) / "_static" / "mathjax"
     for part in MATHJAX_PARTS:
         src, dst = source / part, target / part

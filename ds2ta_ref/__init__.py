@@ -27,6 +27,7 @@ The whole model::
 ``ds2ta_ref.model_forward`` is :func:`ds2ta_ref.model.forward`; ``ds2ta_ref.model_backward``
 is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
+
 from ._startup import interrupted_while_starting
 from ._version import __version__
 
@@ -59,8 +60,30 @@ except KeyboardInterrupt:
     raise
 
 __all__ = [
-    "attention", "bnlif", "checkpoint", "data", "gradcheck", "layers", "lif", "mlp", "model", "nsad", "optim",
-    "params", "sps", "spikformer", "surrogate", "tasa", "ModelConfig", "PRESETS", "preset", "init_params",
-    "init_state", "count_params",
-    "model_forward", "model_backward", "load_spikformer_npz", "__version__",
+    "attention",
+    "bnlif",
+    "checkpoint",
+    "data",
+    "gradcheck",
+    "layers",
+    "lif",
+    "mlp",
+    "model",
+    "nsad",
+    "optim",
+    "params",
+    "sps",
+    "spikformer",
+    "surrogate",
+    "tasa",
+    "ModelConfig",
+    "PRESETS",
+    "preset",
+    "init_params",
+    "init_state",
+    "count_params",
+    "model_forward",
+    "model_backward",
+    "load_spikformer_npz",
+    "__version__",
 ]

@@ -1,4 +1,5 @@
 """Argument validation shared by every kernel: clear errors that name the argument."""
+
 from __future__ import annotations
 
 import numbers
@@ -26,9 +27,7 @@ def as_float_array(value, name: str, *, min_ndim: int = 0, what: str = "") -> np
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if arr.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} axes{what}, got shape {arr.shape}"
-        )
+        raise ValueError(f"{name} must have at least {min_ndim} axes{what}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise NonFiniteError(f"{name} must be finite, but it contains NaN or infinity")
     return arr
@@ -64,4 +63,3 @@ def check_int(value, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-

@@ -9,6 +9,7 @@ someone else's program, the ``KeyboardInterrupt`` goes on as usual.
 
 Nothing here imports anything but ``os`` and ``sys`` (both already loaded).
 """
+
 import os
 import sys
 

@@ -18,6 +18,7 @@ Parameter names (short, without the model's ``block.{i}.attn.`` prefix) follow
 Spikformer's CIFAR code (``q_linear.weight``, ``q_bn.bias``, ...); DS2TA adds
 ``tau`` (0-d), ``proj_tau`` (0-d, ``tau_per_site`` only) and ``nsad`` ``(H, 6)``.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -28,8 +29,7 @@ from . import bnlif, lif, nsad, tasa
 from .config import ModelConfig
 from .names import checked_block_inputs, join, sub
 
-__all__ = ["AttentionCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes",
-           "tau_name"]
+__all__ = ["AttentionCache", "forward", "forward_unchecked", "backward", "param_shapes", "state_shapes", "tau_name"]
 
 SITES = ("q", "k", "v", "proj")
 
@@ -60,7 +60,6 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple]:
 def state_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """The block's BatchNorm running statistics (short names) and shapes."""
     return {k: s for site in SITES for k, s in join(f"{site}_bn", bnlif.state_shapes(cfg.dim)).items()}
-
 
 
 class SiteCache(NamedTuple):
@@ -94,11 +93,18 @@ def _site_forward(x, site, params, state, cfg, training, smooth, x_mix=None):
     """``LIF(BN(TASA(x)))`` for one site; ``x`` is ``(T, B, N, D)``; ``x_mix`` its TASA mix if
     already computed (q, k and v share one)."""
     z, tasa_cache = tasa.forward_unchecked(
-        x, params[f"{site}_linear.weight"], params.get(f"{site}_linear.bias"),
-        tau=_site_tau(site, params, cfg), window=cfg.effective_window,
-        frozen_tau=cfg.frozen_tau or not cfg.tasa, continuous_tau=smooth, x_mix=x_mix)  # (T, B, N, D)
-    s, bn_state, unit_cache = bnlif.forward_unchecked(z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg,
-                                            training=training, smooth=smooth)  # (T, B, N, D)
+        x,
+        params[f"{site}_linear.weight"],
+        params.get(f"{site}_linear.bias"),
+        tau=_site_tau(site, params, cfg),
+        window=cfg.effective_window,
+        frozen_tau=cfg.frozen_tau or not cfg.tasa,
+        continuous_tau=smooth,
+        x_mix=x_mix,
+    )  # (T, B, N, D)
+    s, bn_state, unit_cache = bnlif.forward_unchecked(
+        z, sub(params, f"{site}_bn"), sub(state, f"{site}_bn"), cfg, training=training, smooth=smooth
+    )  # (T, B, N, D)
     return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
 
@@ -127,8 +133,9 @@ def _merge_heads(x):
     return x.transpose(0, 1, 3, 2, 4).reshape(T, B, N, H * d)  # (T, B, N, D)
 
 
-def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-            smooth: bool = False) -> tuple[np.ndarray, dict, AttentionCache]:
+def forward(
+    x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool, smooth: bool = False
+) -> tuple[np.ndarray, dict, AttentionCache]:
     """Attention block on the residual stream ``x`` ``(T, B, N, D)``.
 
     Returns ``(out, new_state, cache)``: spikes ``(T, B, N, D)``; the updated
@@ -138,26 +145,34 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     return forward_unchecked(x, params, state, cfg, training=training, smooth=smooth)
 
 
-def forward_unchecked(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-                      smooth: bool = False) -> tuple[np.ndarray, dict, AttentionCache]:
+def forward_unchecked(
+    x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool, smooth: bool = False
+) -> tuple[np.ndarray, dict, AttentionCache]:
     """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
     with :func:`ds2ta_ref.names.checked_block_inputs`; NSAD runs its unchecked core too (the
     scores ``q k^T`` of spikes are integer counts in ``[0, d]`` by construction)."""
     new_state, sites, heads = {}, {}, {}
     # q, k and v read the same x with the same tau: mix it once (TASA_q(x) = x_mix @ W_q^T + b_q, ...)
-    x_mix = tasa.mix_unchecked(x, tau=_site_tau("q", params, cfg), window=cfg.effective_window,
-                               continuous_tau=smooth)  # (T, B, N, D)
+    x_mix = tasa.mix_unchecked(
+        x, tau=_site_tau("q", params, cfg), window=cfg.effective_window, continuous_tau=smooth
+    )  # (T, B, N, D)
     for site in ("q", "k", "v"):
-        s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth,
-                                                 x_mix)  # (T, B, N, D)
+        s, bn_state, sites[site] = _site_forward(x, site, params, state, cfg, training, smooth, x_mix)  # (T, B, N, D)
         new_state.update(bn_state)
         heads[site] = _split_heads(s, cfg.heads)  # (T, B, H, N, d)
     q, k, v = heads["q"], heads["k"], heads["v"]
     S = q @ k.swapaxes(-1, -2)  # (T, B, H, N, N) counts in [0, d]
     nsad_cache = None
     if cfg.nsad:
-        A, nsad_cache = nsad.forward_unchecked(S, params["nsad"], head_dim=cfg.head_dim, surrogate=cfg.surrogate,
-                                     alpha=cfg.alpha, rounding=cfg.nsad_rounding, smooth=smooth)
+        A, nsad_cache = nsad.forward_unchecked(
+            S,
+            params["nsad"],
+            head_dim=cfg.head_dim,
+            surrogate=cfg.surrogate,
+            alpha=cfg.alpha,
+            rounding=cfg.nsad_rounding,
+            smooth=smooth,
+        )
     else:
         A = S
     y_in = _merge_heads((A @ v) * cfg.scale)  # (T, B, N, D)

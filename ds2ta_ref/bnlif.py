@@ -12,6 +12,7 @@ A pure pair, like every block of the model:
   ``state = {"running_mean", "running_var", "num_batches_tracked"}``;
 * ``backward(dspikes, cache) -> (dx, grads)``, ``grads`` keyed like ``params``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -23,8 +24,18 @@ from ._checks import NonFiniteError
 from .config import ModelConfig
 from .names import checked_block_inputs
 
-__all__ = ["BNLIFCache", "forward", "forward_unchecked", "backward", "backward_unchecked", "lif_options", "lif_forward",
-           "param_shapes", "state_shapes"]
+__all__ = [
+    "BNLIFCache",
+    "forward",
+    "forward_unchecked",
+    "backward",
+    "backward_unchecked",
+    "lif_options",
+    "lif_forward",
+    "param_shapes",
+    "state_shapes",
+]
+
 
 def param_shapes(channels: int) -> dict[str, tuple]:
     return {"weight": (channels,), "bias": (channels,)}
@@ -36,17 +47,31 @@ def state_shapes(channels: int) -> dict[str, tuple]:
 
 def lif_options(cfg: ModelConfig, *, smooth: bool = False, v_threshold: float | None = None) -> dict:
     """The keyword arguments of :func:`ds2ta_ref.lif.forward` that ``cfg`` sets."""
-    return dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
-                decay_input=cfg.decay_input, detach_reset=cfg.detach_reset,
-                surrogate=cfg.surrogate, alpha=cfg.alpha, smooth=smooth)
+    return dict(
+        tau_m=cfg.tau_m,
+        v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
+        decay_input=cfg.decay_input,
+        detach_reset=cfg.detach_reset,
+        surrogate=cfg.surrogate,
+        alpha=cfg.alpha,
+        smooth=smooth,
+    )
 
 
 def lif_forward(x: np.ndarray, cfg: ModelConfig, *, smooth: bool = False, v_threshold: float | None = None):
     """:func:`ds2ta_ref.lif.forward` with the options of ``cfg``, on a checked ``x`` (its unchecked core)."""
     o = lif_options(cfg, smooth=smooth, v_threshold=v_threshold)
     sg, alpha = surrogate.resolve(o["surrogate"], o["alpha"])
-    return lif.forward_unchecked(x, float(o["tau_m"]), float(o["v_threshold"]), bool(o["decay_input"]),
-                        bool(o["detach_reset"]), sg.name, alpha, bool(smooth))
+    return lif.forward_unchecked(
+        x,
+        float(o["tau_m"]),
+        float(o["v_threshold"]),
+        bool(o["decay_input"]),
+        bool(o["detach_reset"]),
+        sg.name,
+        alpha,
+        bool(smooth),
+    )
 
 
 class BNLIFCache(NamedTuple):
@@ -58,9 +83,17 @@ class BNLIFCache(NamedTuple):
     neuron_count: int  # neurons times time steps (size of the output)
 
 
-def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-            smooth: bool = False, channel_axis: int = -1,
-            v_threshold: float | None = None) -> tuple[np.ndarray, dict, BNLIFCache]:
+def forward(
+    x: np.ndarray,
+    params: dict,
+    state: dict,
+    cfg: ModelConfig,
+    *,
+    training: bool,
+    smooth: bool = False,
+    channel_axis: int = -1,
+    v_threshold: float | None = None,
+) -> tuple[np.ndarray, dict, BNLIFCache]:
     """``LIF(BN(x))`` on a time-major ``x`` of shape ``(T, B, ...)``.
 
     Args:
@@ -79,16 +112,25 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     """
     c = x.shape[channel_axis] if np.ndim(x) > 0 else 0
     x, params, state = checked_block_inputs(x, params, state, param_shapes(c), state_shapes(c), what="bnlif")
-    return forward_unchecked(x, params, state, cfg, training=training, smooth=smooth, channel_axis=channel_axis,
-                    v_threshold=v_threshold)
+    return forward_unchecked(
+        x, params, state, cfg, training=training, smooth=smooth, channel_axis=channel_axis, v_threshold=v_threshold
+    )
 
 
 def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, v_threshold=None):
     """:func:`forward` on arguments already checked by the calling block
     (:func:`ds2ta_ref.names.checked_block_inputs`): the kernels' unchecked cores run here."""
     y, mean, var, bn_cache = layers.batchnorm_forward_unchecked(
-        x, params["weight"], params["bias"], state["running_mean"], state["running_var"],
-        channel_axis % x.ndim, training, cfg.bn_momentum, cfg.bn_eps)  # like x
+        x,
+        params["weight"],
+        params["bias"],
+        state["running_mean"],
+        state["running_var"],
+        channel_axis % x.ndim,
+        training,
+        cfg.bn_momentum,
+        cfg.bn_eps,
+    )  # like x
     # With unchecked kernels a NaN would pass silently (it never reaches the threshold, so it
     # only stops the neuron firing). A sum in y's own dtype is finite only when y is (a NaN or an
     # infinity makes it NaN or infinite), for the cost of a single reduction pass; it catches an
@@ -97,8 +139,10 @@ def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_
     with np.errstate(over="ignore", invalid="ignore"):
         finite = bool(np.isfinite(np.add.reduce(y, axis=None))) or bool(np.isfinite(y).all())
     if not finite:
-        raise NonFiniteError("the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
-                         "a value overflowed upstream")
+        raise NonFiniteError(
+            "the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
+            "a value overflowed upstream"
+        )
     new_state = {"running_mean": mean, "running_var": var}
     if "num_batches_tracked" in state:
         count = np.asarray(state["num_batches_tracked"], dtype=np.int64)

@@ -17,6 +17,7 @@ re-exported from :mod:`~ds2ta_ref.names`) and the pickle-free round trip of a ``
 (:func:`rng_state_to_arrays`, :func:`rng_from_arrays`), so a resumed run draws
 the same random stream.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -175,8 +176,10 @@ def _fsync_directory(directory: str) -> None:
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first member, or an empty zip
 _NPY_MAGIC = b"\x93NUMPY"
-_PICKLE_REFUSED = ("this loader refuses pickled data, which can run arbitrary code when loaded; "
-                   "store the arrays with numpy.savez instead")
+_PICKLE_REFUSED = (
+    "this loader refuses pickled data, which can run arbitrary code when loaded; "
+    "store the arrays with numpy.savez instead"
+)
 
 
 def read_npz(path: str | os.PathLike, *, what: str = "checkpoint") -> dict[str, np.ndarray]:
@@ -217,8 +220,10 @@ def read_npz(path: str | os.PathLike, *, what: str = "checkpoint") -> dict[str, 
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
             if any(name.endswith(".pkl") for name in names):
-                fail(f"is a PyTorch file written by torch.save (pickled objects in a zip), not a .npz file; "
-                     f"{_PICKLE_REFUSED}")
+                fail(
+                    f"is a PyTorch file written by torch.save (pickled objects in a zip), not a .npz file; "
+                    f"{_PICKLE_REFUSED}"
+                )
             for name in names:
                 if not name.endswith(".npy"):
                     fail(f"member {name!r} is not a .npy array: not a .npz file written by numpy.savez")
@@ -231,8 +236,10 @@ def read_npz(path: str | os.PathLike, *, what: str = "checkpoint") -> dict[str, 
                         fail(f"array {key!r} cannot be read: it holds Python objects; {_PICKLE_REFUSED}")
                     fail(f"array {key!r} cannot be read: damaged .npy header ({exc})")
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-                    fail(f"array {key!r} cannot be read: the archive is corrupted or truncated "
-                         f"({type(exc).__name__}: {exc})")
+                    fail(
+                        f"array {key!r} cannot be read: the archive is corrupted or truncated "
+                        f"({type(exc).__name__}: {exc})"
+                    )
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
@@ -245,8 +252,7 @@ def check_numeric(arrays: Mapping[str, np.ndarray], *, path, what: str = "checkp
     is not numbers (booleans, integers or reals) or holds NaN or infinity."""
     for name, arr in arrays.items():
         if arr.dtype.kind not in "biuf":
-            raise CheckpointError(f"{what} {os.fspath(path)!r}: array {name!r} has dtype {arr.dtype}, "
-                                  f"expected numbers")
+            raise CheckpointError(f"{what} {os.fspath(path)!r}: array {name!r} has dtype {arr.dtype}, expected numbers")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise CheckpointError(f"{what} {os.fspath(path)!r}: array {name!r} holds NaN or infinity")
 
@@ -295,15 +301,18 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.
             if not isinstance(record, dict):
                 fail(f"metadata record of array {name!r} is not a dict")
             if arr.dtype.str != record.get("dtype") or list(arr.shape) != record.get("shape"):
-                fail(f"array {name!r} has dtype {arr.dtype.str} and shape {arr.shape}, but was saved "
-                     f"with dtype {record.get('dtype')} and shape {record.get('shape')}")
+                fail(
+                    f"array {name!r} has dtype {arr.dtype.str} and shape {arr.shape}, but was saved "
+                    f"with dtype {record.get('dtype')} and shape {record.get('shape')}"
+                )
             if "sha256" in record and _sha256(arr) != record["sha256"]:
                 fail(f"array {name!r} fails its SHA-256 check: the file was altered after it was saved")
     return arrays, meta
 
 
-def check_training_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping, path, *,
-                          trainable: Mapping[str, tuple], epochs: int) -> None:
+def check_training_arrays(
+    arrays: Mapping[str, np.ndarray], meta: Mapping, path, *, trainable: Mapping[str, tuple], epochs: int
+) -> None:
     """Check what a training checkpoint holds besides the model (issue 18 item 7).
 
     ``arrays`` as returned by :func:`load` (``param.*``, ``state.*``, ``optim.*``, ``rng.*``),
@@ -348,8 +357,10 @@ def check_training_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping, path,
         fail(f"random generator state (rng.*) is missing or malformed: {exc}")
     epoch, step_count, history = meta.get("epoch"), meta.get("step"), meta.get("history")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
-        fail(f"metadata 'epoch' must be an integer in [0, {epochs}] (the run's length, train_config.epochs), "
-             f"got {epoch!r}")
+        fail(
+            f"metadata 'epoch' must be an integer in [0, {epochs}] (the run's length, train_config.epochs), "
+            f"got {epoch!r}"
+        )
     if isinstance(step_count, bool) or not isinstance(step_count, int) or step_count < 0:
         fail(f"metadata 'step' must be an integer >= 0, got {step_count!r}")
     if not isinstance(history, list) or len(history) != epoch:
@@ -399,14 +410,20 @@ def rng_from_arrays(arrays: Mapping[str, np.ndarray], prefix: str = "rng.") -> n
     saved = {k: np.asarray(v) for k, v in arrays.items() if k.startswith(prefix)}
     validate(
         saved,
-        {prefix + "bit_generator": (), prefix + "state": (2,), prefix + "inc": (2,),
-         prefix + "has_uint32": (), prefix + "uinteger": ()},
+        {
+            prefix + "bit_generator": (),
+            prefix + "state": (2,),
+            prefix + "inc": (2,),
+            prefix + "has_uint32": (),
+            prefix + "uinteger": (),
+        },
         what="random generator state",
     )
     for key in ("state", "inc", "uinteger"):
         if saved[prefix + key].dtype != np.uint64:
-            raise ValueError(f"random generator state: {prefix + key!r} must be uint64, "
-                             f"got {saved[prefix + key].dtype}")
+            raise ValueError(
+                f"random generator state: {prefix + key!r} must be uint64, got {saved[prefix + key].dtype}"
+            )
     name = str(saved[prefix + "bit_generator"])
     if name not in _SUPPORTED_BIT_GENERATORS:
         raise ValueError(f"random generator state: unsupported bit generator {name!r}")

@@ -24,6 +24,7 @@ Preprocessing (what Spikformer's CIFAR code and the DS2TA paper use):
 
 A missing, truncated or malformed file raises a one-line ``ValueError`` naming it.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,22 @@ import numpy as np
 from ._checks import check_int
 from .data import Dataset
 
-__all__ = ["MEAN", "STD", "FILES", "check_files", "file_paths", "split_sizes", "check_labels", "read_records",
-           "normalize", "black", "load", "load_cifar10", "load_cifar100", "augment"]
+__all__ = [
+    "MEAN",
+    "STD",
+    "FILES",
+    "check_files",
+    "file_paths",
+    "split_sizes",
+    "check_labels",
+    "read_records",
+    "normalize",
+    "black",
+    "load",
+    "load_cifar10",
+    "load_cifar100",
+    "augment",
+]
 
 PIXELS = 3 * 32 * 32
 # Per-channel mean and standard deviation of the training images (in [0, 1]), as in timm / Spikformer.
@@ -70,8 +85,10 @@ def _check_file(path: str, label_bytes: int) -> int:
         raise ValueError(f"CIFAR file {path!r} is missing")
     size = os.path.getsize(path)
     if size == 0 or size % record:
-        raise ValueError(f"CIFAR file {path!r} is truncated or not a CIFAR binary file: {size} bytes is not "
-                         f"a positive multiple of the {record}-byte record ({label_bytes} label byte(s) + 3072 pixels)")
+        raise ValueError(
+            f"CIFAR file {path!r} is truncated or not a CIFAR binary file: {size} bytes is not "
+            f"a positive multiple of the {record}-byte record ({label_bytes} label byte(s) + 3072 pixels)"
+        )
     return record
 
 
@@ -102,8 +119,9 @@ def _folder(data_dir: str, name: str) -> str:
     return os.path.join(data_dir, folder)
 
 
-def check_files(name: str, data_dir: str | os.PathLike, *, labels: bool = True, train_subset: int = 0,
-                test_subset: int = 0) -> str:
+def check_files(
+    name: str, data_dir: str | os.PathLike, *, labels: bool = True, train_subset: int = 0, test_subset: int = 0
+) -> str:
     """The folder of ``name``'s binary files under ``data_dir``, after checking that every
     file exists and is a whole number of records, that every label byte is in range
     (``labels``; only the label bytes are read) and that the subsets are no larger than
@@ -115,13 +133,18 @@ def check_files(name: str, data_dir: str | os.PathLike, *, labels: bool = True, 
     _check_name(name)
     data_dir = os.fspath(data_dir)
     if os.path.isfile(data_dir):  # issue 18 sweep: e.g. the downloaded archive itself
-        raise ValueError(f"{data_dir!r} is a file, not a folder: give the folder holding {FILES[name][0]}/ "
-                         f"(extract the .tar.gz of the binary version first)")
+        raise ValueError(
+            f"{data_dir!r} is a file, not a folder: give the folder holding {FILES[name][0]}/ "
+            f"(extract the .tar.gz of the binary version first)"
+        )
     python_version = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-    if not os.path.exists(os.path.join(_folder(data_dir, name), FILES[name][1][0])) and \
-            os.path.isdir(os.path.join(data_dir, python_version)):
-        raise ValueError(f"{data_dir!r} holds {python_version}/, the python version of {name} (pickles, not read "
-                         f"here); download and extract the binary version, {FILES[name][0]}/")
+    if not os.path.exists(os.path.join(_folder(data_dir, name), FILES[name][1][0])) and os.path.isdir(
+        os.path.join(data_dir, python_version)
+    ):
+        raise ValueError(
+            f"{data_dir!r} holds {python_version}/, the python version of {name} (pickles, not read "
+            f"here); download and extract the binary version, {FILES[name][0]}/"
+        )
     folder = _folder(data_dir, name)
     _, train_files, test_files, label_bytes = FILES[name]
     for file in train_files + test_files:
@@ -130,8 +153,10 @@ def check_files(name: str, data_dir: str | os.PathLike, *, labels: bool = True, 
             check_labels(os.path.join(folder, file), name)
     for split, subset, available in zip(("training", "test"), (train_subset, test_subset), split_sizes(name, folder)):
         if subset > available:
-            raise ValueError(f"CIFAR {split} files in {folder!r} hold {available} records, fewer than the "
-                             f"{split} subset of {subset} asked for")
+            raise ValueError(
+                f"CIFAR {split} files in {folder!r} hold {available} records, fewer than the "
+                f"{split} subset of {subset} asked for"
+            )
     return folder
 
 
@@ -149,8 +174,12 @@ def split_sizes(name: str, data_dir: str | os.PathLike) -> tuple[int, int]:
     _check_name(name)
     folder = _folder(os.fspath(data_dir), name)
     _, train_files, test_files, label_bytes = FILES[name]
-    train, test = (sum(os.path.getsize(os.path.join(folder, f)) // _check_file(os.path.join(folder, f), label_bytes)
-                       for f in files) for files in (train_files, test_files))
+    train, test = (
+        sum(
+            os.path.getsize(os.path.join(folder, f)) // _check_file(os.path.join(folder, f), label_bytes) for f in files
+        )
+        for files in (train_files, test_files)
+    )
     return train, test
 
 
@@ -171,9 +200,11 @@ def check_labels(path: str | os.PathLike, name: str) -> None:
         bad = np.flatnonzero(column >= limit)
         if bad.size:
             what = "label" if name == "cifar10" else ("coarse label", "fine label")[j]
-            raise ValueError(f"CIFAR file {path!r} is malformed: record {int(bad[0])} (0-based) has {what} byte "
-                             f"{int(column[bad[0]])}, out of range [0, {limit})"
-                             + (f"; {bad.size} records are out of range" if bad.size > 1 else ""))
+            raise ValueError(
+                f"CIFAR file {path!r} is malformed: record {int(bad[0])} (0-based) has {what} byte "
+                f"{int(column[bad[0]])}, out of range [0, {limit})"
+                + (f"; {bad.size} records are out of range" if bad.size > 1 else "")
+            )
 
 
 def _read_split(folder, files, name, label_index):
@@ -188,8 +219,15 @@ def _read_split(folder, files, name, label_index):
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load(name: str, data_dir: str | os.PathLike, *, labels: str = "fine", dtype=np.float32,
-         train_subset: int = 0, test_subset: int = 0) -> Dataset:
+def load(
+    name: str,
+    data_dir: str | os.PathLike,
+    *,
+    labels: str = "fine",
+    dtype=np.float32,
+    train_subset: int = 0,
+    test_subset: int = 0,
+) -> Dataset:
     """CIFAR-10 (``name="cifar10"``) or CIFAR-100 (``"cifar100"``) as a normalized :class:`~ds2ta_ref.data.Dataset`.
 
     Args:
@@ -213,15 +251,24 @@ def load(name: str, data_dir: str | os.PathLike, *, labels: str = "fine", dtype=
     for files, subset in ((train_files, train_subset), (test_files, test_subset)):
         x, y = _read_split(folder, files, name, label_index)
         if subset > len(y):  # issue 18 item 5: an error, not a silent truncation
-            raise ValueError(f"CIFAR files {', '.join(files)} in {folder!r} hold {len(y)} records, fewer than "
-                             f"the subset of {subset} asked for")
+            raise ValueError(
+                f"CIFAR files {', '.join(files)} in {folder!r} hold {len(y)} records, fewer than "
+                f"the subset of {subset} asked for"
+            )
         if subset:
             x, y = x[:subset], y[:subset]
         splits += [normalize(x, name, dtype), y]
     train_x, train_y, test_x, test_y = splits
-    return Dataset(train_x, train_y, test_x, test_y, num_classes=num_classes, name=name,
-                   description=f"{name} ({labels} labels) from the binary files in {folder}, "
-                               f"normalized with mean {MEAN[name]} and std {STD[name]}")
+    return Dataset(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes=num_classes,
+        name=name,
+        description=f"{name} ({labels} labels) from the binary files in {folder}, "
+        f"normalized with mean {MEAN[name]} and std {STD[name]}",
+    )
 
 
 def load_cifar10(data_dir, **options) -> Dataset:
@@ -234,8 +281,7 @@ def load_cifar100(data_dir, **options) -> Dataset:
     return load("cifar100", data_dir, **options)
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, *, padding: int = 4, flip: bool = True,
-            fill=0.0) -> np.ndarray:
+def augment(x: np.ndarray, rng: np.random.Generator, *, padding: int = 4, flip: bool = True, fill=0.0) -> np.ndarray:
     """Random crop with padding and random horizontal flip of a batch ``(B, C, H, W)`` (a new array).
 
     Every image is padded by ``padding`` pixels of ``fill`` (a number or one value
@@ -254,7 +300,7 @@ def augment(x: np.ndarray, rng: np.random.Generator, *, padding: int = 4, flip: 
     fill = np.broadcast_to(np.asarray(fill, dtype=x.dtype).reshape(-1, 1, 1), (C, 1, 1))
     xp = np.empty((B, C, H + 2 * p, W + 2 * p), dtype=x.dtype)  # (B, C, H+2p, W+2p)
     xp[...] = fill
-    xp[:, :, p:p + H, p:p + W] = x
+    xp[:, :, p : p + H, p : p + W] = x
     windows = np.lib.stride_tricks.sliding_window_view(xp, (H, W), axis=(2, 3))  # (B, C, 2p+1, 2p+1, H, W)
     oy, ox = rng.integers(0, 2 * p + 1, size=(2, B))
     out = windows[np.arange(B), :, oy, ox].copy()  # (B, C, H, W)

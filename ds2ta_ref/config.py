@@ -4,16 +4,25 @@ Every convention on which the paper, the Spikformer code and SpikingJelly
 disagree is a field here, with the paper's choice as the default; docs/spec.md §8
 lists every field with its alternatives.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "field_kind", "check_override", "parse_overrides",
-           "differing_overrides", "FLOAT_RANGES"]
+__all__ = [
+    "ModelConfig",
+    "PRESETS",
+    "preset",
+    "field_kind",
+    "check_override",
+    "parse_overrides",
+    "differing_overrides",
+    "FLOAT_RANGES",
+]
 
 
 @dataclass(frozen=True)
@@ -64,20 +73,29 @@ class ModelConfig:
 
         for name in ("img_size", "in_channels", "num_classes", "T", "depth", "dim", "heads", "mlp_ratio", "window"):
             value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                 f"{name} must be an integer >= 1, got {value!r}")
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                f"{name} must be an integer >= 1, got {value!r}",
+            )
         need(self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}")
         need(self.sps in ("cifar", "dvs"), f"sps must be 'cifar' or 'dvs', got {self.sps!r}")
-        need(self.dim % self.heads == 0,
-             f"heads must divide dim: dim={self.dim} is not a multiple of heads={self.heads}")
+        need(
+            self.dim % self.heads == 0, f"heads must divide dim: dim={self.dim} is not a multiple of heads={self.heads}"
+        )
         need(self.dim % 8 == 0, f"dim must be a multiple of 8 (SPS channels D/8, D/4, D/2), got {self.dim}")
         pools = 2 if self.sps == "cifar" else 4
-        need(self.img_size % (2 ** pools) == 0,
-             f"img_size must be a multiple of {2 ** pools} for sps={self.sps!r}, got {self.img_size}")
-        need(self.nsad_rounding in ("nearest", "floor"),
-             f"nsad_rounding must be one of ['floor', 'nearest'], got {self.nsad_rounding!r}")
-        need(self.surrogate in ("sigmoid", "atan"),
-             f"surrogate must be one of ['atan', 'sigmoid'], got {self.surrogate!r}")
+        need(
+            self.img_size % (2**pools) == 0,
+            f"img_size must be a multiple of {2**pools} for sps={self.sps!r}, got {self.img_size}",
+        )
+        need(
+            self.nsad_rounding in ("nearest", "floor"),
+            f"nsad_rounding must be one of ['floor', 'nearest'], got {self.nsad_rounding!r}",
+        )
+        need(
+            self.surrogate in ("sigmoid", "atan"),
+            f"surrogate must be one of ['atan', 'sigmoid'], got {self.surrogate!r}",
+        )
         need(self.tau_m >= 1, f"tau_m must be >= 1, got {self.tau_m}")
         need(self.alpha is None or self.alpha > 0, f"alpha must be None or > 0, got {self.alpha}")
         _check_meanings(self)  # issue 18 item 6: every remaining field against its meaning
@@ -89,14 +107,14 @@ class ModelConfig:
     @property
     def num_tokens(self) -> int:
         pools = 2 if self.sps == "cifar" else 4
-        return (self.img_size // 2 ** pools) ** 2
+        return (self.img_size // 2**pools) ** 2
 
     @property
     def effective_window(self) -> int:
         """The TASA window in use: ``window`` with TASA on, 1 (spatial-only) with it off."""
         return self.window if self.tasa else 1
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -138,13 +156,24 @@ PRESETS: dict[str, ModelConfig] = {
     "cifar10": ModelConfig(),
     "cifar100": ModelConfig(num_classes=100),
     # CIFAR10-DVS / DVS-Gesture: 128x128x2 events, T = 10, ViT-2-256, 16 heads.
-    "dvs": ModelConfig(img_size=128, in_channels=2, num_classes=10, T=10, sps="dvs", depth=2, dim=256,
-                       heads=16, qkv_bias=False, scale=0.25, tau0=2.0, u0=2.0),
+    "dvs": ModelConfig(
+        img_size=128,
+        in_channels=2,
+        num_classes=10,
+        T=10,
+        sps="dvs",
+        depth=2,
+        dim=256,
+        heads=16,
+        qkv_bias=False,
+        scale=0.25,
+        tau0=2.0,
+        u0=2.0,
+    ),
     # Small enough to train on 2 CPU cores in minutes (digits upsampled to 16x16). T = 2: on
     # static digits it reached the same accuracy as T = 4 at half the cost, so twice the epochs
     # fit the main job's 2-minute budget (event data sets their own T).
-    "tiny": ModelConfig(img_size=16, in_channels=1, num_classes=10, T=2, depth=1, dim=64, heads=4,
-                        tau0=2.0, u0=1.0),
+    "tiny": ModelConfig(img_size=16, in_channels=1, num_classes=10, T=2, depth=1, dim=64, heads=4, tau0=2.0, u0=1.0),
 }
 
 
@@ -222,8 +251,9 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict:
             expected = "true or false" if kind is bool else kind.__name__ + (" or none" if name == "alpha" else "")
             raise ValueError(f"{option} {item!r}: {name} expects {expected}") from None
         if name in out:
-            raise ValueError(f"{option} {item!r}: {name} is given twice ({name}={text_of(out[name])} before); "
-                             f"give each field once")
+            raise ValueError(
+                f"{option} {item!r}: {name} is given twice ({name}={text_of(out[name])} before); give each field once"
+            )
         out[name] = value
     return out
 

@@ -15,10 +15,11 @@ Arrays are sample-major as stored, ``(n, C, H, W)`` for static images and
 ``(n, T, C, H, W)`` for events; :func:`to_time_major` turns a batch into the
 time-major ``(T, B, C, H, W)`` the model consumes.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -118,9 +119,11 @@ def require_sklearn() -> None:
     try:
         import sklearn.datasets  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"needs scikit-learn, which ships the 8x8 digits and is not installed ({exc}); "
-                          f"install the 'digits' extra: pip install 'ds2ta_ref[digits]' (from a checkout: "
-                          f"pip install -e '.[digits]')") from None
+        raise ImportError(
+            f"needs scikit-learn, which ships the 8x8 digits and is not installed ({exc}); "
+            f"install the 'digits' extra: pip install 'ds2ta_ref[digits]' (from a checkout: "
+            f"pip install -e '.[digits]')"
+        ) from None
 
 
 def load_digits(*, seed: int = 0, test_fraction: float = 0.2, size: int = 16) -> Dataset:
@@ -153,15 +156,19 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.2, size: int = 16) ->
     from sklearn.datasets import load_digits as _sklearn_digits
 
     raw = _sklearn_digits()
-    x = raw.images.astype(np.float64) / 16.0                     # (n, 8, 8) in [0, 1]
+    x = raw.images.astype(np.float64) / 16.0  # (n, 8, 8) in [0, 1]
     k = size // 8
-    x = np.kron(x, np.ones((1, k, k)))                             # (n, size, size)
-    x = x[:, None]                                                 # (n, 1, size, size)
-    y = raw.target.astype(np.int64)                                # (n,)
+    x = np.kron(x, np.ones((1, k, k)))  # (n, size, size)
+    x = x[:, None]  # (n, 1, size, size)
+    y = raw.target.astype(np.int64)  # (n,)
     train_idx, test_idx = stratified_split(y, test_fraction, np.random.default_rng(seed))
     return Dataset(
-        train_x=x[train_idx], train_y=y[train_idx], test_x=x[test_idx], test_y=y[test_idx],
-        num_classes=10, name="digits",
+        train_x=x[train_idx],
+        train_y=y[train_idx],
+        test_x=x[test_idx],
+        test_y=y[test_idx],
+        num_classes=10,
+        name="digits",
         description=(
             f"scikit-learn 8x8 handwritten digits, scaled to [0, 1], nearest-upsampled to "
             f"{size}x{size}, 1 channel; stratified split test_fraction={test_fraction}, seed={seed}"
@@ -172,13 +179,13 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.2, size: int = 16) ->
 # (dy, dx) per class: rows grow downwards, columns to the right.
 DIRECTIONS = np.array(
     [
-        (0, 1),    # 0 right
-        (0, -1),   # 1 left
-        (1, 0),    # 2 down
-        (-1, 0),   # 3 up
-        (1, 1),    # 4 down-right
-        (1, -1),   # 5 down-left
-        (-1, 1),   # 6 up-right
+        (0, 1),  # 0 right
+        (0, -1),  # 1 left
+        (1, 0),  # 2 down
+        (-1, 0),  # 3 up
+        (1, 1),  # 4 down-right
+        (1, -1),  # 5 down-left
+        (-1, 1),  # 6 up-right
         (-1, -1),  # 7 up-left
     ],
     dtype=np.int64,
@@ -248,30 +255,34 @@ def make_events(
 
     rng = np.random.default_rng(seed)
     n = n_per_class * num_classes
-    y = np.repeat(np.arange(num_classes, dtype=np.int64), n_per_class)      # (n,)
-    start = rng.integers(0, size, size=(n, 2))                             # (n, 2) row, col
-    speed = rng.integers(1, max_speed + 1, size=n)                         # (n,)
-    polarity = rng.integers(0, 2, size=n)                                  # (n,)
+    y = np.repeat(np.arange(num_classes, dtype=np.int64), n_per_class)  # (n,)
+    start = rng.integers(0, size, size=(n, 2))  # (n, 2) row, col
+    speed = rng.integers(1, max_speed + 1, size=n)  # (n,)
+    polarity = rng.integers(0, 2, size=n)  # (n,)
 
     t = np.arange(T)
-    velocity = DIRECTIONS[y] * speed[:, None]                              # (n, 2)
-    corner = start[:, None, :] + t[None, :, None] * velocity[:, None, :]   # (n, T, 2)
+    velocity = DIRECTIONS[y] * speed[:, None]  # (n, 2)
+    corner = start[:, None, :] + t[None, :, None] * velocity[:, None, :]  # (n, T, 2)
 
     x = np.zeros((n, T, 2, size, size))
-    i_n, i_t = np.meshgrid(np.arange(n), t, indexing="ij")                 # (n, T) each
-    i_p = np.broadcast_to(polarity[:, None], (n, T))                       # (n, T)
+    i_n, i_t = np.meshgrid(np.arange(n), t, indexing="ij")  # (n, T) each
+    i_p = np.broadcast_to(polarity[:, None], (n, T))  # (n, T)
     for dr in range(object_size):
         for dc in range(object_size):
-            rows = (corner[..., 0] + dr) % size                            # (n, T)
-            cols = (corner[..., 1] + dc) % size                            # (n, T)
+            rows = (corner[..., 0] + dr) % size  # (n, T)
+            cols = (corner[..., 1] + dc) % size  # (n, T)
             x[i_n, i_t, i_p, rows, cols] = 1.0
     x[rng.random(x.shape) < noise] = 1.0
 
     train_idx, test_idx = stratified_split(y, test_fraction, rng)
     names = ["right", "left", "down", "up", "down-right", "down-left", "up-right", "up-left"]
     return Dataset(
-        train_x=x[train_idx], train_y=y[train_idx], test_x=x[test_idx], test_y=y[test_idx],
-        num_classes=num_classes, name="events",
+        train_x=x[train_idx],
+        train_y=y[train_idx],
+        test_x=x[test_idx],
+        test_y=y[test_idx],
+        num_classes=num_classes,
+        name="events",
         description=(
             f"moving {object_size}x{object_size} square on a {size}x{size} torus, T={T}, 2 polarity "
             f"channels, speed 1..{max_speed} px/frame, noise={noise}; classes: "
@@ -306,7 +317,7 @@ def iterate_minibatches(
         raise ValueError(f"rng must be a numpy.random.Generator when shuffle=True, got {rng!r}")
     order = rng.permutation(len(x)) if shuffle and rng is not None else np.arange(len(x))
     stop = len(x) - len(x) % batch_size if drop_last else len(x)
-    return ((x[order[i:i + batch_size]], y[order[i:i + batch_size]]) for i in range(0, stop, batch_size))
+    return ((x[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, stop, batch_size))
 
 
 def to_time_major(xb: np.ndarray, T: int) -> np.ndarray:
@@ -320,7 +331,7 @@ def to_time_major(xb: np.ndarray, T: int) -> np.ndarray:
     T = check_int(T, "T", minimum=1)
     xb = np.asarray(xb)
     if xb.ndim == 4:
-        return np.repeat(xb[None], T, axis=0)                   # (T, B, C, H, W)
+        return np.repeat(xb[None], T, axis=0)  # (T, B, C, H, W)
     if xb.ndim == 5:
         if xb.shape[1] != T:
             raise ValueError(f"event batch xb has {xb.shape[1]} time steps (shape {xb.shape}), but T={T}")

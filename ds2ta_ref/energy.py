@@ -9,6 +9,7 @@ non-zero: each entry ``A[h, i, j]`` is added into ``d`` outputs, so per sample
 ``#OPs = T * H * N * N * d`` per block. A zero entry of ``A`` costs nothing in an
 event-driven accelerator, hence the factor ``1 - sparsity``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -31,7 +32,7 @@ class BlockEnergy(NamedTuple):
 
 def attention_ops(cfg: ModelConfig) -> int:
     """Accumulates of ``A @ V`` per sample and block with a dense ``A``: ``T * H * N^2 * d``."""
-    return cfg.T * cfg.heads * cfg.num_tokens ** 2 * cfg.head_dim
+    return cfg.T * cfg.heads * cfg.num_tokens**2 * cfg.head_dim
 
 
 def block_energy(cfg: ModelConfig, zeros: np.ndarray, entries: np.ndarray) -> list[BlockEnergy]:

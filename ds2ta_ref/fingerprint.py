@@ -21,6 +21,7 @@ its CIFAR files are still checked for presence and format.
 The SHA-256 of a file is cached per (path, size, modification time, inode), so a run or an
 ``evaluate`` of several checkpoints hashes each file once (about 180 MB for CIFAR).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,21 +95,29 @@ def verify(recorded, tc, path, ds=None) -> None:
         now = cifar.file_paths(tc.dataset, tc.data_dir)
         for file in now:
             if not os.path.isfile(file):
-                raise CheckpointError(f"{where} was trained on the data file {file!r}, which is missing (moved or "
-                                      f"deleted; --data-dir was {tc.data_dir!r}); put the file back there")
+                raise CheckpointError(
+                    f"{where} was trained on the data file {file!r}, which is missing (moved or "
+                    f"deleted; --data-dir was {tc.data_dir!r}); put the file back there"
+                )
         if isinstance(recorded, dict) and isinstance(recorded.get("files"), list):
             before = {f.get("path"): f for f in recorded["files"] if isinstance(f, dict)}
             for file in now:
                 old, new = before.get(file), file_fingerprint(file)
                 if old is None:
-                    raise CheckpointError(f"{where}: the data file {file!r} is not among the files the run was "
-                                          f"trained on ({', '.join(sorted(map(str, before)))})")
+                    raise CheckpointError(
+                        f"{where}: the data file {file!r} is not among the files the run was "
+                        f"trained on ({', '.join(sorted(map(str, before)))})"
+                    )
                 if old.get("size") != new["size"]:
-                    raise CheckpointError(f"{where}: the data file {file!r} has changed since the run was trained: "
-                                          f"{new['size']} bytes now, {old.get('size')} then")
+                    raise CheckpointError(
+                        f"{where}: the data file {file!r} has changed since the run was trained: "
+                        f"{new['size']} bytes now, {old.get('size')} then"
+                    )
                 if old.get("sha256") != new["sha256"]:
-                    raise CheckpointError(f"{where}: the data file {file!r} has changed since the run was trained: "
-                                          f"its SHA-256 differs from the one recorded (same size)")
+                    raise CheckpointError(
+                        f"{where}: the data file {file!r} has changed since the run was trained: "
+                        f"its SHA-256 differs from the one recorded (same size)"
+                    )
         try:
             cifar.check_files(tc.dataset, tc.data_dir, train_subset=tc.train_subset, test_subset=tc.test_subset)
         except ValueError as exc:
@@ -120,5 +129,7 @@ def verify(recorded, tc, path, ds=None) -> None:
         why = ""
         if tc.dataset == "digits" and recorded.get("scikit_learn") != _sklearn_version():
             why = f" (scikit-learn {recorded.get('scikit_learn')} then, {_sklearn_version()} now)"
-        raise CheckpointError(f"{where}: the {tc.dataset} data built now (data_seed {tc.data_seed}) differs from the "
-                              f"data the run was trained on{why}: SHA-256 of its arrays differs from the one recorded")
+        raise CheckpointError(
+            f"{where}: the {tc.dataset} data built now (data_seed {tc.data_seed}) differs from the "
+            f"data the run was trained on{why}: SHA-256 of its arrays differs from the one recorded"
+        )

@@ -16,6 +16,7 @@ do not dominate::
 
     rel_error(a, b) = max|a - b| / max(max|a|, max|b|, floor)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -23,9 +24,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rel_error", "numerical_vjp", "check_gradients", "format_report", "CASES", "TOLERANCE", "run_cases",
-           "lif_case", "tasa_case", "nsad_case", "model_case", "small_model_config", "firing_model_inputs",
-           "lif_input_away_from_threshold"]
+__all__ = [
+    "rel_error",
+    "numerical_vjp",
+    "check_gradients",
+    "format_report",
+    "CASES",
+    "TOLERANCE",
+    "run_cases",
+    "lif_case",
+    "tasa_case",
+    "nsad_case",
+    "model_case",
+    "small_model_config",
+    "firing_model_inputs",
+    "lif_input_away_from_threshold",
+]
 
 
 def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> float:
@@ -156,9 +170,7 @@ def check_gradients(
         numeric = numerical_vjp(f, args, dout, name, eps=eps, indices=indices)
         analytic = np.asarray(grads[name], dtype=np.float64)
         if analytic.shape != numeric.shape:
-            raise ValueError(
-                f"gradient for {name!r} has shape {analytic.shape}, expected {numeric.shape}"
-            )
+            raise ValueError(f"gradient for {name!r} has shape {analytic.shape}, expected {numeric.shape}")
         mask = ~np.isnan(numeric)
         report[name] = rel_error(analytic[mask], numeric[mask], floor)
     return report
@@ -182,8 +194,9 @@ def format_report(title: str, report: Mapping[str, float], tolerance: float | No
 TOLERANCE = {"lif": 1e-7, "tasa": 1e-7, "nsad": 1e-7, "model": 1e-6}
 
 
-def lif_input_away_from_threshold(rng: np.random.Generator, shape: tuple, *, margin: float = 1e-3,
-                                  scale: float = 1.5, tries: int = 200, **lif_options) -> np.ndarray:
+def lif_input_away_from_threshold(
+    rng: np.random.Generator, shape: tuple, *, margin: float = 1e-3, scale: float = 1.5, tries: int = 200, **lif_options
+) -> np.ndarray:
     """A random LIF input whose pre-reset membrane stays ``margin`` away from the
     threshold at every step, so that no hard step flips under a finite-difference
     perturbation. ``lif_options`` are those of :func:`ds2ta_ref.lif.forward`."""
@@ -207,8 +220,11 @@ def firing_model_inputs(cfg, rng: np.random.Generator, *, batch: int = 2, gain: 
     params = _params.init_params(cfg, rng)
     for name, value in params.items():
         if "_bn" in name:
-            params[name] = (rng.uniform(1.0, 2.0, value.shape) * gain if name.endswith("weight")
-                            else rng.uniform(-0.2, 0.5, value.shape))
+            params[name] = (
+                rng.uniform(1.0, 2.0, value.shape) * gain
+                if name.endswith("weight")
+                else rng.uniform(-0.2, 0.5, value.shape)
+            )
     x = rng.uniform(0, 1, size=(batch, cfg.in_channels, cfg.img_size, cfg.img_size))
     return params, _params.init_state(cfg), x
 
@@ -218,16 +234,19 @@ def lif_case(rng: np.random.Generator, *, shape=(4, 2, 3), **options) -> dict[st
     from . import lif
 
     x = lif_input_away_from_threshold(rng, shape, **options)
-    return check_gradients(lambda x: lif.forward(x, smooth=True, **options), lif.backward, {"x": x},
-                           wrt=["x"], rng=rng)
+    return check_gradients(lambda x: lif.forward(x, smooth=True, **options), lif.backward, {"x": x}, wrt=["x"], rng=rng)
 
 
 def tasa_case(rng: np.random.Generator, *, window: int, T: int = 4) -> dict[str, float]:
     """TASA with continuous ``tau`` (the check mode): ``ds``, ``dweight``, ``dbias`` and ``dtau``."""
     from . import tasa
 
-    inputs = {"s": rng.standard_normal((T, 2, 3, 5)), "weight": rng.standard_normal((6, 5)),
-              "bias": rng.standard_normal(6), "tau": 0.7}
+    inputs = {
+        "s": rng.standard_normal((T, 2, 3, 5)),
+        "weight": rng.standard_normal((6, 5)),
+        "bias": rng.standard_normal(6),
+        "tau": 0.7,
+    }
 
     def fwd(s, weight, bias, tau):
         return tasa.forward(s, weight, bias, tau=tau, window=window, continuous_tau=True)
@@ -243,13 +262,25 @@ def nsad_case(rng: np.random.Generator, *, head_dim: int = 8, heads: int = 3, **
     """NSAD in smooth mode (unrounded, gate = surrogate primal) with random parameters per head."""
     from . import nsad
 
-    params = np.column_stack([rng.uniform(-1, 1, heads), rng.uniform(-0.3, 0.3, heads),
-                              rng.uniform(0, head_dim, heads), rng.uniform(-2, 2, heads),
-                              rng.uniform(0, head_dim, heads), rng.uniform(0, 4, heads)])
+    params = np.column_stack(
+        [
+            rng.uniform(-1, 1, heads),
+            rng.uniform(-0.3, 0.3, heads),
+            rng.uniform(0, head_dim, heads),
+            rng.uniform(-2, 2, heads),
+            rng.uniform(0, head_dim, heads),
+            rng.uniform(0, 4, heads),
+        ]
+    )
     scores = rng.uniform(0, head_dim, (2, heads, 4, 4))
     return check_gradients(
         lambda scores, params: nsad.forward(scores, params, head_dim=head_dim, smooth=True, **options),
-        nsad.backward, {"scores": scores, "params": params}, wrt=["scores", "params"], rng=rng, eps=1e-5)
+        nsad.backward,
+        {"scores": scores, "params": params},
+        wrt=["scores", "params"],
+        rng=rng,
+        eps=1e-5,
+    )
 
 
 def small_model_config(**changes):
@@ -257,8 +288,9 @@ def small_model_config(**changes):
     T = 2, TASA window 2, NSAD, and an attention scale large enough to fire."""
     from .config import ModelConfig
 
-    return ModelConfig(img_size=8, in_channels=2, num_classes=3, T=2, depth=2, dim=16, heads=2,
-                       window=2, tau0=1.0, u0=1.0, scale=0.5).replace(**changes)
+    return ModelConfig(
+        img_size=8, in_channels=2, num_classes=3, T=2, depth=2, dim=16, heads=2, window=2, tau0=1.0, u0=1.0, scale=0.5
+    ).replace(**changes)
 
 
 def model_case(rng: np.random.Generator, cfg=None, *, max_entries: int = 4) -> dict[str, float]:
@@ -277,8 +309,9 @@ def model_case(rng: np.random.Generator, cfg=None, *, max_entries: int = 4) -> d
     def grads_only(dlogits, cache):
         return model.backward(dlogits, cache)[1]
 
-    return check_gradients(fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng,
-                           max_entries=max_entries, floor=1e-3)
+    return check_gradients(
+        fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng, max_entries=max_entries, floor=1e-3
+    )
 
 
 def _cases() -> dict[str, Callable[..., dict[str, float]]]:
@@ -287,16 +320,20 @@ def _cases() -> dict[str, Callable[..., dict[str, float]]]:
         for detach_reset in (True, False):
             for name in ("sigmoid", "atan"):
                 cases[f"lif decay_input={decay_input} detach_reset={detach_reset} surrogate={name}"] = (
-                    lambda rng, o=dict(decay_input=decay_input, detach_reset=detach_reset, surrogate=name):
-                    lif_case(rng, **o))
+                    lambda rng, o=dict(decay_input=decay_input, detach_reset=detach_reset, surrogate=name): lif_case(
+                        rng, **o
+                    )
+                )
     for window in (1, 3, 6):
         cases[f"tasa window={window} T=4 continuous tau"] = lambda rng, w=window: tasa_case(rng, window=w)
     cases["nsad smooth sigmoid"] = lambda rng: nsad_case(rng)
     cases["nsad smooth atan"] = lambda rng: nsad_case(rng, surrogate="atan")
     cases["model T=2 2 blocks TASA+NSAD"] = lambda rng: model_case(rng)
     cases["model undetached reset, per-site tau, decay_input, atan"] = lambda rng: model_case(
-        rng, small_model_config(detach_reset=False, tau_per_site=True, decay_input=True, surrogate="atan"),
-        max_entries=3)
+        rng,
+        small_model_config(detach_reset=False, tau_per_site=True, decay_input=True, surrogate="atan"),
+        max_entries=3,
+    )
     return cases
 
 
@@ -310,12 +347,12 @@ def run_cases(names: Sequence[str] | None = None, *, seed: int = 0):
 
     Yields ``(name, report, tolerance)``; a name may also be a kernel (``"lif"``) to run all of its cases.
     """
-    selected = list(CASES) if not names else [
-        n for n in CASES if n in names or n.split()[0] in names]
+    selected = list(CASES) if not names else [n for n in CASES if n in names or n.split()[0] in names]
     unknown = sorted(set(names or ()) - set(CASES) - set(TOLERANCE))
     if unknown:
-        raise ValueError(f"unknown gradient-check case(s) {unknown}; "
-                         f"choose kernels {list(TOLERANCE)} or cases {list(CASES)}")
+        raise ValueError(
+            f"unknown gradient-check case(s) {unknown}; choose kernels {list(TOLERANCE)} or cases {list(CASES)}"
+        )
     for name in selected:
         rng = np.random.default_rng([seed, list(CASES).index(name)])
         yield name, CASES[name](rng), TOLERANCE[name.split()[0]]

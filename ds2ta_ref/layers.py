@@ -31,6 +31,7 @@ that is the same computation without the checks, for a caller that has checked
 its inputs once (the blocks, called by the model). Weight gradients are 2-D GEMMs over all rows (see
 ``rows_product``).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -42,16 +43,32 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
 
 __all__ = [
-    "ConvCache", "conv_forward", "conv_backward",
-    "BatchNormCache", "batchnorm_forward", "batchnorm_backward",
-    "MaxPoolCache", "maxpool_forward", "maxpool_backward",
-    "LinearCache", "linear_forward", "linear_backward",
-    "MeanCache", "mean_forward", "mean_backward",
+    "ConvCache",
+    "conv_forward",
+    "conv_backward",
+    "BatchNormCache",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "MaxPoolCache",
+    "maxpool_forward",
+    "maxpool_backward",
+    "LinearCache",
+    "linear_forward",
+    "linear_backward",
+    "MeanCache",
+    "mean_forward",
+    "mean_backward",
     "cross_entropy",
     # the same computations without argument checks, for a caller that checked once
-    "conv_forward_unchecked", "conv_backward_unchecked", "batchnorm_forward_unchecked",
-    "batchnorm_backward_unchecked", "maxpool_forward_unchecked", "maxpool_backward_unchecked",
-    "linear_forward_unchecked", "linear_backward_unchecked", "rows_product",
+    "conv_forward_unchecked",
+    "conv_backward_unchecked",
+    "batchnorm_forward_unchecked",
+    "batchnorm_backward_unchecked",
+    "maxpool_forward_unchecked",
+    "maxpool_backward_unchecked",
+    "linear_forward_unchecked",
+    "linear_backward_unchecked",
+    "rows_product",
 ]
 
 
@@ -139,8 +156,7 @@ def conv_forward(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ConvCac
         raise ValueError(f"weight must have an odd square kernel (k, k), got shape {weight.shape}")
     if c_in != x.shape[1]:
         raise ValueError(
-            f"weight has C_in = {c_in} input channels (shape {weight.shape}) "
-            f"but x has {x.shape[1]} (shape {x.shape})"
+            f"weight has C_in = {c_in} input channels (shape {weight.shape}) but x has {x.shape[1]} (shape {x.shape})"
         )
     return conv_forward_unchecked(x, weight)
 
@@ -188,8 +204,8 @@ def conv_backward_unchecked(dout, cache):
     dxp = np.zeros((c_in, m, h + 2 * p, w + 2 * p), dtype=dtype)  # (C_in, M, H+2p, W+2p)
     for i in range(k):
         for j in range(k):
-            dxp[:, :, i:i + h, j:j + w] += dcols[:, i, j]
-    dx = np.ascontiguousarray(dxp[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3))  # (M, C_in, H, W)
+            dxp[:, :, i : i + h, j : j + w] += dcols[:, i, j]
+    dx = np.ascontiguousarray(dxp[:, :, p : p + h, p : p + w].transpose(1, 0, 2, 3))  # (M, C_in, H, W)
     return dx, dweight
 
 
@@ -251,8 +267,7 @@ def batchnorm_forward(
     (ax,) = _normalize_axes(axis, x.ndim, "axis")
     c = x.shape[ax]
     params = {}
-    for name, value in (("gamma", gamma), ("beta", beta),
-                        ("running_mean", running_mean), ("running_var", running_var)):
+    for name, value in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
         params[name] = as_float_array(value, name)
         check_shape(params[name], (c,), name)
     if np.any(params["running_var"] < 0):
@@ -265,8 +280,17 @@ def batchnorm_forward(
     eps = check_finite_scalar(eps, "eps", minimum=0.0, strict=True)
     if training and x.size // c < 2:
         raise ValueError(f"x must have more than 1 value per channel in training mode, got shape {x.shape}")
-    return batchnorm_forward_unchecked(x, params["gamma"], params["beta"], params["running_mean"],
-                              params["running_var"], ax, bool(training), momentum, eps)
+    return batchnorm_forward_unchecked(
+        x,
+        params["gamma"],
+        params["beta"],
+        params["running_mean"],
+        params["running_var"],
+        ax,
+        bool(training),
+        momentum,
+        eps,
+    )
 
 
 def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, training, momentum, eps):
@@ -306,9 +330,7 @@ def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, t
     return out, new_mean, new_var, BatchNormCache(xhat, inv_std, gamma_b, reduce_axes, training)
 
 
-def batchnorm_backward(
-    dout: np.ndarray, cache: BatchNormCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`batchnorm_forward` (the running statistics carry none).
 
     Training mode (``mu``, ``var`` depend on ``x``; means over the reduced axes)::
@@ -433,7 +455,7 @@ def maxpool_forward_unchecked(x, kernel, stride, padding):
 
     def window_entry(n):  # (M, C, H_out, W_out) view: entry n = i*k + j of every window
         i, j = divmod(n, k)
-        return xp[:, :, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s]
+        return xp[:, :, i : i + s * (h_out - 1) + 1 : s, j : j + s * (w_out - 1) + 1 : s]
 
     out = window_entry(0).copy()  # (M, C, H_out, W_out) running maximum
     arg = np.zeros(out.shape, dtype=np.uint8 if k * k <= 256 else np.uint16)  # offset of the running max
@@ -488,9 +510,7 @@ class LinearCache(NamedTuple):
     has_bias: bool
 
 
-def linear_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None
-) -> tuple[np.ndarray, LinearCache]:
+def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, LinearCache]:
     """Affine map on the last axis, ``out = x @ weight.T + bias`` (``torch.nn.Linear``).
 
     Args:
@@ -525,9 +545,7 @@ def linear_forward_unchecked(x, weight, bias):
     return out.reshape(x.shape[:-1] + (weight.shape[0],)), LinearCache(x, weight, bias is not None)
 
 
-def linear_backward(
-    dout: np.ndarray, cache: LinearCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def linear_backward(dout: np.ndarray, cache: LinearCache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`linear_forward`.
 
     Args:
@@ -598,9 +616,7 @@ def mean_backward(dout: np.ndarray, cache: MeanCache) -> np.ndarray:
 # ----------------------------------------------------------------- cross-entropy
 
 
-def cross_entropy(
-    logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
-) -> tuple[float, np.ndarray]:
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy with label smoothing, and its gradient.
 
     With ``K`` classes, smoothing ``eps`` and target distribution

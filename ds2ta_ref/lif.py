@@ -39,6 +39,7 @@ elementwise passes per step. :func:`forward` and :func:`backward` check their
 arguments; :func:`forward_unchecked` and :func:`backward_unchecked` are the same computations
 without the checks, for a caller (a block of the model) that has validated its inputs once.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -222,9 +223,7 @@ def backward_unchecked(dspikes, cache):
     return dx.reshape(shape)
 
 
-def membrane(
-    x: np.ndarray, **options
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def membrane(x: np.ndarray, **options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Convenience for plotting: ``(spikes, h, v)`` for input current ``x``.
 
     ``h`` is the membrane before reset (the paper's ``V``), ``v`` after it,

@@ -29,6 +29,7 @@ request it refuses does not fit, and one it accepts may still be tight.
 ``os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")``; where neither exists
 the check is skipped. :func:`check` raises :class:`MemoryRequestError`.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,15 @@ import numpy as np
 from .config import ModelConfig
 from .params import param_shapes
 
-__all__ = ["MemoryRequestError", "available_bytes", "activation_elements", "train_bytes", "forward_bytes", "check",
-           "format_bytes"]
+__all__ = [
+    "MemoryRequestError",
+    "available_bytes",
+    "activation_elements",
+    "train_bytes",
+    "forward_bytes",
+    "check",
+    "format_bytes",
+]
 
 
 PARAMETER_COPIES = 5
@@ -115,5 +123,7 @@ def check(nbytes: int, what: str, *, available: int | None = None) -> None:
     request, e.g. ``"--set dim=1000000: training with batch 64"``."""
     available = available_bytes() if available is None else available
     if available is not None and nbytes > available:
-        raise MemoryRequestError(f"{what} needs at least {format_bytes(nbytes)} of memory (an estimate of its "
-                                 f"largest arrays, ds2ta_ref.memory), but {format_bytes(available)} is available")
+        raise MemoryRequestError(
+            f"{what} needs at least {format_bytes(nbytes)} of memory (an estimate of its "
+            f"largest arrays, ds2ta_ref.memory), but {format_bytes(available)} is available"
+        )

@@ -25,6 +25,7 @@ The old argument order ``forward(params, state, x, cfg, ...)`` (a dict first) st
 with a ``DeprecationWarning``; ``ds2ta_ref.model_backward`` (the package's old top-level
 name) still returns ``grads`` alone, with a ``DeprecationWarning``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -40,9 +41,18 @@ from .names import checked_block_inputs, join, sub, validate
 from .params import count_params, init_params, init_state, param_shapes, state_shapes, trainable
 
 __all__ = [
-    "forward", "backward", "backward_grads", "ModelCache", "ForwardRecord",
+    "forward",
+    "backward",
+    "backward_grads",
+    "ModelCache",
+    "ForwardRecord",
     # re-exported from ds2ta_ref.params
-    "param_shapes", "state_shapes", "init_params", "init_state", "count_params", "trainable",
+    "param_shapes",
+    "state_shapes",
+    "init_params",
+    "init_state",
+    "count_params",
+    "trainable",
 ]
 
 
@@ -91,11 +101,20 @@ def _frames(x, cfg: ModelConfig, dtype) -> np.ndarray:
     raise ValueError(
         f"x must be static images (B, {cfg.in_channels}, {cfg.img_size}, {cfg.img_size}) or time-major "
         f"frames ({cfg.T}, B, {cfg.in_channels}, {cfg.img_size}, {cfg.img_size}) for this config, "
-        f"got shape {x.shape}")
+        f"got shape {x.shape}"
+    )
 
 
-def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-            smooth: bool = False, need_backward: bool = True) -> tuple[np.ndarray, dict, ModelCache]:
+def forward(
+    x: np.ndarray,
+    params: dict,
+    state: dict,
+    cfg: ModelConfig,
+    *,
+    training: bool,
+    smooth: bool = False,
+    need_backward: bool = True,
+) -> tuple[np.ndarray, dict, ModelCache]:
     """Run the model.
 
     Args:
@@ -121,32 +140,39 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
     ``DeprecationWarning``.
     """
     if isinstance(x, Mapping):  # the old order (params, state, x, cfg)
-        warnings.warn("model.forward(params, state, x, cfg, ...) is deprecated: call "
-                      "model.forward(x, params, state, cfg, ...), the order of every block",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "model.forward(params, state, x, cfg, ...) is deprecated: call "
+            "model.forward(x, params, state, cfg, ...), the order of every block",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         x, params, state = state, x, params  # type: ignore[assignment]  # the old order, reordered
     validate(params, param_shapes(cfg), what="params")
     dtype = as_float_array(params["head.weight"], "params['head.weight']").dtype
     frames = _frames(x, cfg, dtype)  # (T, B, C, H, W)
     # checked once here: every block below runs its unchecked core
-    _, params, state = checked_block_inputs(None, params, state, param_shapes(cfg), state_shapes(cfg), what="",
-                                            dtype=dtype)
+    _, params, state = checked_block_inputs(
+        None, params, state, param_shapes(cfg), state_shapes(cfg), what="", dtype=dtype
+    )
     keep: Any = (lambda c: c) if need_backward else (lambda c: None)
     new_state, blocks, maps, scores = {}, [], [], []
 
-    h, block_state, sps_cache = sps.forward_unchecked(frames, sub(params, "patch_embed"), sub(state, "patch_embed"),
-                                                      cfg, training=training, smooth=smooth)  # (T, B, N, D)
+    h, block_state, sps_cache = sps.forward_unchecked(
+        frames, sub(params, "patch_embed"), sub(state, "patch_embed"), cfg, training=training, smooth=smooth
+    )  # (T, B, N, D)
     new_state.update(join("patch_embed", block_state))
     spikes, neurons = sps_cache.spike_count, sps_cache.neuron_count
     sps_cache = keep(sps_cache)  # without backward, the im2col columns etc. are freed here
     for i in range(cfg.depth):
         attn, mlp_ = f"block.{i}.attn", f"block.{i}.mlp"
-        a, block_state, attn_cache = attention.forward_unchecked(h, sub(params, attn), sub(state, attn), cfg,
-                                                                 training=training, smooth=smooth)  # (T, B, N, D)
+        a, block_state, attn_cache = attention.forward_unchecked(
+            h, sub(params, attn), sub(state, attn), cfg, training=training, smooth=smooth
+        )  # (T, B, N, D)
         new_state.update(join(attn, block_state))
         h = h + a  # additive residual: an integer-valued stream
-        m, block_state, mlp_cache = mlp.forward_unchecked(h, sub(params, mlp_), sub(state, mlp_), cfg,
-                                                          training=training, smooth=smooth)  # (T, B, N, D)
+        m, block_state, mlp_cache = mlp.forward_unchecked(
+            h, sub(params, mlp_), sub(state, mlp_), cfg, training=training, smooth=smooth
+        )  # (T, B, N, D)
         new_state.update(join(mlp_, block_state))
         h = h + m
         maps.append(attn_cache.A)
@@ -156,12 +182,22 @@ def forward(x: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, train
         blocks.append(keep((attn_cache, mlp_cache)))
     pooled, mean_tokens = layers.mean_forward(h, axis=2)  # (T, B, D)
     pooled, mean_time = layers.mean_forward(pooled, axis=0)  # (B, D)
-    logits, head = layers.linear_forward_unchecked(pooled, params["head.weight"],
-                                                   params["head.bias"])  # (B, classes)
+    logits, head = layers.linear_forward_unchecked(pooled, params["head.weight"], params["head.bias"])  # (B, classes)
 
     record = ForwardRecord(maps, scores, spikes, neurons)
-    cache = ModelCache(cfg, tuple(trainable(cfg)), dtype, logits.shape[0], np.ndim(x) == 4, sps_cache,
-                       blocks if need_backward else None, keep(mean_tokens), keep(mean_time), keep(head), record)
+    cache = ModelCache(
+        cfg,
+        tuple(trainable(cfg)),
+        dtype,
+        logits.shape[0],
+        np.ndim(x) == 4,
+        sps_cache,
+        blocks if need_backward else None,
+        keep(mean_tokens),
+        keep(mean_time),
+        keep(head),
+        record,
+    )
     return logits, new_state, cache
 
 
@@ -183,12 +219,14 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[s
         raise ValueError("cache was made with need_backward=False: run forward with need_backward=True")
     dlogits = as_float_array(dlogits, "dlogits")
     if dlogits.shape != (cache.batch, cfg.num_classes):
-        raise ValueError(f"dlogits must have shape {(cache.batch, cfg.num_classes)} (the forward's logits), "
-                         f"got {dlogits.shape}")
+        raise ValueError(
+            f"dlogits must have shape {(cache.batch, cfg.num_classes)} (the forward's logits), got {dlogits.shape}"
+        )
     grads = {}
     # forward was: logits = head(mean_time(mean_tokens(h))), so now:
     dpooled, grads["head.weight"], grads["head.bias"] = layers.linear_backward_unchecked(
-        dlogits.astype(cache.dtype, copy=False), cache.head)  # (B, D)
+        dlogits.astype(cache.dtype, copy=False), cache.head
+    )  # (B, D)
     dh = layers.mean_backward(dpooled, cache.mean_time)  # type: ignore[arg-type]  # (T, B, D); kept with head
     dh = layers.mean_backward(dh, cache.mean_tokens)  # type: ignore[arg-type]  # (T, B, N, D)
     for i in reversed(range(cfg.depth)):
@@ -204,14 +242,18 @@ def backward(dlogits: np.ndarray, cache: ModelCache) -> tuple[np.ndarray, dict[s
     grads.update(join("patch_embed", block_grads))
     # forward was: frames = x repeated T times (static images), so now: sum over time
     dx = dframes.sum(axis=0) if cache.static else dframes
-    return np.asarray(dx, dtype=cache.dtype), {name: np.asarray(grads[name], dtype=cache.dtype)
-                                               for name in cache.trainable}
+    return np.asarray(dx, dtype=cache.dtype), {
+        name: np.asarray(grads[name], dtype=cache.dtype) for name in cache.trainable
+    }
 
 
 def backward_grads(dlogits: np.ndarray, cache: ModelCache) -> dict[str, np.ndarray]:
     """The old top-level contract ``ds2ta_ref.model_backward(dlogits, cache) -> grads``, deprecated:
     use :func:`backward`, which returns ``(dx, grads)``."""
-    warnings.warn("ds2ta_ref.model_backward(dlogits, cache) -> grads is deprecated: call "
-                  "ds2ta_ref.model.backward(dlogits, cache), which returns (dx, grads) like every block",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "ds2ta_ref.model_backward(dlogits, cache) -> grads is deprecated: call "
+        "ds2ta_ref.model.backward(dlogits, cache), which returns (dx, grads) like every block",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return backward(dlogits, cache)[1]

@@ -48,6 +48,7 @@ and is the exact derivative of that forward.
 The logistic ``1 / (1 + exp(s - e))`` is :func:`scipy.special.expit` of
 ``-(s - e)``, which does not overflow for large ``|s - e|``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -186,17 +187,14 @@ def _check_scores(scores, params: np.ndarray, head_dim: int, smooth: bool) -> np
         raise ValueError(f"scores must be (..., H, N, N) with square last two axes, got shape {scores.shape}")
     if params.shape[0] != scores.shape[-3]:
         raise ValueError(
-            f"params must have one row per head, H = scores.shape[-3] = {scores.shape[-3]}, "
-            f"got shape {params.shape}"
+            f"params must have one row per head, H = scores.shape[-3] = {scores.shape[-3]}, got shape {params.shape}"
         )
     if not smooth and scores.size:
         if not np.all(scores == np.rint(scores)):
             raise ValueError("scores must be integer counts (a spiking score map), got non-integer values")
         lo, hi = scores.min(), scores.max()
         if lo < 0 or hi > head_dim:
-            raise ValueError(
-                f"scores must lie in [0, head_dim] = [0, {head_dim}], got values in [{lo:g}, {hi:g}]"
-            )
+            raise ValueError(f"scores must lie in [0, head_dim] = [0, {head_dim}], got values in [{lo:g}, {hi:g}]")
     return scores
 
 
@@ -291,13 +289,21 @@ def forward(
     rounding = _check_rounding(rounding)
     _surrogate.resolve(surrogate, alpha)  # checks the surrogate's name and alpha
     scores = _check_scores(scores, params, head_dim, bool(smooth))
-    return forward_unchecked(scores, params, head_dim=head_dim, surrogate=surrogate, alpha=alpha,
-                             rounding=rounding, smooth=bool(smooth))
+    return forward_unchecked(
+        scores, params, head_dim=head_dim, surrogate=surrogate, alpha=alpha, rounding=rounding, smooth=bool(smooth)
+    )
 
 
-def forward_unchecked(scores: np.ndarray, params: np.ndarray, *, head_dim: int, surrogate: str = "sigmoid",
-                      alpha: float | None = None, rounding: str = "nearest",
-                      smooth: bool = False) -> tuple[np.ndarray, NSADCache]:
+def forward_unchecked(
+    scores: np.ndarray,
+    params: np.ndarray,
+    *,
+    head_dim: int,
+    surrogate: str = "sigmoid",
+    alpha: float | None = None,
+    rounding: str = "nearest",
+    smooth: bool = False,
+) -> tuple[np.ndarray, NSADCache]:
     """:func:`forward` without the checks of its arguments, for a caller that has checked them
     (the attention block): ``scores`` a float array ``(..., H, N, N)`` of integer counts in
     ``[0, head_dim]`` (any finite reals in smooth mode), ``params`` a finite float ``(H, 6)``.
@@ -361,8 +367,9 @@ def _backward_smooth(dA, cache: NSADCache):
     """The smooth check-mode forward ``A = primal(S - u) g(S)``, differentiated per entry."""
     params = cache.params
     s = cache.scores.astype(params.dtype, copy=False)  # (..., H, N, N)
-    df = _f_derivatives(s, params, cache.gate, _surrogate.get(cache.surrogate), cache.alpha,
-                        trailing=2)  # each (..., H, N, N)
+    df = _f_derivatives(
+        s, params, cache.gate, _surrogate.get(cache.surrogate), cache.alpha, trailing=2
+    )  # each (..., H, N, N)
     dparams = np.stack([_per_head_sum(dA * df_dp, head_axis=-3) for df_dp in df.params()], axis=1)  # (H, 6)
     return dA * df.ds, dparams
 

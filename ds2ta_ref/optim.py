@@ -7,6 +7,7 @@ can be held against each other step by step. Parameters and gradients are
 dicts ``name -> np.ndarray``; the optimizer's state is plain arrays, so it can
 be written with :mod:`ds2ta_ref.checkpoint` without pickle.
 """
+
 from __future__ import annotations
 
 import math
@@ -143,8 +144,10 @@ class AdamW:
 
 def _check_param(p, name: str, shape: tuple | None = None) -> None:
     if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"{name} must be a floating-point numpy array (updated in place), got {type(p).__name__}"
-                         + (f" of dtype {p.dtype}" if isinstance(p, np.ndarray) else ""))
+        raise ValueError(
+            f"{name} must be a floating-point numpy array (updated in place), got {type(p).__name__}"
+            + (f" of dtype {p.dtype}" if isinstance(p, np.ndarray) else "")
+        )
     if shape is not None and p.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {p.shape}")
     if not p.flags.writeable:

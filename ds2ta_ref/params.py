@@ -17,6 +17,7 @@ the model, the checkpoint loader, the Spikformer import and the optimizer.
 In the module graph this sits above the blocks (it asks each block for its
 shapes) and below the model; it does no file I/O.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,19 @@ from . import attention, mlp, nsad, sps
 from .config import ModelConfig
 from .names import checked_block_inputs, join, sub, validate
 
-__all__ = ["sub", "join", "blocks", "param_shapes", "state_shapes", "trainable", "init_params",
-           "init_state", "count_params", "validate", "checked_block_inputs"]
+__all__ = [
+    "sub",
+    "join",
+    "blocks",
+    "param_shapes",
+    "state_shapes",
+    "trainable",
+    "init_params",
+    "init_state",
+    "count_params",
+    "validate",
+    "checked_block_inputs",
+]
 
 
 def blocks(cfg: ModelConfig) -> list[tuple[str, Any]]:

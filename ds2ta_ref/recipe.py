@@ -15,6 +15,7 @@ trainer (:mod:`ds2ta_ref.torch.train`) build the very same run:
 
 Run folders, checkpoints, metrics and the resume rules are :mod:`ds2ta_ref.runs`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,9 +30,27 @@ import numpy as np
 from . import checkpoint, cifar, data, optim
 from .config import PRESETS, ModelConfig, check_override, preset
 
-__all__ = ["TrainConfig", "ConfigError", "EvalResult", "Schedule", "DATASET_DEFAULTS", "DATA_DECIDED", "SPLIT_SIZES",
-           "DATA_SHAPES", "VARIANTS", "build_data", "check_data_files", "check_data_matches", "model_config",
-           "model_input", "augment_batch", "schedule", "no_decay", "variant_name", "default_out"]
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "EvalResult",
+    "Schedule",
+    "DATASET_DEFAULTS",
+    "DATA_DECIDED",
+    "SPLIT_SIZES",
+    "DATA_SHAPES",
+    "VARIANTS",
+    "build_data",
+    "check_data_files",
+    "check_data_matches",
+    "model_config",
+    "model_input",
+    "augment_batch",
+    "schedule",
+    "no_decay",
+    "variant_name",
+    "default_out",
+]
 
 VARIANTS = {  # paper Table 4: name -> (tasa, nsad)
     "Spikformer": (False, False),
@@ -60,10 +79,12 @@ DATA_DECIDED = {
 SPLIT_SIZES = {"digits": (1438, 359), "events": (480, 120), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
 # What the data decides in the model of each data set as build_data makes it, so that --shift and the
 # memory a run needs are checked before the data is loaded (issue 18 item 6; pinned by a test).
-DATA_SHAPES = {"digits": dict(in_channels=1, img_size=16, num_classes=10),
-               "events": dict(in_channels=2, img_size=16, num_classes=4, T=8),
-               "cifar10": dict(in_channels=3, img_size=32, num_classes=10),
-               "cifar100": dict(in_channels=3, img_size=32, num_classes=100)}
+DATA_SHAPES = {
+    "digits": dict(in_channels=1, img_size=16, num_classes=10),
+    "events": dict(in_channels=2, img_size=16, num_classes=4, T=8),
+    "cifar10": dict(in_channels=3, img_size=32, num_classes=10),
+    "cifar100": dict(in_channels=3, img_size=32, num_classes=100),
+}
 
 
 class ConfigError(ValueError):
@@ -117,32 +138,57 @@ class TrainConfig:
         need(self.dtype in ("float32", "float64"), "dtype", "must be 'float32' or 'float64'")
         for name in ("tasa", "nsad"):
             need(isinstance(getattr(self, name), bool), name, "must be True or False")
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("data_seed", 0),
-                              ("train_subset", 0), ("test_subset", 0), ("shift", 0)):
+        for name, minimum in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("seed", 0),
+            ("data_seed", 0),
+            ("train_subset", 0),
+            ("test_subset", 0),
+            ("shift", 0),
+        ):
             value = getattr(self, name)
-            need(isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum,
-                 name, f"must be an integer >= {minimum}")
+            need(
+                isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum,
+                name,
+                f"must be an integer >= {minimum}",
+            )
         for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing", "clip_grad"):
             value = getattr(self, name)
-            need(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-                 and value >= 0, name, "must be a finite number >= 0")
+            need(
+                isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0,
+                name,
+                "must be a finite number >= 0",
+            )
         need(self.lr > 0, "lr", "must be > 0")
         need(self.min_lr <= self.lr, "min_lr", f"must be <= the peak learning rate lr={self.lr}")
         need(self.label_smoothing < 1, "label_smoothing", "must be < 1")
         need(isinstance(self.data_dir, str), "data_dir", "must be a path")
-        need(bool(self.data_dir) == (self.dataset in cifar.FILES), "data_dir",
-             f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them")
+        need(
+            bool(self.data_dir) == (self.dataset in cifar.FILES),
+            "data_dir",
+            f"is needed for {sorted(cifar.FILES)} (the folder of the official binary files) and only for them",
+        )
         if self.data_dir:  # issue 18 item 5: stored absolute, so the checkpoint names the files wherever it is used
             object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         for field, available in zip(("train_subset", "test_subset"), SPLIT_SIZES[self.dataset]):
-            need(getattr(self, field) <= available, field,
-                 f"must be <= {available}, the size of the {self.dataset} split (0: all of it)")
+            need(
+                getattr(self, field) <= available,
+                field,
+                f"must be <= {available}, the size of the {self.dataset} split (0: all of it)",
+            )
         # issue 18 item 6: a warmup longer than the run, and a shift that can move the whole image out
-        need(self.warmup_epochs < self.epochs, "warmup_epochs",
-             f"must be < epochs={self.epochs} (the warmup is part of the run; the cosine decay needs the rest)")
+        need(
+            self.warmup_epochs < self.epochs,
+            "warmup_epochs",
+            f"must be < epochs={self.epochs} (the warmup is part of the run; the cosine decay needs the rest)",
+        )
         side = DATA_SHAPES[self.dataset]["img_size"]
-        need(self.shift < side, "shift",
-             f"must be < {side}, the image size of {self.dataset}: a shift by the whole image leaves a blank sample")
+        need(
+            self.shift < side,
+            "shift",
+            f"must be < {side}, the image size of {self.dataset}: a shift by the whole image leaves a blank sample",
+        )
 
     def _check_model(self):
         """Normalize ``model`` to a tuple of ``(field, value)`` pairs sorted by field, each
@@ -152,7 +198,8 @@ class TrainConfig:
         if isinstance(items, Mapping):
             items = list(items.items())
         if not isinstance(items, (tuple, list)) or not all(
-                isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) for item in items):
+            isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) for item in items
+        ):
             raise ConfigError("model", "must be (field, value) pairs or a dict of ModelConfig fields", self.model)
         pairs = {}
         for name, value in items:
@@ -211,8 +258,9 @@ def build_data(tc: TrainConfig) -> data.Dataset:
         ds = data.make_events(seed=tc.data_seed, n_per_class=150, num_classes=4, T=8, size=16)
     if tc.train_subset or tc.test_subset:
         n, m = tc.train_subset or len(ds.train_y), tc.test_subset or len(ds.test_y)
-        ds = dataclasses.replace(ds, train_x=ds.train_x[:n], train_y=ds.train_y[:n],
-                                 test_x=ds.test_x[:m], test_y=ds.test_y[:m])
+        ds = dataclasses.replace(
+            ds, train_x=ds.train_x[:n], train_y=ds.train_y[:n], test_x=ds.test_x[:m], test_y=ds.test_y[:m]
+        )
     return ds
 
 
@@ -235,8 +283,9 @@ def check_data_matches(cfg: ModelConfig, ds: data.Dataset, path) -> None:
         wanted["T"] = ds.time_steps
     wrong = [f"{k}={getattr(cfg, k)} (the data needs {v})" for k, v in wanted.items() if getattr(cfg, k) != v]
     if wrong:
-        raise checkpoint.CheckpointError(f"checkpoint {str(path)!r}: its model does not fit its own data "
-                                         f"set: {', '.join(wrong)}")
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(path)!r}: its model does not fit its own data set: {', '.join(wrong)}"
+        )
 
 
 def model_input(xb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -274,8 +323,9 @@ class Schedule:
     min_lr: float
 
     def lr(self, step: int) -> float:
-        return optim.cosine_lr(step, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
-                               base_lr=self.base_lr, min_lr=self.min_lr)
+        return optim.cosine_lr(
+            step, total_steps=self.total_steps, warmup_steps=self.warmup_steps, base_lr=self.base_lr, min_lr=self.min_lr
+        )
 
 
 def schedule(tc: TrainConfig, n_train: int) -> Schedule:

@@ -23,6 +23,7 @@ names: ``m.<name>``, ``v.<name>``, ``step``) and ``rng.*`` arrays plus metadata
 fingerprint of :mod:`ds2ta_ref.fingerprint`); either
 backend writes and reads the same names (:func:`checkpoint_arrays`, :func:`load_run`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,10 +48,29 @@ from . import checkpoint, model
 from .config import ModelConfig, differing_overrides
 from .recipe import ConfigError, EvalResult, TrainConfig
 
-__all__ = ["CHECKPOINT", "METRICS", "LOCK", "RunFolderError", "TrainingError", "ResumeConflictError", "TrainResult",
-           "ResumePlan", "RunFolder", "plan_resume", "load_run", "resume_conflicts", "checkpoint_arrays",
-           "save_checkpoint", "write_metrics", "epoch_row", "describe_run", "check_lock", "find_moved_aside",
-           "progress_bar", "diverged"]
+__all__ = [
+    "CHECKPOINT",
+    "METRICS",
+    "LOCK",
+    "RunFolderError",
+    "TrainingError",
+    "ResumeConflictError",
+    "TrainResult",
+    "ResumePlan",
+    "RunFolder",
+    "plan_resume",
+    "load_run",
+    "resume_conflicts",
+    "checkpoint_arrays",
+    "save_checkpoint",
+    "write_metrics",
+    "epoch_row",
+    "describe_run",
+    "check_lock",
+    "find_moved_aside",
+    "progress_bar",
+    "diverged",
+]
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = ("metrics.csv", "metrics.json")
@@ -76,8 +96,11 @@ class ResumeConflictError(ConfigError):
     them as ``(field, checkpoint's value, given value)``."""
 
     def __init__(self, conflicts: list[tuple[str, object, object]]):
-        super().__init__(conflicts[0][0], "and the other settings must be the checkpoint's, but " + "; ".join(
-            f"{f} is {old!r} in the checkpoint, {new!r} given" for f, old, new in conflicts))
+        super().__init__(
+            conflicts[0][0],
+            "and the other settings must be the checkpoint's, but "
+            + "; ".join(f"{f} is {old!r} in the checkpoint, {new!r} given" for f, old, new in conflicts),
+        )
         self.conflicts = conflicts
 
 
@@ -101,13 +124,31 @@ def checkpoint_arrays(params: Mapping, state: Mapping, optim_arrays: Mapping, rn
     return arrays
 
 
-def save_checkpoint(path, tc: TrainConfig, cfg: ModelConfig, params: Mapping, state: Mapping, optim_arrays: Mapping,
-                    rng: np.random.Generator, epoch: int, step: int, history: list, *, data: dict | None = None,
-                    **extra) -> None:
+def save_checkpoint(
+    path,
+    tc: TrainConfig,
+    cfg: ModelConfig,
+    params: Mapping,
+    state: Mapping,
+    optim_arrays: Mapping,
+    rng: np.random.Generator,
+    epoch: int,
+    step: int,
+    history: list,
+    *,
+    data: dict | None = None,
+    **extra,
+) -> None:
     """Write a training checkpoint atomically; ``data`` (the data fingerprint, :mod:`ds2ta_ref.fingerprint`)
     is stored as ``meta["data"]`` unless None; ``extra`` metadata (e.g. ``backend``) is added to the standard's."""
-    meta = dict(epoch=epoch, step=step, train_config=dataclasses.asdict(tc), model_config=dataclasses.asdict(cfg),
-                history=history, **extra)
+    meta = dict(
+        epoch=epoch,
+        step=step,
+        train_config=dataclasses.asdict(tc),
+        model_config=dataclasses.asdict(cfg),
+        history=history,
+        **extra,
+    )
     if data is not None:  # issue 18 item 5: the data fingerprint
         meta["data"] = data
     checkpoint.save(path, checkpoint_arrays(params, state, optim_arrays, rng), meta)
@@ -130,8 +171,8 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise checkpoint.CheckpointError(f"{where} has invalid metadata: {exc}") from None
     checkpoint.check_numeric({k: v for k, v in arrays.items() if k != "rng.bit_generator"}, path=path)
-    params = {k[len("param."):]: v for k, v in arrays.items() if k.startswith("param.")}
-    state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+    params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
+    state = {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
     try:
         checkpoint.validate(params, model.param_shapes(cfg), what=f"{where} parameters")
         checkpoint.validate(state, model.state_shapes(cfg), what=f"{where} BatchNorm state")
@@ -139,12 +180,14 @@ def load_run(path) -> tuple[TrainConfig, ModelConfig, dict, dict, dict, dict]:
         raise checkpoint.CheckpointError(str(exc)) from None
     for name, value in params.items():
         if value.dtype != np.dtype(tc.dtype):
-            raise checkpoint.CheckpointError(f"{where}: array 'param.{name}' has dtype {value.dtype}, "
-                                             f"but the run's dtype is {tc.dtype}")
+            raise checkpoint.CheckpointError(
+                f"{where}: array 'param.{name}' has dtype {value.dtype}, but the run's dtype is {tc.dtype}"
+            )
     shapes = model.param_shapes(cfg)  # issue 18 item 7: variances, optimizer and RNG state, epoch <= epochs
     assert tc.epochs is not None  # TrainConfig fills its data set's default
-    checkpoint.check_training_arrays(arrays, meta, path, trainable={n: shapes[n] for n in model.trainable(cfg)},
-                                     epochs=tc.epochs)
+    checkpoint.check_training_arrays(
+        arrays, meta, path, trainable={n: shapes[n] for n in model.trainable(cfg)}, epochs=tc.epochs
+    )
     return tc, cfg, params, state, arrays, meta
 
 
@@ -186,15 +229,16 @@ class ResumePlan:
 
     def optimizer_arrays(self) -> dict[str, np.ndarray]:
         """The optimizer state (``m.<name>``, ``v.<name>``, ``step``), names without ``optim.``."""
-        return {k[len("optim."):]: v for k, v in self.arrays.items() if k.startswith("optim.")}
+        return {k[len("optim.") :]: v for k, v in self.arrays.items() if k.startswith("optim.")}
 
     def rng(self) -> np.random.Generator:
         """The minibatch/augmentation generator, where the checkpoint left it."""
         return checkpoint.rng_from_arrays(self.arrays, prefix="rng.")
 
 
-def plan_resume(resume, *, given: TrainConfig | Mapping | None = None, add_epochs=0, out_dir=None,
-                overwrite: bool = False) -> ResumePlan | None:
+def plan_resume(
+    resume, *, given: TrainConfig | Mapping | None = None, add_epochs=0, out_dir=None, overwrite: bool = False
+) -> ResumePlan | None:
     """Every rule of continuing a run (both trainers and the command line call this).
 
     Args:
@@ -224,20 +268,23 @@ def plan_resume(resume, *, given: TrainConfig | Mapping | None = None, add_epoch
             raise ConfigError("add_epochs", "extends a resumed run, so it needs resume (--resume)", add_epochs)
         return None
     if overwrite:
-        raise ConfigError("overwrite", "is not allowed with resume (--resume), which continues a run in its own "
-                                       "folder")
+        raise ConfigError("overwrite", "is not allowed with resume (--resume), which continues a run in its own folder")
     resume = os.fspath(resume)
     if os.path.isdir(resume):
         resume = os.path.join(resume, CHECKPOINT)
     recorded, cfg, params, state, arrays, meta = load_run(resume)  # first: a missing file is the first mistake
     folder = os.path.dirname(os.path.abspath(resume))
     if out_dir is not None and os.path.abspath(out_dir) != folder:
-        raise RunFolderError(f"a resumed run continues in its checkpoint's folder {folder!r}, "
-                             f"not in {os.fspath(out_dir)!r}; leave out --out")
+        raise RunFolderError(
+            f"a resumed run continues in its checkpoint's folder {folder!r}, "
+            f"not in {os.fspath(out_dir)!r}; leave out --out"
+        )
     here = os.path.join(folder, CHECKPOINT)
     if os.path.exists(here) and os.path.exists(resume) and not os.path.samefile(here, resume):
-        raise RunFolderError(f"{resume!r} would continue in {folder!r}, which holds another run's "
-                             f"{CHECKPOINT}; copy {resume!r} into an empty folder and resume it there")
+        raise RunFolderError(
+            f"{resume!r} would continue in {folder!r}, which holds another run's "
+            f"{CHECKPOINT}; copy {resume!r} into an empty folder and resume it there"
+        )
     if isinstance(given, TrainConfig):
         given = dataclasses.asdict(given)
         if add_epochs:
@@ -252,21 +299,45 @@ def plan_resume(resume, *, given: TrainConfig | Mapping | None = None, add_epoch
     if conflicts:
         raise ResumeConflictError(conflicts)
     tc = dataclasses.replace(recorded, epochs=recorded.epochs + add_epochs)
-    return ResumePlan(resume, folder, recorded, tc, cfg, params, state, arrays, meta, int(meta["epoch"]),
-                      int(meta["step"]), list(meta["history"]))
+    return ResumePlan(
+        resume,
+        folder,
+        recorded,
+        tc,
+        cfg,
+        params,
+        state,
+        arrays,
+        meta,
+        int(meta["epoch"]),
+        int(meta["step"]),
+        list(meta["history"]),
+    )
 
 
 # --------------------------------------------------------------------------- metrics
-def epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test: EvalResult, seconds, epochs,
-              log: Callable[[str], None]) -> dict:
+def epoch_row(
+    epoch, step, lr, loss_sum, correct, rate_sum, seen, test: EvalResult, seconds, epochs, log: Callable[[str], None]
+) -> dict:
     """One epoch's line of ``metrics.csv``/``metrics.json``, logged as one summary line
     (both backends write the same rows from their sums over the epoch's samples)."""
-    row = dict(epoch=epoch, step=step, lr=lr, loss=loss_sum / seen, train_acc=correct / seen,
-               test_acc=test.accuracy, test_loss=test.loss, firing_rate=rate_sum / seen,
-               attention_sparsity=float(np.mean([e.sparsity for e in test.energy])), seconds=seconds)
-    log(f"epoch {epoch:3d}/{epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
+    row = dict(
+        epoch=epoch,
+        step=step,
+        lr=lr,
+        loss=loss_sum / seen,
+        train_acc=correct / seen,
+        test_acc=test.accuracy,
+        test_loss=test.loss,
+        firing_rate=rate_sum / seen,
+        attention_sparsity=float(np.mean([e.sparsity for e in test.energy])),
+        seconds=seconds,
+    )
+    log(
+        f"epoch {epoch:3d}/{epochs}  loss {row['loss']:.4f}  train {100 * row['train_acc']:.2f}%  "
         f"test {100 * row['test_acc']:.2f}%  firing {row['firing_rate']:.3f}  "
-        f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s")
+        f"attn sparsity {100 * row['attention_sparsity']:.1f}%  {seconds:.1f}s"
+    )
     return row
 
 
@@ -306,8 +377,10 @@ def describe_run(out_dir: str) -> str:
         return "metrics of a run" if any(os.path.exists(os.path.join(out_dir, m)) for m in METRICS) else "no run"
     try:
         _, meta = checkpoint.load(path, verify=False)
-        return (f"checkpoint at epoch {meta['epoch']} of {meta['train_config']['epochs']}, "
-                f"{meta['train_config']['dataset']}, seed {meta['train_config']['seed']}")
+        return (
+            f"checkpoint at epoch {meta['epoch']} of {meta['train_config']['epochs']}, "
+            f"{meta['train_config']['dataset']}, seed {meta['train_config']['seed']}"
+        )
     except (ValueError, KeyError, TypeError):
         return "a checkpoint that cannot be read"
 
@@ -330,17 +403,24 @@ def find_moved_aside(out_dir: str) -> list[str]:
     """The folders ``<out_dir>.old-<timestamp>`` holding a previous run that ``overwrite`` moved
     aside and that is still there (its new run was killed before its first checkpoint)."""
     base = os.path.abspath(out_dir)
-    return [p for p in sorted(glob.glob(glob.escape(base) + ASIDE + "*"))
-            if _ASIDE_NAME.search(p[len(base):]) and os.path.isdir(p) and _holds_run(p)]
+    return [
+        p
+        for p in sorted(glob.glob(glob.escape(base) + ASIDE + "*"))
+        if _ASIDE_NAME.search(p[len(base) :]) and os.path.isdir(p) and _holds_run(p)
+    ]
 
 
 def _aside_advice(out_dir: str, aside: str) -> str:
     q_aside, q_out = shlex.quote(aside), shlex.quote(os.path.abspath(out_dir))
     if os.path.exists(os.path.join(out_dir, CHECKPOINT)):
-        return (f"the previous run that --overwrite moved aside is in {aside} (the new run in {out_dir} wrote a "
-                f"checkpoint, so it is no longer needed: delete it with: rm -r {q_aside})")
-    return (f"the previous run that --overwrite moved aside is in {aside} (the new run never wrote a checkpoint): "
-            f"put it back with: mv {q_aside}/* {q_out}/ && rmdir {q_aside}; or delete it with: rm -r {q_aside}")
+        return (
+            f"the previous run that --overwrite moved aside is in {aside} (the new run in {out_dir} wrote a "
+            f"checkpoint, so it is no longer needed: delete it with: rm -r {q_aside})"
+        )
+    return (
+        f"the previous run that --overwrite moved aside is in {aside} (the new run never wrote a checkpoint): "
+        f"put it back with: mv {q_aside}/* {q_out}/ && rmdir {q_aside}; or delete it with: rm -r {q_aside}"
+    )
 
 
 def check_lock(out_dir: str) -> None:
@@ -355,15 +435,21 @@ def check_lock(out_dir: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     except (OSError, ValueError, KeyError, TypeError):
-        raise RunFolderError(f"{out_dir!r} has a lock file {path!r} that cannot be read; if no run is using "
-                             f"this folder, delete it with: rm {shlex.quote(path)}; then start again") from None
+        raise RunFolderError(
+            f"{out_dir!r} has a lock file {path!r} that cannot be read; if no run is using "
+            f"this folder, delete it with: rm {shlex.quote(path)}; then start again"
+        ) from None
     who = f"process {pid} on {host}, started {started}"
     if host != socket.gethostname():
-        raise RunFolderError(f"{out_dir!r} is locked by {who} ({path!r}); this machine cannot tell whether it "
-                             f"still runs: if not, delete the lock with: rm {shlex.quote(path)}; then start again")
+        raise RunFolderError(
+            f"{out_dir!r} is locked by {who} ({path!r}); this machine cannot tell whether it "
+            f"still runs: if not, delete the lock with: rm {shlex.quote(path)}; then start again"
+        )
     if _pid_alive(pid):
-        raise RunFolderError(f"{out_dir!r} is in use by another training run ({who}); wait for it to end "
-                             f"or choose another output folder (--out)")
+        raise RunFolderError(
+            f"{out_dir!r} is in use by another training run ({who}); wait for it to end "
+            f"or choose another output folder (--out)"
+        )
     ckpt = os.path.join(out_dir, CHECKPOINT)
     if os.path.exists(ckpt):
         holds = f"the folder holds a {describe_run(out_dir)} ({ckpt}), which --resume continues"
@@ -372,8 +458,10 @@ def check_lock(out_dir: str) -> None:
     aside = holder.get("moved_aside")
     if isinstance(aside, str) and os.path.isdir(aside) and _holds_run(aside):
         holds += "; " + _aside_advice(out_dir, aside)
-    raise RunFolderError(f"{out_dir!r} has a stale lock: {who}, is no longer running (it was killed or "
-                         f"crashed); {holds}; clear the lock with: rm {shlex.quote(path)}; then start again")
+    raise RunFolderError(
+        f"{out_dir!r} has a stale lock: {who}, is no longer running (it was killed or "
+        f"crashed); {holds}; clear the lock with: rm {shlex.quote(path)}; then start again"
+    )
 
 
 class RunFolder:
@@ -393,8 +481,16 @@ class RunFolder:
     held or written; :meth:`save` does nothing.
     """
 
-    def __init__(self, out_dir: str | None, *, resuming: bool = False, overwrite: bool = False,
-                 saved_epoch: int | None = None, writes: bool = True, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        out_dir: str | None,
+        *,
+        resuming: bool = False,
+        overwrite: bool = False,
+        saved_epoch: int | None = None,
+        writes: bool = True,
+        log: Callable[[str], None] = print,
+    ):
         self.out_dir = out_dir
         self.writes = out_dir is not None and writes
         self.path = os.path.join(self._held(), CHECKPOINT) if self.writes else None
@@ -417,14 +513,16 @@ class RunFolder:
         check_lock(out_dir)
         waiting = find_moved_aside(out_dir)  # a previous run left aside by a killed --overwrite
         if waiting:
-            raise RunFolderError(f"{out_dir!r} cannot take a run yet: {_aside_advice(out_dir, waiting[0])}; "
-                                 f"then start again")
+            raise RunFolderError(
+                f"{out_dir!r} cannot take a run yet: {_aside_advice(out_dir, waiting[0])}; then start again"
+            )
         existing = _holds_run(out_dir)
         if existing and not self._resuming and not self._overwrite:
             raise RunFolderError(
                 f"output folder {out_dir!r} already holds a run ({describe_run(out_dir)}); continue or extend it "
                 f"with --resume {os.path.join(out_dir, CHECKPOINT)}, choose another --out, or pass --overwrite to "
-                f"replace it")
+                f"replace it"
+            )
         self._created = not os.path.isdir(out_dir)
         lock = os.path.join(out_dir, LOCK)
         try:
@@ -432,8 +530,9 @@ class RunFolder:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             if not os.path.isdir(out_dir):
-                raise RunFolderError(f"output folder {out_dir!r} cannot be created: a file of that name "
-                                     f"exists") from None
+                raise RunFolderError(
+                    f"output folder {out_dir!r} cannot be created: a file of that name exists"
+                ) from None
             check_lock(out_dir)  # another process took the lock between the first check and here
             raise RunFolderError(f"{out_dir!r} was locked by another run at the same moment; try again") from None
         except OSError as exc:
@@ -443,16 +542,26 @@ class RunFolder:
             aside = self._make_aside() if replacing else None
             self.aside = aside
             with os.fdopen(fd, "w") as f:
-                json.dump(dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"),
-                               command=" ".join(sys.argv), moved_aside=self.aside), f)
+                json.dump(
+                    dict(
+                        pid=os.getpid(),
+                        host=socket.gethostname(),
+                        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+                        command=" ".join(sys.argv),
+                        moved_aside=self.aside,
+                    ),
+                    f,
+                )
             for tmp in checkpoint.remove_stale_temporary_files(out_dir, RUN_FILES):
                 self._log(f"removed {tmp}, a temporary file left by an interrupted save")
             if aside is not None:  # replacing
                 for name in existing:
                     os.rename(os.path.join(out_dir, name), os.path.join(aside, name))
                     self._moved.append(name)
-                self._log(f"--overwrite: moved the previous run's {', '.join(existing)} from {out_dir}/ to "
-                          f"{aside}/; they are deleted once this run has written its first checkpoint")
+                self._log(
+                    f"--overwrite: moved the previous run's {', '.join(existing)} from {out_dir}/ to "
+                    f"{aside}/; they are deleted once this run has written its first checkpoint"
+                )
         except BaseException:
             self._release()
             raise
@@ -492,24 +601,36 @@ class RunFolder:
                 self._moved.remove(name)
             os.rmdir(aside)
         except OSError as exc:
-            self._log(f"--overwrite: the previous run could not be put back ({exc.strerror or exc}); it is in "
-                      f"{aside}/")
+            self._log(f"--overwrite: the previous run could not be put back ({exc.strerror or exc}); it is in {aside}/")
             return
-        self._log(f"--overwrite: this run stopped before its first checkpoint; the previous run is back in "
-                  f"{self.out_dir}/ as it was")
+        self._log(
+            f"--overwrite: this run stopped before its first checkpoint; the previous run is back in "
+            f"{self.out_dir}/ as it was"
+        )
         self.aside = None
 
     # ---- writing
-    def save(self, tc: TrainConfig, cfg: ModelConfig, params: Mapping, state: Mapping, optim_arrays: Mapping,
-             rng: np.random.Generator, epoch: int, step: int, history: list, *, data: dict | None = None,
-             **extra) -> None:
+    def save(
+        self,
+        tc: TrainConfig,
+        cfg: ModelConfig,
+        params: Mapping,
+        state: Mapping,
+        optim_arrays: Mapping,
+        rng: np.random.Generator,
+        epoch: int,
+        step: int,
+        history: list,
+        *,
+        data: dict | None = None,
+        **extra,
+    ) -> None:
         """After an epoch: the checkpoint (with the data fingerprint ``data``, :func:`save_checkpoint`), then
         (the first time, with ``overwrite``) the previous run's files deleted, then the metrics; each file
         written atomically."""
         if not self.writes:
             return
-        save_checkpoint(self.path, tc, cfg, params, state, optim_arrays, rng, epoch, step, history, data=data,
-                        **extra)
+        save_checkpoint(self.path, tc, cfg, params, state, optim_arrays, rng, epoch, step, history, data=data, **extra)
         self.saved_epoch = epoch
         if self.aside is not None:
             for name in self._moved:
@@ -517,8 +638,7 @@ class RunFolder:
                     os.unlink(os.path.join(self.aside, name))
             with contextlib.suppress(OSError):
                 os.rmdir(self.aside)
-            self._log(f"--overwrite: this run wrote its first checkpoint; deleted the previous run from "
-                      f"{self.aside}/")
+            self._log(f"--overwrite: this run wrote its first checkpoint; deleted the previous run from {self.aside}/")
             self.aside, self._moved = None, []
         write_metrics(self._held(), history)
 
@@ -527,8 +647,10 @@ class RunFolder:
         if self.saved_epoch is not None and self.path is not None:
             return f"the last good checkpoint {self.path} (epoch {self.saved_epoch}) is intact"
         if self.aside is not None:
-            return (f"no checkpoint was written; the previous run (moved aside by --overwrite) is put back in "
-                    f"{self.out_dir}")
+            return (
+                f"no checkpoint was written; the previous run (moved aside by --overwrite) is put back in "
+                f"{self.out_dir}"
+            )
         if self.out_dir is not None and not self.writes:
             return "no checkpoint was written by this process"
         return "no checkpoint was written"

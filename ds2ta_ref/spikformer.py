@@ -5,6 +5,7 @@ This package's parameter names are Spikformer's CIFAR ``state_dict`` names
 1x1 ``Conv1d`` layers and the LayerNorms Spikformer builds but never uses are
 translated by :func:`translate_spikformer_names`.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,7 @@ def _is_count(value: np.ndarray) -> bool:
     return value.shape == () and float(value).is_integer() and float(value) >= 0
 
 
-def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
-                        dtype=np.float64) -> tuple[dict, dict]:
+def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True, dtype=np.float64) -> tuple[dict, dict]:
     """Load a Spikformer checkpoint exported as ``.npz`` (``state_dict`` key -> array).
 
     Export it from PyTorch with
@@ -80,13 +80,15 @@ def load_spikformer_npz(path, cfg: ModelConfig, *, fill_ds2ta: bool = True,
     """
     what = "Spikformer checkpoint"
     arrays = read_npz(path, what=what)  # no pickles; errors name the path (and the array)
-    params, state, _ = spikformer_arrays(arrays, cfg, fill_ds2ta=fill_ds2ta, dtype=dtype,
-                                         source=f"{what} {str(path)!r}")
+    params, state, _ = spikformer_arrays(
+        arrays, cfg, fill_ds2ta=fill_ds2ta, dtype=dtype, source=f"{what} {str(path)!r}"
+    )
     return params, state
 
 
-def spikformer_arrays(arrays: dict, cfg: ModelConfig, *, fill_ds2ta: bool = True, dtype=np.float64,
-                      source: str = "Spikformer state_dict") -> tuple[dict, dict, list[str]]:
+def spikformer_arrays(
+    arrays: dict, cfg: ModelConfig, *, fill_ds2ta: bool = True, dtype=np.float64, source: str = "Spikformer state_dict"
+) -> tuple[dict, dict, list[str]]:
     """``(params, state, dropped)`` from a Spikformer ``state_dict``'s arrays (NumPy), checked as
     :func:`load_spikformer_npz` says; ``dropped``: the unused ``norm1``/``norm2`` names left out.
     Errors (:class:`~ds2ta_ref.checkpoint.CheckpointError`) start with ``source``."""
@@ -96,8 +98,10 @@ def spikformer_arrays(arrays: dict, cfg: ModelConfig, *, fill_ds2ta: bool = True
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise CheckpointError(f"{source}: array {name!r} holds NaN or infinity")
         if name.endswith("num_batches_tracked") and not _is_count(value):
-            raise CheckpointError(f"{source}: array {name!r} must be one integer >= 0 "
-                                  f"(a BatchNorm's batch count), got shape {value.shape} and dtype {value.dtype}")
+            raise CheckpointError(
+                f"{source}: array {name!r} must be one integer >= 0 "
+                f"(a BatchNorm's batch count), got shape {value.shape} and dtype {value.dtype}"
+            )
     arrays, dropped = split_spikformer_names(arrays)
     state_keys = state_shapes(cfg)
     params = {k: v for k, v in arrays.items() if k not in state_keys}
@@ -110,8 +114,10 @@ def spikformer_arrays(arrays: dict, cfg: ModelConfig, *, fill_ds2ta: bool = True
     full_state = init_state(cfg, dtype=dtype)
     counters = {k: v for k, v in full_state.items() if k.endswith("num_batches_tracked")}  # optional in a file
     problems = []
-    for arrays_, expected, part in ((params, param_shapes(cfg), "parameters"),
-                                    ({**counters, **state}, state_shapes(cfg), "BatchNorm state")):
+    for arrays_, expected, part in (
+        (params, param_shapes(cfg), "parameters"),
+        ({**counters, **state}, state_shapes(cfg), "BatchNorm state"),
+    ):
         try:
             validate(arrays_, expected, what=part)
         except ValueError as exc:

@@ -16,6 +16,7 @@ convolution sees the analog image (direct encoding) and its LIF is the encoder.
 Parameter names are those of Spikformer's ``patch_embed`` module without the
 prefix: ``proj_conv.weight``, ``proj_bn.weight``, ... ``rpe_bn.bias``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -65,7 +66,6 @@ def state_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     return {k: s for bn, c in _bns(cfg).items() for k, s in join(bn, bnlif.state_shapes(c)).items()}
 
 
-
 class StageCache(NamedTuple):
     conv: layers.ConvCache
     unit: bnlif.BNLIFCache
@@ -83,20 +83,23 @@ class SPSCache(NamedTuple):
     neuron_count: int
 
 
-def forward(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-            smooth: bool = False) -> tuple[np.ndarray, dict, SPSCache]:
+def forward(
+    frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool, smooth: bool = False
+) -> tuple[np.ndarray, dict, SPSCache]:
     """Image frames ``(T, B, C, H, W)`` to spiking tokens ``(T, B, N, D)``.
 
     Returns ``(tokens, new_state, cache)``; token values are in {0, 1, 2}
     (a spike plus the relative-position spike).
     """
-    frames, params, state = checked_block_inputs(frames, params, state, param_shapes(cfg), state_shapes(cfg),
-                                                 what="sps")
+    frames, params, state = checked_block_inputs(
+        frames, params, state, param_shapes(cfg), state_shapes(cfg), what="sps"
+    )
     return forward_unchecked(frames, params, state, cfg, training=training, smooth=smooth)
 
 
-def forward_unchecked(frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool,
-                      smooth: bool = False) -> tuple[np.ndarray, dict, SPSCache]:
+def forward_unchecked(
+    frames: np.ndarray, params: dict, state: dict, cfg: ModelConfig, *, training: bool, smooth: bool = False
+) -> tuple[np.ndarray, dict, SPSCache]:
     """:func:`forward` on arguments already checked (the model's: it checks its inputs once)
     with :func:`ds2ta_ref.names.checked_block_inputs`."""
     T, B = frames.shape[:2]
@@ -105,8 +108,14 @@ def forward_unchecked(frames: np.ndarray, params: dict, state: dict, cfg: ModelC
     def conv_bn_lif(h, conv, bn):  # h: (TB, C, H, W) -> spikes (TB, C', H, W)
         z, conv_cache = layers.conv_forward_unchecked(h, params[f"{conv}.weight"])  # (TB, C', H, W)
         s, bn_state, unit_cache = bnlif.forward_unchecked(
-            z.reshape((T, B) + z.shape[1:]), sub(params, bn), sub(state, bn), cfg,
-            training=training, smooth=smooth, channel_axis=2)  # (T, B, C', H, W)
+            z.reshape((T, B) + z.shape[1:]),
+            sub(params, bn),
+            sub(state, bn),
+            cfg,
+            training=training,
+            smooth=smooth,
+            channel_axis=2,
+        )  # (T, B, C', H, W)
         new_state.update(join(bn, bn_state))
         return s.reshape(z.shape), conv_cache, unit_cache
 
@@ -122,8 +131,14 @@ def forward_unchecked(frames: np.ndarray, params: dict, state: dict, cfg: ModelC
     feat = h + r  # relative position embedding; (TB, D, h, w), values in {0, 1, 2}
     tokens = feat.reshape(T, B, cfg.dim, -1).transpose(0, 1, 3, 2)  # (T, B, N, D)
     units = [stage.unit for stage in stages] + [rpe_unit_cache]
-    cache = SPSCache(tuple(stages), rpe_conv_cache, rpe_unit_cache, feat.shape,
-                     sum(u.spike_count for u in units), sum(u.neuron_count for u in units))
+    cache = SPSCache(
+        tuple(stages),
+        rpe_conv_cache,
+        rpe_unit_cache,
+        feat.shape,
+        sum(u.spike_count for u in units),
+        sum(u.neuron_count for u in units),
+    )
     return np.ascontiguousarray(tokens), new_state, cache
 
 

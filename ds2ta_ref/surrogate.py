@@ -23,9 +23,11 @@ The derivatives take an optional ``out=`` array (it may be ``x`` itself), so tha
 the LIF backward can evaluate them into a buffer it reuses at every time step
 instead of allocating fresh arrays.
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit

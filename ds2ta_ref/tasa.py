@@ -45,6 +45,7 @@ The product is one 2-D GEMM over all ``T*B*N`` rows. :func:`forward` and
 :func:`backward` check their arguments; :func:`forward_unchecked` and :func:`backward_unchecked`
 skip the checks of the arrays, for a caller that has validated them once.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,16 @@ import numpy as np
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
 from .layers import rows_product
 
-__all__ = ["TASACache", "forward", "backward", "forward_unchecked", "backward_unchecked", "mix_unchecked",
-           "decay_factors", "tau_used"]
+__all__ = [
+    "TASACache",
+    "forward",
+    "backward",
+    "forward_unchecked",
+    "backward_unchecked",
+    "mix_unchecked",
+    "decay_factors",
+    "tau_used",
+]
 
 
 class TASACache(NamedTuple):
@@ -123,8 +132,7 @@ def _check_layer(s, weight, bias):
     d_in = s.shape[-1]
     if weight.shape[1] != d_in:
         raise ValueError(
-            f"weight must have shape (D_out, {d_in}) to match s's last axis D_in = {d_in}, "
-            f"got {weight.shape}"
+            f"weight must have shape (D_out, {d_in}) to match s's last axis D_in = {d_in}, got {weight.shape}"
         )
     dtype = np.result_type(s, weight)
     if bias is not None:
@@ -165,8 +173,9 @@ def forward(
         dtype of ``s`` and ``weight`` (float32 stays float32).
     """
     s, weight, bias = _check_layer(s, weight, bias)
-    return forward_unchecked(s, weight, bias, tau=tau, window=window, frozen_tau=frozen_tau,
-                    continuous_tau=continuous_tau)
+    return forward_unchecked(
+        s, weight, bias, tau=tau, window=window, frozen_tau=frozen_tau, continuous_tau=continuous_tau
+    )
 
 
 def _used_factors(tau, window, continuous_tau, dtype) -> tuple[int, float, np.ndarray]:
@@ -226,9 +235,7 @@ def _mix(s: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return x_mix
 
 
-def backward(
-    dout: np.ndarray, cache: TASACache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
+def backward(dout: np.ndarray, cache: TASACache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
     """Gradients of :func:`forward`.
 
     Args:

@@ -20,6 +20,7 @@ non-finite tensor, and its last good checkpoint stays as it was.
 The names this module exported before the split (``TrainConfig``, ``build_data``,
 ``load_run``, ``ConfigError``, ...) are still importable from here.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,32 +70,63 @@ from .runs import (
     write_metrics,
 )
 
-__all__ = ["TrainConfig", "ConfigError", "RunFolderError", "TrainingError", "TrainResult", "build_data",
-           "model_config", "train", "evaluate", "load_run", "resume_conflicts", "default_out", "variant_name",
-           "VARIANTS", "EvalResult", "make_optimizer",
-           # re-exported from recipe.py and runs.py, where they moved
-           "DATA_DECIDED", "DATA_SHAPES", "DATASET_DEFAULTS", "SPLIT_SIZES", "CHECKPOINT", "LOCK", "METRICS",
-           "check_data_files", "check_data_matches", "epoch_row", "augment_batch", "write_metrics", "plan_resume"]
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "RunFolderError",
+    "TrainingError",
+    "TrainResult",
+    "build_data",
+    "model_config",
+    "train",
+    "evaluate",
+    "load_run",
+    "resume_conflicts",
+    "default_out",
+    "variant_name",
+    "VARIANTS",
+    "EvalResult",
+    "make_optimizer",
+    # re-exported from recipe.py and runs.py, where they moved
+    "DATA_DECIDED",
+    "DATA_SHAPES",
+    "DATASET_DEFAULTS",
+    "SPLIT_SIZES",
+    "CHECKPOINT",
+    "LOCK",
+    "METRICS",
+    "check_data_files",
+    "check_data_matches",
+    "epoch_row",
+    "augment_batch",
+    "write_metrics",
+    "plan_resume",
+]
+
 
 def make_optimizer(params: dict, cfg: ModelConfig, tc: TrainConfig) -> optim.AdamW:
     """AdamW over the trainable parameters only (a frozen ``tau`` is never touched), no weight
     decay where :func:`ds2ta_ref.recipe.no_decay` says."""
     names = model.trainable(cfg)
     assert tc.lr is not None  # TrainConfig.__post_init__ fills the data set's default
-    return optim.AdamW({n: params[n] for n in names}, lr=tc.lr, weight_decay=tc.weight_decay,
-                       no_decay=lambda n: no_decay(n, params[n].shape))
+    return optim.AdamW(
+        {n: params[n] for n in names},
+        lr=tc.lr,
+        weight_decay=tc.weight_decay,
+        no_decay=lambda n: no_decay(n, params[n].shape),
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.ndarray,
-             *, batch_size: int = 128) -> EvalResult:
+def evaluate(
+    params: dict, state: dict, cfg: ModelConfig, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128
+) -> EvalResult:
     """Eval-mode accuracy, loss, firing rate and per-block attention sparsity/energy."""
     correct, loss_sum, rate_sum = 0, 0.0, 0.0
     zeros = np.zeros(cfg.depth, dtype=np.int64)
     entries = np.zeros(cfg.depth, dtype=np.int64)
     for xb, yb in data.iterate_minibatches(x, y, batch_size, rng=None, shuffle=False):
-        logits, _, cache = model.forward(model_input(xb, cfg), params, state, cfg, training=False,
-                                         need_backward=False)
+        logits, _, cache = model.forward(model_input(xb, cfg), params, state, cfg, training=False, need_backward=False)
         loss, _ = layers.cross_entropy(logits, yb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         loss_sum += loss * len(yb)
@@ -120,9 +152,17 @@ def _largest(params: Mapping[str, np.ndarray]) -> str:
     return f"the largest parameter is {name!r} with |value| {float(np.max(np.abs(params[name]))):.3g}"
 
 
-def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | None = None,
-          add_epochs: int = 0, overwrite: bool = False, stop_after: int | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
+def train(
+    tc: TrainConfig | None,
+    out_dir: str | None = None,
+    *,
+    resume: str | None = None,
+    add_epochs: int = 0,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
     """Train a model; checkpoint and metrics go to ``out_dir`` after every epoch.
 
     Args:
@@ -167,11 +207,18 @@ def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | N
     elif tc is None:
         raise ValueError("tc (the run's TrainConfig) is required unless resuming")
 
-    with RunFolder(out_dir, resuming=plan is not None, overwrite=overwrite, log=log,
-                   saved_epoch=None if plan is None else plan.start_epoch) as folder:
+    with RunFolder(
+        out_dir,
+        resuming=plan is not None,
+        overwrite=overwrite,
+        log=log,
+        saved_epoch=None if plan is None else plan.start_epoch,
+    ) as folder:
         if plan is None:
-            log(f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, seed {tc.seed}"
-                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/"))
+            log(
+                f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, seed {tc.seed}"
+                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/")
+            )
         ds = build_data(tc)
         if plan is not None:
             check_data_matches(cfg, ds, plan.checkpoint)
@@ -189,13 +236,28 @@ def train(tc: TrainConfig | None, out_dir: str | None = None, *, resume: str | N
             opt = make_optimizer(params, cfg, tc)
             rng = np.random.default_rng([tc.seed, 1])  # minibatch order
             start_epoch, step, history = 0, 0, []
-        result = _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, history, folder,
-                               stop_after=stop_after, progress=progress, log=log)
+        result = _train_epochs(
+            tc,
+            cfg,
+            ds,
+            params,
+            state,
+            opt,
+            rng,
+            start_epoch,
+            step,
+            history,
+            folder,
+            stop_after=stop_after,
+            progress=progress,
+            log=log,
+        )
     return result
 
 
-def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, history, folder: RunFolder, *,
-                  stop_after, progress, log) -> TrainResult:
+def _train_epochs(
+    tc, cfg, ds, params, state, opt, rng, start_epoch, step, history, folder: RunFolder, *, stop_after, progress, log
+) -> TrainResult:
     """The training loop proper: epochs ``start_epoch + 1 ..``, a checkpoint after each."""
     sched = schedule(tc, len(ds.train_y))
     last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
@@ -203,8 +265,11 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
     data_print = fingerprint.of_data(tc, ds) if folder.writes else None  # issue 18 item 5: in every checkpoint
 
     def stop(what: str, *, evaluating: bool = False):
-        when = (f"in the evaluation after its last step (lr {lr:.3g})" if evaluating
-                else f"step {i} of {sched.steps_per_epoch} (global step {step + 1}, lr {lr:.3g})")
+        when = (
+            f"in the evaluation after its last step (lr {lr:.3g})"
+            if evaluating
+            else f"step {i} of {sched.steps_per_epoch} (global step {step + 1}, lr {lr:.3g})"
+        )
         raise diverged(epoch, when, what, folder.kept())
 
     def guarded(fn, *args, **kwargs):
@@ -214,8 +279,11 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
         try:
             return fn(*args, **kwargs)
         except NonFiniteError as exc:
-            stop(f"a tensor inside {fn.__module__.split('.')[-1]}.{fn.__name__} became non-finite "
-                 f"({exc}; {_largest(params)})", evaluating=fn is evaluate)
+            stop(
+                f"a tensor inside {fn.__module__.split('.')[-1]}.{fn.__name__} became non-finite "
+                f"({exc}; {_largest(params)})",
+                evaluating=fn is evaluate,
+            )
 
     for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
@@ -227,8 +295,7 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
             for i, (xb, yb) in enumerate(progress_bar(batches, sched.steps_per_epoch, f"epoch {epoch}", progress), 1):  # noqa: B007 (stop() reads i)
                 lr = sched.lr(step)
                 xb = augment_batch(xb, ds, tc, rng)
-                logits, state, cache = guarded(model.forward, model_input(xb, cfg), params, state, cfg,
-                                               training=True)
+                logits, state, cache = guarded(model.forward, model_input(xb, cfg), params, state, cfg, training=True)
                 loss, dlogits = layers.cross_entropy(logits, yb, label_smoothing=tc.label_smoothing)
                 if not np.isfinite(loss):
                     stop(f"non-finite loss ({loss})")
@@ -253,7 +320,10 @@ def _train_epochs(tc, cfg, ds, params, state, opt, rng, start_epoch, step, histo
             test = guarded(evaluate, params, state, cfg, ds.test_x, ds.test_y)
         if not math.isfinite(test.loss):
             stop(f"non-finite test loss ({test.loss})", evaluating=True)
-        history.append(epoch_row(epoch, step, lr, loss_sum, correct, rate_sum, seen, test,
-                                 time.perf_counter() - t0, tc.epochs, log))
+        history.append(
+            epoch_row(
+                epoch, step, lr, loss_sum, correct, rate_sum, seen, test, time.perf_counter() - t0, tc.epochs, log
+            )
+        )
         folder.save(tc, cfg, params, state, opt.state_dict(), rng, epoch, step, history, data=data_print)
     return TrainResult(params, state, cfg, history, folder.out_dir, trained_epochs=last_epoch - start_epoch)

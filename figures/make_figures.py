@@ -43,6 +43,7 @@ with the matplotlib, FreeType and numpy versions that drew them:
 
 Every plot is drawn by :mod:`ds2ta_ref.plotting`, the code the tutorials use.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,7 @@ ENVIRONMENT = "environment.json"  # the versions the PNGs were drawn with
 
 MAIN_RUN = dict(preset="tiny", model=(("depth", 2),), epochs=3, seed=0)  # the models of Figures 3 and 4 and Table 3
 SMALL_RUN = dict(preset="tiny", epochs=3)  # Table 4 and the sweep (depth 1, all 1438 training digits)
-ABLATION = {"Spikformer": (False, False), "TASA only": (True, False), "NSAD only": (False, True),
-            "DS2TA": (True, True)}
+ABLATION = {"Spikformer": (False, False), "TASA only": (True, False), "NSAD only": (False, True), "DS2TA": (True, True)}
 ABLATION_SEEDS = (0, 1)
 SWEEP = ((1.0, False), (1.0, True), (2.0, False), (2.0, True), (3.0, False), (3.0, True))  # (u0, frozen u)
 
@@ -101,10 +101,15 @@ def denoising_row(label, result, ds, u0, frozen):
     ev = train.evaluate(result.params, result.state, result.cfg, ds.test_x, ds.test_y)
     S, A = scores_and_maps(result.params, result.state, result.cfg, ds.test_x)
     u = np.concatenate([result.params[k][:, 5] for k in result.params if k.endswith(".nsad")])
-    return dict(label=label, u0=u0, frozen=frozen, accuracy=ev.accuracy,
-                sparsity_scores=float(np.mean([nsad.sparsity(s) for s in S])),
-                sparsity_maps=float(np.mean([nsad.sparsity(a) for a in A])),
-                u_final=[float(v) for v in u])
+    return dict(
+        label=label,
+        u0=u0,
+        frozen=frozen,
+        accuracy=ev.accuracy,
+        sparsity_scores=float(np.mean([nsad.sparsity(s) for s in S])),
+        sparsity_maps=float(np.mean([nsad.sparsity(a) for a in A])),
+        u_final=[float(v) for v in u],
+    )
 
 
 def retrain(out: Path) -> None:
@@ -122,8 +127,9 @@ def retrain(out: Path) -> None:
     for name, (use_tasa, use_nsad) in ABLATION.items():
         for seed in ABLATION_SEEDS:
             print(f"ablation {name}, seed {seed}")
-            r = train.train(train.TrainConfig(tasa=use_tasa, nsad=use_nsad, seed=seed, **SMALL_RUN), None,
-                            progress=False, log=log)
+            r = train.train(
+                train.TrainConfig(tasa=use_tasa, nsad=use_nsad, seed=seed, **SMALL_RUN), None, progress=False, log=log
+            )
             results["ablation"].setdefault(name, []).append(r.history[-1]["test_acc"])
             if name == "DS2TA" and seed == 0:
                 ds2ta_seed0 = r
@@ -143,8 +149,9 @@ def retrain(out: Path) -> None:
     checkpoint.save(path, arrays, meta)
     if old is not None:
         new = checkpoint.load(path)[0]
-        same = set(old) == set(new) and all(old[k].dtype == new[k].dtype and np.array_equal(old[k], new[k])
-                                            for k in new)
+        same = set(old) == set(new) and all(
+            old[k].dtype == new[k].dtype and np.array_equal(old[k], new[k]) for k in new
+        )
         print(f"{path}: every array identical to the previous file: {same}")
     text = json.dumps(results, indent=1, sort_keys=True) + "\n"
     tmp = out / (RESULTS + ".tmp")
@@ -180,7 +187,8 @@ def lif_membrane(ctx):
     x = np.where(np.arange(c["T"]) >= c["t_on"], c["I_on"], 0.0) + c["noise"] * rng.standard_normal(c["T"])
     spikes, h, v = lif.membrane(x, tau_m=2.0, v_threshold=1.0)
     return plotting.plot_membrane(
-        x, spikes, h, v, 1.0, title=r"LIF neuron, $\tau_m$ = 2, hard reset to 0 (Eq. 2-3, decay_input=False)")
+        x, spikes, h, v, 1.0, title=r"LIF neuron, $\tau_m$ = 2, hard reset to 0 (Eq. 2-3, decay_input=False)"
+    )
 
 
 def surrogates(ctx):
@@ -231,8 +239,10 @@ def fig3_attention(ctx):
     _, A = scores_and_maps(params, state, cfg, x)
     t = 0
     fig = plotting.plot_attention_grid(x[0, 0], [a[t, 0] for a in A])
-    fig.suptitle(f"Figure 3: attention maps $A$ of the trained DS2TA tiny model (2 blocks, 4 heads), "
-                 f"time step t = {t}, a test digit '{label}'")
+    fig.suptitle(
+        f"Figure 3: attention maps $A$ of the trained DS2TA tiny model (2 blocks, 4 heads), "
+        f"time step t = {t}, a test digit '{label}'"
+    )
     return fig
 
 
@@ -243,18 +253,22 @@ def fig4_nsad(ctx):
     t = 0
     init = nsad.init_params(1, 3.0)[0]
     example = np.array(plotting.NSAD_EXAMPLES[1][1])
-    rows = [(0, 0, init, "initialisation u = 3, on block 0 head 0"),
-            (0, 1, example, "hand-set (b, d != 0), on block 0 head 1"),
-            (0, 2, None, "learned: block 0, head 2"),
-            (1, 3, None, "learned: block 1, head 3")]
+    rows = [
+        (0, 0, init, "initialisation u = 3, on block 0 head 0"),
+        (0, 1, example, "hand-set (b, d != 0), on block 0 head 1"),
+        (0, 2, None, "learned: block 0, head 2"),
+        (1, 3, None, "learned: block 1, head 3"),
+    ]
     maps, table, labels = [], [], []
     for blk, head, p, name in rows:
         maps.append(S[blk][t, 0, head])
         table.append(params[f"block.{blk}.attn.nsad"][head] if p is None else p)
         labels.append(name)
     fig = plotting.plot_nsad_pipeline(np.stack(maps), np.stack(table), cfg.head_dim, labels=labels)
-    fig.suptitle(f"Figure 4: NSAD per head, $f_h$ -> hashmap $AD_h$ -> score map $QK^\\top$ -> denoised map "
-                 f"(trained DS2TA tiny, test digit '{label}', t = {t}, head_dim d = {cfg.head_dim})")
+    fig.suptitle(
+        f"Figure 4: NSAD per head, $f_h$ -> hashmap $AD_h$ -> score map $QK^\\top$ -> denoised map "
+        f"(trained DS2TA tiny, test digit '{label}', t = {t}, head_dim d = {cfg.head_dim})"
+    )
     return fig
 
 
@@ -273,15 +287,16 @@ def table3_energy(ctx):
 
 def table4_ablation(ctx):
     fig = plotting.plot_ablation(ctx["results"]["ablation"])
-    fig.suptitle(f"Table 4 as a chart: tiny model (1 block), digits, "
-                 f"{SMALL_RUN['epochs']} epochs", fontsize="medium")
+    fig.suptitle(f"Table 4 as a chart: tiny model (1 block), digits, {SMALL_RUN['epochs']} epochs", fontsize="medium")
     return fig
 
 
 def nsad_sweep(ctx):
     fig = plotting.plot_denoising_sweep(ctx["results"]["sweep"])
-    fig.suptitle(f"What keeps NSAD denoising: tiny model (1 block, head_dim 16), digits, "
-                 f"{SMALL_RUN['epochs']} epochs, measured on the test set")
+    fig.suptitle(
+        f"What keeps NSAD denoising: tiny model (1 block, head_dim 16), digits, "
+        f"{SMALL_RUN['epochs']} epochs, measured on the test set"
+    )
     return fig
 
 
@@ -309,8 +324,7 @@ def environment() -> dict:
     """The versions that decide the PNG bytes: the renderer (matplotlib, its FreeType) and numpy."""
     from matplotlib import ft2font
 
-    return {"matplotlib": matplotlib.__version__, "freetype": ft2font.__freetype_version__,
-            "numpy": np.__version__}
+    return {"matplotlib": matplotlib.__version__, "freetype": ft2font.__freetype_version__, "numpy": np.__version__}
 
 
 def save_png(fig: Figure, path: Path) -> None:
@@ -322,10 +336,12 @@ def save_png(fig: Figure, path: Path) -> None:
 
 def main(argv=None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE,
-                        help="output directory (default: the figures/ directory of this script)")
-    parser.add_argument("--retrain", action="store_true",
-                        help=f"retrain the models and rewrite {TRAINED} and {RESULTS} in --out first")
+    parser.add_argument(
+        "--out", type=Path, default=HERE, help="output directory (default: the figures/ directory of this script)"
+    )
+    parser.add_argument(
+        "--retrain", action="store_true", help=f"retrain the models and rewrite {TRAINED} and {RESULTS} in --out first"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="write only these PNGs")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@
   when the ``CI`` environment variable is set, a missing torch is a failure,
   not a skip.
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ must lie: the kernel or block whose code it changes. ``tests/test_golden_suite.p
 that the unmutated implementation passes every case of the suite at 1e-10 and that every
 mutant fails at least one case with its first departure in those sections.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,7 @@ MUTANTS = {
     "reset_not_detached": ("the spike in the reset v = h (1 - s) is not detached", {"lif"}),
     "decay_input_flipped": ("decay_input read the other way round (I / tau_m where I is meant, and back)", {"lif"}),
     "atan_constant": ("atan surrogate (alpha/2) / (1 + (pi alpha x)^2): pi instead of pi/2", {"lif"}),
-    "sigmoid_alpha_default": ("sigmoid's default alpha 2 (atan's) instead of 4, where the config says null",
-                              {"grad"}),
+    "sigmoid_alpha_default": ("sigmoid's default alpha 2 (atan's) instead of 4, where the config says null", {"grad"}),
     "alpha_ignored": ("the surrogate's default alpha even where the config gives one", {"lif"}),
     "surrogate_always_sigmoid": ("the sigmoid surrogate even where the config says atan", {"lif"}),
     "tau_m_fixed_2": ("tau_m taken as 2 whatever the config says", {"lif"}),
@@ -48,8 +48,10 @@ MUTANTS = {
     "attenuation_m_plus_1": ("attenuation 2^(-tau (m + 1)) instead of 2^(-tau m)", TASA),
     "bias_per_lag": ("TASA adds the linear bias at every lag, not once", TASA),
     "window_fixed_3": ("TASA window 3 (the paper's T_AW) whatever the config says", TASA),
-    "tau_per_site_ignored": ("the output projection uses tau even with tau_per_site (proj_tau unused)",
-                             {"block.0.attn"}),
+    "tau_per_site_ignored": (
+        "the output projection uses tau even with tau_per_site (proj_tau unused)",
+        {"block.0.attn"},
+    ),
     # NSAD (§3)
     "nsad_gate_ge": ("NSAD gate 1(s >= u) instead of the strict 1(s > u)", NSAD),
     "nsad_floor": ("NSAD table rounded with floor instead of to nearest", NSAD),
@@ -71,8 +73,7 @@ MUTANTS = {
     # BatchNorm (§4.3)
     "bn_unbiased_normalization": ("BatchNorm normalizes with the unbiased variance", {"stem"}),
     "bn_momentum_reversed": ("running = momentum * old + (1 - momentum) * batch", {"stem"}),
-    "bn_stats_per_step": ("BatchNorm per time step (statistics over B, running statistics updated T times)",
-                          {"stem"}),
+    "bn_stats_per_step": ("BatchNorm per time step (statistics over B, running statistics updated T times)", {"stem"}),
     "bn_biased_running_var": ("running variance updated with the biased variance", {"stem"}),
     "bn_eps_ignored": ("BatchNorm eps 1e-3 instead of the config's bn_eps", {"stem"}),
     "bn_momentum_default": ("BatchNorm momentum 0.1 whatever the config says", {"stem"}),
@@ -258,8 +259,15 @@ def model(P, St, x, cfg, mutants=()):
     default = dict(DEFAULT_ALPHA, sigmoid=2.0) if "sigmoid_alpha_default" in mutants else DEFAULT_ALPHA
     alpha = cfg["alpha"] if cfg["alpha"] is not None else default[cfg["surrogate"]]
     theta = 1.0 if "v_threshold_fixed_1" in mutants else cfg["v_threshold"]
-    opts = dict(tau_m=cfg["tau_m"], v_threshold=theta, decay_input=cfg["decay_input"],
-                detach_reset=cfg["detach_reset"], surrogate=cfg["surrogate"], alpha=alpha, mutants=mutants)
+    opts = dict(
+        tau_m=cfg["tau_m"],
+        v_threshold=theta,
+        decay_input=cfg["decay_input"],
+        detach_reset=cfg["detach_reset"],
+        surrogate=cfg["surrogate"],
+        alpha=alpha,
+        mutants=mutants,
+    )
     T, B, D, H = cfg["T"], x.shape[0], cfg["dim"], cfg["heads"]
     new_state, act = {}, {}
     frames = x.unsqueeze(0).expand(T, *x.shape)  # (T, B, C, S, S)
@@ -320,8 +328,14 @@ def model(P, St, x, cfg, mutants=()):
             A = torch.softmax(A, dim=-1)
         if cfg["nsad"]:
             inp = A * scale if "scale_before_nsad" in mutants else A
-            A = nsad(inp, P[f"{pre}.nsad"], rounding=cfg["nsad_rounding"], surrogate=cfg["surrogate"],
-                     alpha=alpha, mutants=mutants)
+            A = nsad(
+                inp,
+                P[f"{pre}.nsad"],
+                rounding=cfg["nsad_rounding"],
+                surrogate=cfg["surrogate"],
+                alpha=alpha,
+                mutants=mutants,
+            )
         act[f"{pre}.A"] = A
         y = A @ v if "scale_before_nsad" in mutants and cfg["nsad"] else (A @ v) * scale
         threshold = 1.0 if "attn_threshold_1" in mutants else cfg["attn_v_threshold"]
@@ -368,8 +382,15 @@ def run(golden, mutants=()):
         s, w, b, tau = (tensor(f"tasa/in/{k}", grad=True) for k in ("s", "weight", "bias", "tau"))
         y = tasa(s, w, b, tau, options("tasa")["window"], mutants)
         (y * tensor("tasa/in/dout")).sum().backward()
-        out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
-                    "tasa/grad/tau": tau.grad})
+        out.update(
+            {
+                "tasa/out/out": y,
+                "tasa/grad/s": s.grad,
+                "tasa/grad/weight": w.grad,
+                "tasa/grad/bias": b.grad,
+                "tasa/grad/tau": tau.grad,
+            }
+        )
 
     if "nsad/options" in golden:
         o = options("nsad")
@@ -378,8 +399,14 @@ def run(golden, mutants=()):
         A = nsad(scores, params, **kw)
         (A * tensor("nsad/in/dA")).sum().backward()
         grid = torch.arange(o["head_dim"] + 1, dtype=torch.float64).expand(params.shape[0], 1, -1)
-        out.update({"nsad/out/A": A, "nsad/grad/scores": scores.grad, "nsad/grad/params": params.grad,
-                    "nsad/out/table": nsad(grid, params, **kw)[:, 0]})
+        out.update(
+            {
+                "nsad/out/A": A,
+                "nsad/grad/scores": scores.grad,
+                "nsad/grad/params": params.grad,
+                "nsad/out/table": nsad(grid, params, **kw)[:, 0],
+            }
+        )
 
     cfg = json.loads(str(golden["config"]))
     frozen = (".tau", ".proj_tau") if cfg["frozen_tau"] else ()
@@ -396,8 +423,9 @@ def run(golden, mutants=()):
         for k, p in P.items():
             if k.endswith(".nsad"):
                 p.grad[:, 5] = 0.0
-    out.update({f"grad/{k}": p.grad if p.grad is not None else torch.zeros_like(p) for k, p in P.items()
-                if p.requires_grad})
+    out.update(
+        {f"grad/{k}": p.grad if p.grad is not None else torch.zeros_like(p) for k, p in P.items() if p.requires_grad}
+    )
     return {k: v.detach().numpy() for k, v in out.items()}
 
 
@@ -433,8 +461,9 @@ def rates_table(manifest: dict) -> str:
         rates = {k: v for k, v in case["firing_rates"].items() if k != "lif kernel"}
         low, high = min(rates, key=rates.get), max(rates, key=rates.get)
         attn = ", ".join(f"{rates[k]:.3f}" for k in rates if k.endswith("attn.y"))
-        lines.append(f"| `{case['name']}` | {len(rates)} | {rates[low]:.3f} (`{low}`) | {rates[high]:.3f} (`{high}`) "
-                     f"| {attn} |")
+        lines.append(
+            f"| `{case['name']}` | {len(rates)} | {rates[low]:.3f} (`{low}`) | {rates[high]:.3f} (`{high}`) | {attn} |"
+        )
     return "\n".join(lines)
 
 
@@ -447,5 +476,4 @@ if __name__ == "__main__":  # print docs/golden.md's two tables
         golden.write_suite(tmp)
         with open(f"{tmp}/suite.json") as f:
             print(rates_table(json.load(f)), end="\n\n")
-        print(catalog_table(catalog({name: golden.read(f"{tmp}/{name}.npz") for name in golden.CASES},
-                                    golden.compare)))
+        print(catalog_table(catalog({name: golden.read(f"{tmp}/{name}.npz") for name in golden.CASES}, golden.compare)))

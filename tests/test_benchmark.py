@@ -1,5 +1,6 @@
 """The benchmark: its smoke mode runs and prints its tables (no timing is asserted),
 and its PyTorch side (the package's model, ds2ta_ref.torch) computes the same model as the NumPy reference."""
+
 import os
 import subprocess
 import sys
@@ -17,8 +18,13 @@ BENCH = os.path.join(ROOT, "benchmarks")
 @pytest.mark.slow
 def test_smoke_mode_prints_the_tables():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_model.py"), "--smoke", "--threads", "1"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "bench_model.py"), "--smoke", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("Command: `python benchmarks/bench_model.py --smoke --threads 1`")

@@ -6,6 +6,7 @@
 with the block's own short names; ``new_state`` has exactly the keys of ``state`` and
 ``grads`` exactly the keys of ``params`` (less a frozen ``tau``); nothing passed in is
 mutated; each backward matches finite differences in smooth mode (T = 2)."""
+
 import copy
 
 import numpy as np
@@ -169,8 +170,9 @@ def test_frozen_u_gets_zero_gradient_and_never_changes_while_a_to_e_learn():
     assert len(before) == cfg.depth and all(recipe.no_decay(k, v.shape) for k, v in before.items())
     names = model.trainable(cfg)
     assert set(before) <= set(names)  # the a .. e columns are trained
-    opt = optim.AdamW({n: params[n] for n in names}, lr=0.1, weight_decay=0.5,
-                      no_decay=lambda n: recipe.no_decay(n, params[n].shape))
+    opt = optim.AdamW(
+        {n: params[n] for n in names}, lr=0.1, weight_decay=0.5, no_decay=lambda n: recipe.no_decay(n, params[n].shape)
+    )
     for _ in range(3):
         logits, state, cache = model.forward(x, params, state, cfg, training=True)
         _, dlogits = ds2ta_ref.layers.cross_entropy(logits, y)
@@ -213,11 +215,11 @@ def test_the_model_checks_its_inputs_once_and_the_blocks_do_not_check_again(monk
         def wrapper(*args, **kwargs):
             calls.append(name)
             return real(*args, **kwargs)
+
         return wrapper
 
     for module in (sps, attention, mlp, bnlif):
-        monkeypatch.setattr(module, "checked_block_inputs",
-                            counting(module.__name__, module.checked_block_inputs))
+        monkeypatch.setattr(module, "checked_block_inputs", counting(module.__name__, module.checked_block_inputs))
     monkeypatch.setattr(nsad, "_check_scores", counting("nsad", nsad._check_scores))
     params, state, x = firing_model_inputs(CFG, np.random.default_rng(4))
     logits, _, cache = model.forward(x, params, state, CFG, training=True)

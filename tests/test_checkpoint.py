@@ -61,14 +61,17 @@ def test_numpy_scalars_in_meta_become_json_numbers(tmp_path):
     assert load(tmp_path / "c.npz")[1] == {"step": 12, "loss": 0.5}
 
 
-@pytest.mark.parametrize("arrays,meta,match", [
-    ({"__meta__": np.zeros(1)}, {}, "reserved"),
-    ({"": np.zeros(1)}, {}, "non-empty"),
-    ({3: np.zeros(1)}, {}, "strings"),
-    ({"obj": np.array([{}, 1], dtype=object)}, {}, "'obj'.*object"),
-    ({}, {"bad": object()}, "JSON"),
-    ({}, [1, 2], "meta"),
-])
+@pytest.mark.parametrize(
+    "arrays,meta,match",
+    [
+        ({"__meta__": np.zeros(1)}, {}, "reserved"),
+        ({"": np.zeros(1)}, {}, "non-empty"),
+        ({3: np.zeros(1)}, {}, "strings"),
+        ({"obj": np.array([{}, 1], dtype=object)}, {}, "'obj'.*object"),
+        ({}, {"bad": object()}, "JSON"),
+        ({}, [1, 2], "meta"),
+    ],
+)
 def test_save_rejects_bad_input_and_writes_nothing(tmp_path, arrays, meta, match):
     with pytest.raises(ValueError, match=match):
         save(tmp_path / "c.npz", arrays, meta)
@@ -105,7 +108,7 @@ def test_save_is_atomic(tmp_path, monkeypatch, failure):
         save(path, {"w": np.ones(3), "v": np.ones(4)}, {"epoch": 2})
     monkeypatch.undo()
     assert path.read_bytes() == original
-    assert files_in(tmp_path) == ["ckpt.npz"]       # no temporary file left behind
+    assert files_in(tmp_path) == ["ckpt.npz"]  # no temporary file left behind
     arrays, meta = load(path)
     assert meta == {"epoch": 1}
 
@@ -191,13 +194,16 @@ def test_reshaped_array_is_named(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("meta_content,match", [
-    (None, "no '__meta__'"),
-    (npy_bytes(np.array("{not json")), "not valid JSON"),
-    (npy_bytes(np.array(b"{}")), "unicode"),
-    (npy_bytes(np.array('{"format": "other"}')), "header"),
-    (npy_bytes(np.array(['{}', '{}'])), "0-d"),
-])
+@pytest.mark.parametrize(
+    "meta_content,match",
+    [
+        (None, "no '__meta__'"),
+        (npy_bytes(np.array("{not json")), "not valid JSON"),
+        (npy_bytes(np.array(b"{}")), "unicode"),
+        (npy_bytes(np.array('{"format": "other"}')), "header"),
+        (npy_bytes(np.array(["{}", "{}"])), "0-d"),
+    ],
+)
 def test_bad_meta(tmp_path, meta_content, match):
     path = tmp_path / "ckpt.npz"
     save(path, {"w": np.zeros(2)}, {})
@@ -239,7 +245,7 @@ def test_validate_lists_every_problem():
 def test_rng_round_trip_reproduces_the_stream(tmp_path):
     rng = np.random.default_rng(1234)
     rng.standard_normal(7)
-    rng.integers(0, 100, size=3, dtype=np.uint32)           # leaves half a 64-bit word buffered
+    rng.integers(0, 100, size=3, dtype=np.uint32)  # leaves half a 64-bit word buffered
     assert rng.bit_generator.state["has_uint32"] == 1
     state = rng_state_to_arrays(rng)
     assert all(a.dtype != object for a in state.values())
@@ -248,8 +254,9 @@ def test_rng_round_trip_reproduces_the_stream(tmp_path):
     arrays, _ = load(tmp_path / "c.npz")
     restored = rng_from_arrays(arrays)
     assert restored.bit_generator.state == rng.bit_generator.state
-    np.testing.assert_array_equal(restored.integers(0, 2**31, size=9, dtype=np.uint32),
-                                  rng.integers(0, 2**31, size=9, dtype=np.uint32))
+    np.testing.assert_array_equal(
+        restored.integers(0, 2**31, size=9, dtype=np.uint32), rng.integers(0, 2**31, size=9, dtype=np.uint32)
+    )
     np.testing.assert_array_equal(restored.random(5), rng.random(5))
     np.testing.assert_array_equal(restored.permutation(20), rng.permutation(20))
 
@@ -291,8 +298,9 @@ def training_checkpoint(path, change=None):
     tc = train_mod.TrainConfig()
     params = init_params(TINY, np.random.default_rng(0), dtype=np.float32)
     opt = train_mod.make_optimizer(params, TINY, tc)
-    save_checkpoint(path, tc, TINY, params, init_state(TINY, dtype=np.float32), opt.state_dict(),
-                    np.random.default_rng(1), 0, 0, [])
+    save_checkpoint(
+        path, tc, TINY, params, init_state(TINY, dtype=np.float32), opt.state_dict(), np.random.default_rng(1), 0, 0, []
+    )
     if change:
         arrays, meta = load(path)
         arrays.update(change)
@@ -367,10 +375,13 @@ def test_loaders_name_the_path_of_a_damaged_zip(loader, tmp_path, how):
     expect_error(load_fn, path, *fragments)
 
 
-@pytest.mark.parametrize("value,fragment", [
-    (np.array(["a"] * 10), "has dtype <U1, expected numbers"),
-    (np.full(10, np.nan, dtype=np.float32), "holds NaN or infinity"),
-])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        (np.array(["a"] * 10), "has dtype <U1, expected numbers"),
+        (np.full(10, np.nan, dtype=np.float32), "holds NaN or infinity"),
+    ],
+)
 def test_loaders_name_a_non_numeric_or_non_finite_array(loader, tmp_path, value, fragment):
     load_fn, make, prefix, _ = loader
     path = make(tmp_path / "ckpt.npz", {f"{prefix}head.bias": value})

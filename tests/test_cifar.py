@@ -1,4 +1,5 @@
 """CIFAR binary readers on small files written in the official record format."""
+
 import os
 
 import numpy as np
@@ -85,15 +86,21 @@ def test_missing_truncated_and_malformed_files_are_one_line_errors(cifar10_dir):
     path = folder / "data_batch_3.bin"
     raw = path.read_bytes()
     path.write_bytes(raw[:-10])
-    with pytest.raises(ValueError, match=r"^CIFAR file '.*data_batch_3\.bin' is truncated or not a CIFAR binary "
-                                         r"file: 9209 bytes is not a positive multiple of the 3073-byte record"):
+    with pytest.raises(
+        ValueError,
+        match=r"^CIFAR file '.*data_batch_3\.bin' is truncated or not a CIFAR binary "
+        r"file: 9209 bytes is not a positive multiple of the 3073-byte record",
+    ):
         cifar.load_cifar10(root)
     path.write_bytes(b"")
     with pytest.raises(ValueError, match=r"data_batch_3\.bin' is truncated"):
         cifar.load_cifar10(root)
     path.write_bytes(bytes([12]) + raw[1:])  # label 12 in CIFAR-10
-    with pytest.raises(ValueError, match=r"^CIFAR file '.*data_batch_3\.bin' is malformed: record 0 \(0-based\) has "
-                                         r"label byte 12, out of range \[0, 10\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^CIFAR file '.*data_batch_3\.bin' is malformed: record 0 \(0-based\) has "
+        r"label byte 12, out of range \[0, 10\)$",
+    ):
         cifar.load_cifar10(root)
     os.remove(folder / "test_batch.bin")
     path.write_bytes(raw)
@@ -119,7 +126,7 @@ def test_augment_crops_with_padding_and_flips():
     for b in range(64):
         padded = np.concatenate([np.full((1, 12, 12), f) for f in fill]).astype(np.float32)
         padded[:, 2:10, 2:10] = x[b]
-        crop = padded[:, oy[b]:oy[b] + 8, ox[b]:ox[b] + 8]
+        crop = padded[:, oy[b] : oy[b] + 8, ox[b] : ox[b] + 8]
         assert np.array_equal(out[b], crop[:, :, ::-1] if mirror[b] else crop), b
     same = cifar.augment(x, np.random.default_rng(5), padding=2, fill=fill)
     assert np.array_equal(out, same)
@@ -138,8 +145,20 @@ def test_train_command_on_cifar_files_in_both_backends(cifar10_dir, tmp_path, ca
     from ds2ta_ref import cli, train
 
     root, _ = cifar10_dir
-    common = ["train", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", "--batch-size", "8",
-              "--no-progress", "--dtype", "float64"]
+    common = [
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(root),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--dtype",
+        "float64",
+    ]
     assert cli.main(common + ["--out", str(tmp_path / "np")]) == 0
     _, cfg, params, _, _, meta = train.load_run(str(tmp_path / "np" / "checkpoint.npz"))
     assert (cfg.img_size, cfg.in_channels, cfg.num_classes) == (32, 3, 10)

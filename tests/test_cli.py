@@ -4,6 +4,7 @@ One test per row of issue 9's "What was seen". Most call ``cli.main([...])``
 in-process; the exit status, the absence of a traceback and Ctrl-C are also
 checked on a real child process. Runs are tiny: one step of 6 digits.
 """
+
 import dataclasses
 import errno
 import json
@@ -12,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -93,8 +93,9 @@ def test_default_out_names_dataset_variant_and_seed(monkeypatch, capsys):
     tc = TrainConfig()
     assert train_mod.default_out(tc) == os.path.join("runs", "digits-ds2ta-seed0")
     assert train_mod.default_out(TrainConfig(seed=1)) == os.path.join("runs", "digits-ds2ta-seed1")
-    assert train_mod.default_out(TrainConfig(dataset="events", tasa=False, nsad=False, seed=2)) == \
-        os.path.join("runs", "events-spikformer-seed2")
+    assert train_mod.default_out(TrainConfig(dataset="events", tasa=False, nsad=False, seed=2)) == os.path.join(
+        "runs", "events-spikformer-seed2"
+    )
     seen = []
     monkeypatch.setattr(cli, "train", lambda tc, out, **kw: seen.append(out) or 1 / 0)
     for seed in ("1", "2"):  # the README's seed-1 and seed-2 commands
@@ -118,8 +119,9 @@ def test_overwrite_replaces_the_run_and_releases_the_lock(run, capsys):
 def write_lock(folder, pid):
     folder.mkdir(exist_ok=True)
     lock = folder / "run.lock"
-    lock.write_text(json.dumps(dict(pid=pid, host=os.uname().nodename, started="2026-01-01 00:00:00",
-                                    command="ds2ta-ref train")))
+    lock.write_text(
+        json.dumps(dict(pid=pid, host=os.uname().nodename, started="2026-01-01 00:00:00", command="ds2ta-ref train"))
+    )
     return lock
 
 
@@ -217,12 +219,36 @@ def test_resume_from_another_directory_writes_only_into_the_checkpoint_folder(ru
 def test_resume_refuses_every_contradicting_option_and_lists_them(run, capsys, no_data):
     before = snapshot(run)
     ckpt = str(run / "checkpoint.npz")
-    assert main(["train", "--resume", ckpt, "--epochs", "6", "--lr", "0.5", "--preset", "cifar10", "--no-tasa",
-                 "--dataset", "events", "--batch-size", "6"]) == 2  # the batch size agrees: not a conflict
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                ckpt,
+                "--epochs",
+                "6",
+                "--lr",
+                "0.5",
+                "--preset",
+                "cifar10",
+                "--no-tasa",
+                "--dataset",
+                "events",
+                "--batch-size",
+                "6",
+            ]
+        )
+        == 2
+    )  # the batch size agrees: not a conflict
     line = error_line(capsys.readouterr().err)
-    for conflict in ["--epochs (checkpoint: 1, given: 6)", "--lr (checkpoint: 0.004, given: 0.5)",
-                     "--preset (checkpoint: tiny, given: cifar10)", "--no-tasa (checkpoint: TASA on, given: TASA off)",
-                     "--dataset (checkpoint: digits, given: events)", "--add-epochs"]:
+    for conflict in [
+        "--epochs (checkpoint: 1, given: 6)",
+        "--lr (checkpoint: 0.004, given: 0.5)",
+        "--preset (checkpoint: tiny, given: cifar10)",
+        "--no-tasa (checkpoint: TASA on, given: TASA off)",
+        "--dataset (checkpoint: digits, given: events)",
+        "--add-epochs",
+    ]:
         assert conflict in line, conflict
     assert "--batch-size" not in line
     assert main(["train", "--resume", ckpt, "--out", "runs/digits"]) == 2
@@ -234,8 +260,10 @@ def test_resume_refuses_every_contradicting_option_and_lists_them(run, capsys, n
 
 def test_set_overrides_the_model_and_resume_checks_it(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--set", "depth=2", "--set", "frozen_u=true", "--set", "u0=2"]
-                + TINY_ARGS) == 0
+    assert (
+        main(["train", "--out", str(run), "--set", "depth=2", "--set", "frozen_u=true", "--set", "u0=2"] + TINY_ARGS)
+        == 0
+    )
     tc, cfg, params, *_ = train_mod.load_run(run / "checkpoint.npz")
     assert tc.model == (("depth", 2), ("frozen_u", True), ("u0", 2.0))
     assert cfg.depth == 2 and cfg.frozen_u and cfg.u0 == 2.0
@@ -270,26 +298,29 @@ def test_resuming_a_finished_run_says_so_and_does_nothing(run, capsys, no_data):
 
 
 # --------------------------------------------------------------------------- one-line errors before work
-@pytest.mark.parametrize("argv,names", [
-    (["--preset", "foo"], ["--preset", "'foo'"]),
-    (["--min-lr", "0.1", "--lr", "0.001"], ["--min-lr", "0.001"]),
-    (["--seed", "-1"], ["--seed", "-1"]),
-    (["--lr", "abc"], ["--lr", "'abc'"]),
-    (["--epochs", "0"], ["--epochs", ">= 1"]),
-    (["--label-smoothing", "1"], ["--label-smoothing", "< 1"]),
-    (["--train-subset", "5000"], ["--train-subset", "1438"]),
-    (["--add-epochs", "2"], ["--add-epochs", "--resume"]),
-    (["--resume", "nowhere/checkpoint.npz"], ["nowhere/checkpoint.npz", "no such file"]),
-    (["--set", "depth"], ["--set", "field=value", "'depth'"]),
-    (["--set", "dept=2"], ["--set", "'dept' is not a ModelConfig field"]),
-    (["--set", "depth=two"], ["--set", "depth expects int"]),
-    (["--set", "heads=3"], ["--set", "heads must divide dim"]),
-    (["--set", "img_size=32"], ["--set", "cannot set img_size", "--dataset"]),
-    (["--set", "num_classes=4"], ["--set", "cannot set num_classes", "--dataset"]),
-    (["--set", "tasa=false"], ["--set", "cannot set tasa", "--no-tasa"]),
-    (["--set", "nsad=false"], ["--set", "cannot set nsad", "--no-nsad"]),
-    (["--dataset", "events", "--set", "T=3"], ["--set", "cannot set T", "events"]),
-])
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["--preset", "foo"], ["--preset", "'foo'"]),
+        (["--min-lr", "0.1", "--lr", "0.001"], ["--min-lr", "0.001"]),
+        (["--seed", "-1"], ["--seed", "-1"]),
+        (["--lr", "abc"], ["--lr", "'abc'"]),
+        (["--epochs", "0"], ["--epochs", ">= 1"]),
+        (["--label-smoothing", "1"], ["--label-smoothing", "< 1"]),
+        (["--train-subset", "5000"], ["--train-subset", "1438"]),
+        (["--add-epochs", "2"], ["--add-epochs", "--resume"]),
+        (["--resume", "nowhere/checkpoint.npz"], ["nowhere/checkpoint.npz", "no such file"]),
+        (["--set", "depth"], ["--set", "field=value", "'depth'"]),
+        (["--set", "dept=2"], ["--set", "'dept' is not a ModelConfig field"]),
+        (["--set", "depth=two"], ["--set", "depth expects int"]),
+        (["--set", "heads=3"], ["--set", "heads must divide dim"]),
+        (["--set", "img_size=32"], ["--set", "cannot set img_size", "--dataset"]),
+        (["--set", "num_classes=4"], ["--set", "cannot set num_classes", "--dataset"]),
+        (["--set", "tasa=false"], ["--set", "cannot set tasa", "--no-tasa"]),
+        (["--set", "nsad=false"], ["--set", "cannot set nsad", "--no-nsad"]),
+        (["--dataset", "events", "--set", "T=3"], ["--set", "cannot set T", "events"]),
+    ],
+)
 def test_option_errors_are_one_line_before_any_work(argv, names, tmp_path, capsys, no_data):
     assert status(["train", "--out", str(tmp_path / "run")] + argv) == 2
     line = error_line(capsys.readouterr().err)
@@ -298,15 +329,18 @@ def test_option_errors_are_one_line_before_any_work(argv, names, tmp_path, capsy
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-@pytest.mark.parametrize("argv,names", [
-    (["ablate", "--seeds", "-1"], ["--seeds", "-1"]),
-    (["ablate", "--epochs", "0"], ["--epochs", ">= 1"]),
-    (["ablate", "--datasets", "cifar"], ["--datasets", "'cifar'"]),
-    (["gradcheck", "nope"], ["KERNEL", "'nope'"]),
-    (["evaluate", "missing.npz"], ["missing.npz", "no such file"]),
-    (["train", "--resume"], ["--resume", "expected one argument"]),
-    (["frobnicate"], ["'frobnicate'"]),
-])
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["ablate", "--seeds", "-1"], ["--seeds", "-1"]),
+        (["ablate", "--epochs", "0"], ["--epochs", ">= 1"]),
+        (["ablate", "--datasets", "cifar"], ["--datasets", "'cifar'"]),
+        (["gradcheck", "nope"], ["KERNEL", "'nope'"]),
+        (["evaluate", "missing.npz"], ["missing.npz", "no such file"]),
+        (["train", "--resume"], ["--resume", "expected one argument"]),
+        (["frobnicate"], ["'frobnicate'"]),
+    ],
+)
 def test_other_subcommands_errors_are_one_line(argv, names, tmp_path, monkeypatch, capsys, no_data):
     monkeypatch.chdir(tmp_path)
     assert status(argv) == 2
@@ -334,8 +368,13 @@ def test_an_internal_bug_keeps_its_traceback(monkeypatch):
 
 
 def test_a_cli_error_in_a_real_process_is_one_line_with_status_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ds2ta_ref", "train", "--seed", "-1"], cwd=tmp_path,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    proc = subprocess.run(
+        [sys.executable, "-m", "ds2ta_ref", "train", "--seed", "-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert error_line(proc.stderr) == "ds2ta-ref: error: argument --seed: must be an integer >= 0, got -1"
@@ -353,8 +392,7 @@ def test_a_huge_learning_rate_is_named_as_divergence(tmp_path, capsys):
 
 def poison_loss(monkeypatch):
     real = train_mod.layers.cross_entropy
-    monkeypatch.setattr(train_mod.layers, "cross_entropy",
-                        lambda *a, **kw: (float("nan"), real(*a, **kw)[1]))
+    monkeypatch.setattr(train_mod.layers, "cross_entropy", lambda *a, **kw: (float("nan"), real(*a, **kw)[1]))
 
 
 def poison_gradient(monkeypatch):
@@ -387,12 +425,15 @@ def poison_evaluation(monkeypatch):
 LR = f"{optim.cosine_lr(1, total_steps=2, warmup_steps=0, base_lr=4e-3, min_lr=1e-5):.3g}"
 
 
-@pytest.mark.parametrize("poison,named", [
-    (poison_loss, f"step 1 of 1 (global step 2, lr {LR}): non-finite loss (nan)"),
-    (poison_gradient, f"step 1 of 1 (global step 2, lr {LR}): non-finite gradient of 'head.bias'"),
-    (poison_parameter, f"lr {LR}): parameter 'block.0.attn.nsad' is non-finite after the optimizer step"),
-    (poison_evaluation, f"in the evaluation after its last step (lr {LR}): non-finite test loss (inf)"),
-])
+@pytest.mark.parametrize(
+    "poison,named",
+    [
+        (poison_loss, f"step 1 of 1 (global step 2, lr {LR}): non-finite loss (nan)"),
+        (poison_gradient, f"step 1 of 1 (global step 2, lr {LR}): non-finite gradient of 'head.bias'"),
+        (poison_parameter, f"lr {LR}): parameter 'block.0.attn.nsad' is non-finite after the optimizer step"),
+        (poison_evaluation, f"in the evaluation after its last step (lr {LR}): non-finite test loss (inf)"),
+    ],
+)
 def test_divergence_names_epoch_step_lr_and_tensor_and_keeps_the_checkpoint(run, monkeypatch, poison, named):
     before = snapshot(run)
     poison(monkeypatch)
@@ -441,9 +482,15 @@ def _default_sigint():
 def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(run):
     """A child extends the finished run by 100 epochs and gets SIGINT once it is training."""
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen([sys.executable, "-m", "ds2ta_ref", "train", "--resume", "run", "--add-epochs", "100",
-                              "--no-progress"], cwd=run.parent, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ds2ta_ref", "train", "--resume", "run", "--add-epochs", "100", "--no-progress"],
+        cwd=run.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     try:
         assert child.stdout.readline().startswith("resuming run/checkpoint.npz after epoch 1 of 101")
         child.send_signal(signal.SIGINT)
@@ -456,19 +503,30 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(run):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     meta = checkpoint.load(run / "checkpoint.npz")[1]
     if meta["epoch"] == 1:  # interrupted in the first added epoch: the checkpoint still says 1 of 1
-        assert err == ("ds2ta-ref: interrupted; the last checkpoint is run/checkpoint.npz (epoch 1 of 1); "
-                       "continue with: ds2ta-ref train --resume run/checkpoint.npz --add-epochs 100\n")
+        assert err == (
+            "ds2ta-ref: interrupted; the last checkpoint is run/checkpoint.npz (epoch 1 of 1); "
+            "continue with: ds2ta-ref train --resume run/checkpoint.npz --add-epochs 100\n"
+        )
     else:  # (a slow signal) after an added epoch was saved, its checkpoint records the new total
-        assert err == (f"ds2ta-ref: interrupted; the last checkpoint is run/checkpoint.npz (epoch "
-                       f"{meta['epoch']} of 101); continue with: ds2ta-ref train --resume run/checkpoint.npz\n")
+        assert err == (
+            f"ds2ta-ref: interrupted; the last checkpoint is run/checkpoint.npz (epoch "
+            f"{meta['epoch']} of 101); continue with: ds2ta-ref train --resume run/checkpoint.npz\n"
+        )
     assert not (run / "run.lock").exists()
 
 
 def _child(argv, cwd):
     """``python -m ds2ta_ref ARGV`` in ``cwd``, its SIGINT at the default (see ``_default_sigint``)."""
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ds2ta_ref", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ds2ta_ref", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _signal_once(child, prefix, sig):
@@ -510,10 +568,14 @@ def test_overwrite_stopped_in_epoch_1_puts_the_previous_run_back(run, sig, word,
     child = _child(["train", "--out", "run", "--overwrite"] + LONG_EPOCH, run.parent)
     out, err = _signal_once(child, "training ", sig)
     assert child.returncode == code, err
-    assert f"--overwrite: moved the previous run's checkpoint.npz, metrics.csv, metrics.json from run/ to " \
-           f"{run}.old-" in out
-    assert err == (f"ds2ta-ref: {word} before this run's first checkpoint; the previous run in run is as it was "
-                   f"(--overwrite replaces it only once the new run has written a checkpoint)\n")
+    assert (
+        f"--overwrite: moved the previous run's checkpoint.npz, metrics.csv, metrics.json from run/ to "
+        f"{run}.old-" in out
+    )
+    assert err == (
+        f"ds2ta-ref: {word} before this run's first checkpoint; the previous run in run is as it was "
+        f"(--overwrite replaces it only once the new run has written a checkpoint)\n"
+    )
     assert snapshot(run) == before  # the same bytes, no lock
     assert sorted(os.listdir(run.parent)) == ["run"]  # nothing left aside
 
@@ -577,17 +639,30 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
         "    def find_spec(self, name, path=None, target=None):\n"
         f"        if name == {module!r}:\n"
         "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, Interrupt())\n")
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
     script = tmp_path / "bin" / "ds2ta-ref"  # what pip writes for the console script ds2ta_ref.cli:main
     script.parent.mkdir()
     script.write_text("import sys\nfrom ds2ta_ref.cli import main\nsys.exit(main())\n")
     for command in (["-m", "ds2ta_ref"], [str(script)]):
-        proc = subprocess.run([sys.executable, *command, "train", "--help"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, *command, "train", "--help"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert (proc.returncode, proc.stderr, proc.stdout) == (130, "ds2ta-ref: interrupted\n", ""), command
-    proc = subprocess.run([sys.executable, "-c", f"import ds2ta_ref, {module}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import ds2ta_ref, {module}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr  # a library import: as usual
 
 
@@ -637,10 +712,12 @@ def test_help_says_switch_off_flags_default_in_words(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--no-tasa switch TASA off: spatial-only attention inputs (T_AW = 1) (default: TASA on)" in text
     assert "(default: NSAD on)" in text and "(default: True)" not in text and "(default: False)" not in text
-    for shown in ["--label-smoothing LABEL_SMOOTHING cross-entropy label smoothing (0: none) (default: 0.1)",
-                  "--dtype {float32,float64} floating-point type (default: float32)",
-                  "(default: 0.004 for digits, 0.003 for events, 0.001 for cifar10",
-                  "(default: 12 for digits, 10 for events, 300 for cifar10"]:
+    for shown in [
+        "--label-smoothing LABEL_SMOOTHING cross-entropy label smoothing (0: none) (default: 0.1)",
+        "--dtype {float32,float64} floating-point type (default: float32)",
+        "(default: 0.004 for digits, 0.003 for events, 0.001 for cifar10",
+        "(default: 12 for digits, 10 for events, 300 for cifar10",
+    ]:
         assert shown in text, shown
     with pytest.raises(SystemExit):
         main(["ablate", "--help"])

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ds2ta_ref import data
 from ds2ta_ref.data import Dataset, iterate_minibatches, load_digits, make_events, to_time_major
 
-
 # --- digits -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -27,8 +28,8 @@ def test_digits_upsampling_is_nearest_neighbour():
     sklearn_datasets = pytest.importorskip("sklearn.datasets")
     images = sklearn_datasets.load_digits().images / 16.0
     d = load_digits(seed=3, size=24, test_fraction=0.5)
-    x = np.concatenate([d.train_x, d.test_x])[:, 0]                  # (n, 24, 24)
-    small = x[:, ::3, ::3]                                            # one pixel per 3x3 block
+    x = np.concatenate([d.train_x, d.test_x])[:, 0]  # (n, 24, 24)
+    small = x[:, ::3, ::3]  # one pixel per 3x3 block
     np.testing.assert_array_equal(x, np.kron(small, np.ones((1, 3, 3))))
     # the same set of images as scikit-learn's, in some order
     key = lambda a: sorted(map(bytes, a.reshape(len(a), -1)))
@@ -70,11 +71,12 @@ def test_digits_without_sklearn_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
-    with pytest.raises(ImportError, match=r'ds2ta_ref\[digits\]'):
+    with pytest.raises(ImportError, match=r"ds2ta_ref\[digits\]"):
         load_digits()
 
 
 # --- events -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def events():
@@ -94,9 +96,9 @@ def test_events_object_moves_one_step_per_frame():
     d = make_events(seed=5, noise=0.0, n_per_class=3)
     x, y = np.concatenate([d.train_x, d.test_x]), np.concatenate([d.train_y, d.test_y])
     for sample, label in zip(x, y):
-        obj = sample.sum(axis=1)                                      # (T, H, W): one channel only
+        obj = sample.sum(axis=1)  # (T, H, W): one channel only
         assert np.all(obj <= 1) and np.all(obj.sum(axis=(1, 2)) == 9)
-        assert (sample[:, 0].any() + sample[:, 1].any()) == 1          # one polarity per sample
+        assert (sample[:, 0].any() + sample[:, 1].any()) == 1  # one polarity per sample
         dy, dx = data.DIRECTIONS[label]
         np.testing.assert_array_equal(np.roll(obj[:-1], (dy, dx), axis=(1, 2)), obj[1:])
 
@@ -123,7 +125,7 @@ def _correlations(a, b):
     """sum over pixels of a * roll(b, shift) for the 49 shifts in [-3, 3]^2, by FFT:
     (..., H, W) -> (..., 49). Translation invariant: it sees what a frame holds, not where."""
     H, W = a.shape[-2:]
-    full = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=(H, W))   # (..., H, W)
+    full = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=(H, W))  # (..., H, W)
     return full[..., SHIFTS[:, 0] % H, SHIFTS[:, 1] % W]
 
 
@@ -158,8 +160,9 @@ def nearest_centroid(f_train, y_train, f_test, num_classes):
 
 def single_frame_accuracy(d):
     T = d.train_x.shape[1]
-    pred = nearest_centroid(single_frame_features(d.train_x), np.repeat(d.train_y, T),
-                            single_frame_features(d.test_x), d.num_classes)
+    pred = nearest_centroid(
+        single_frame_features(d.train_x), np.repeat(d.train_y, T), single_frame_features(d.test_x), d.num_classes
+    )
     return float(np.mean(pred == np.repeat(d.test_y, T)))
 
 
@@ -184,10 +187,10 @@ def test_single_frame_check_would_catch_a_leading_edge_encoding():
     d = make_events(seed=0, noise=0.0)
 
     def leaky(x):
-        obj = x.sum(axis=2)                                           # (n, T, H, W)
+        obj = x.sum(axis=2)  # (n, T, H, W)
         arrive = obj[:, 1:] * (1 - obj[:, :-1])
         leave = obj[:, :-1] * (1 - obj[:, 1:])
-        return np.stack([arrive, leave], axis=2)                      # (n, T-1, 2, H, W)
+        return np.stack([arrive, leave], axis=2)  # (n, T-1, 2, H, W)
 
     leaked = Dataset(leaky(d.train_x), d.train_y, leaky(d.test_x), d.test_y, d.num_classes, "leaky")
     assert single_frame_accuracy(leaked) > 0.9
@@ -207,15 +210,17 @@ def test_events_bad_arguments(kwargs):
 
 # --- batching -----------------------------------------------------------------
 
+
 @given(st.integers(1, 23), st.integers(1, 9), st.booleans(), st.booleans())
 def test_minibatches_cover_every_sample_once(n, batch_size, shuffle, drop_last):
     x = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
     y = np.arange(n, dtype=np.int64)
-    batches = list(iterate_minibatches(x, y, batch_size, rng=np.random.default_rng(0),
-                                       shuffle=shuffle, drop_last=drop_last))
+    batches = list(
+        iterate_minibatches(x, y, batch_size, rng=np.random.default_rng(0), shuffle=shuffle, drop_last=drop_last)
+    )
     seen = np.concatenate([yb for _, yb in batches]) if batches else np.zeros(0, np.int64)
     for xb, yb in batches:
-        np.testing.assert_array_equal(xb[:, 0], 2 * yb)              # x and y stay paired
+        np.testing.assert_array_equal(xb[:, 0], 2 * yb)  # x and y stay paired
         assert len(yb) == batch_size or (not drop_last and yb is batches[-1][1])
     expected = n - n % batch_size if drop_last else n
     assert len(seen) == expected and len(np.unique(seen)) == expected
@@ -232,7 +237,7 @@ def test_minibatches_deterministic_with_seeded_rng():
     rng = np.random.default_rng(7)
     epoch1 = np.concatenate([yb for _, yb in iterate_minibatches(x, y, 8, rng=rng)])
     epoch2 = np.concatenate([yb for _, yb in iterate_minibatches(x, y, 8, rng=rng)])
-    assert not np.array_equal(epoch1, epoch2)                          # a new order each epoch
+    assert not np.array_equal(epoch1, epoch2)  # a new order each epoch
 
 
 def test_minibatches_check_arguments_eagerly():
@@ -247,17 +252,17 @@ def test_minibatches_check_arguments_eagerly():
 
 
 def test_to_time_major_static_repeats_the_image():
-    xb = np.random.default_rng(0).random((3, 1, 4, 4))               # (B, C, H, W)
+    xb = np.random.default_rng(0).random((3, 1, 4, 4))  # (B, C, H, W)
     out = to_time_major(xb, 5)
     assert out.shape == (5, 3, 1, 4, 4)
     for t in range(5):
         np.testing.assert_array_equal(out[t], xb)
-    out[0] += 1                                                       # a copy, not a view
+    out[0] += 1  # a copy, not a view
     np.testing.assert_array_equal(out[1], xb)
 
 
 def test_to_time_major_events_transposes():
-    xb = np.random.default_rng(0).random((3, 6, 2, 4, 4))            # (B, T, C, H, W)
+    xb = np.random.default_rng(0).random((3, 6, 2, 4, 4))  # (B, T, C, H, W)
     out = to_time_major(xb, 6)
     assert out.shape == (6, 3, 2, 4, 4) and out.flags.c_contiguous
     np.testing.assert_array_equal(out[4, 2], xb[2, 4])

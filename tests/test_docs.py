@@ -8,6 +8,7 @@
 * the preset table of §4.10 (sizes, parameter counts) equals the code;
 * every ``module.function`` the spec names exists in the package.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,7 @@ def _section(text: str, number: str) -> str:
     assert match, f"docs/spec.md has no section §{number}"
     level = len(match.group(1))
     end = re.compile(rf"^#{{2,{level}}} ", re.MULTILINE).search(text, match.end())
-    return text[match.end(): end.start() if end else len(text)]
+    return text[match.end() : end.start() if end else len(text)]
 
 
 def test_spec_sections_are_the_agreed_ones():
@@ -86,8 +87,7 @@ def test_every_citation_names_an_existing_section():
     for lineno, line in enumerate(_spec().splitlines(), 1):
         if HEADING.match(line):
             continue
-        bad += [f"docs/spec.md:{lineno}: §{n}" for n in re.findall(r"§(\d+(?:\.\d+)?)", line)
-                if n not in sections]
+        bad += [f"docs/spec.md:{lineno}: §{n}" for n in re.findall(r"§(\d+(?:\.\d+)?)", line) if n not in sections]
     assert not bad, "citations of sections docs/spec.md does not have:\n" + "\n".join(bad)
 
 
@@ -120,11 +120,18 @@ def test_preset_table_matches_the_code():
         cfg = preset(name)
         number = lambda key: int(row[key].replace(",", ""))  # noqa: E731
         assert number("params (DS2TA)") == model.count_params(cfg), name
-        assert number("params (tasa=False, nsad=False)") == model.count_params(
-            cfg.replace(tasa=False, nsad=False)), name
+        assert number("params (tasa=False, nsad=False)") == model.count_params(cfg.replace(tasa=False, nsad=False)), (
+            name
+        )
         assert row["input"] == f"{cfg.in_channels}x{cfg.img_size}x{cfg.img_size}", name
-        for key, value in [("T", cfg.T), ("depth", cfg.depth), ("D", cfg.dim), ("H", cfg.heads),
-                           ("d", cfg.head_dim), ("T_AW", cfg.window)]:
+        for key, value in [
+            ("T", cfg.T),
+            ("depth", cfg.depth),
+            ("D", cfg.dim),
+            ("H", cfg.heads),
+            ("d", cfg.head_dim),
+            ("T_AW", cfg.window),
+        ]:
             assert int(row[key]) == value, (name, key)
         for key, value in [("tau0", cfg.tau0), ("u0", cfg.u0)]:
             assert float(row[key]) == value, (name, key)
@@ -134,8 +141,11 @@ def test_cifar10_count_decomposition():
     """The worked decomposition of §4.10: patch splitter, one block, head, DS2TA's additions."""
     cfg = preset("cifar10")
     shapes = model.param_shapes(cfg.replace(tasa=False, nsad=False))
-    size = lambda prefix: sum(int(__import__("math").prod(s)) for k, s in shapes.items()  # noqa: E731
-                              if k.startswith(prefix))
+    size = lambda prefix: sum(
+        int(__import__("math").prod(s))
+        for k, s in shapes.items()  # noqa: E731
+        if k.startswith(prefix)
+    )
     text = " ".join(_section(_spec(), "4.10").split())
     assert size("patch_embed.") == 2_201_520 and "patch splitter 2,201,520" in text
     assert size("block.0.") == 1_779_840 and "each of the 4 blocks 1,779,840" in text
@@ -149,8 +159,28 @@ DOTTED = re.compile(r"`([a-z_]+)\.([A-Za-z_]+)[`(]")
 
 def test_every_named_function_exists():
     """``module.function`` names in the spec resolve in the package (names drift otherwise)."""
-    modules = {"lif", "surrogate", "tasa", "nsad", "layers", "sps", "attention", "mlp", "bnlif", "model",
-               "config", "optim", "train", "data", "energy", "gradcheck", "checkpoint", "params", "spikformer", "golden"}
+    modules = {
+        "lif",
+        "surrogate",
+        "tasa",
+        "nsad",
+        "layers",
+        "sps",
+        "attention",
+        "mlp",
+        "bnlif",
+        "model",
+        "config",
+        "optim",
+        "train",
+        "data",
+        "energy",
+        "gradcheck",
+        "checkpoint",
+        "params",
+        "spikformer",
+        "golden",
+    }
     missing = []
     for mod, attr in sorted(set(DOTTED.findall(_spec()))):
         if mod not in modules:

@@ -25,6 +25,7 @@ an external script, raw ``$$`` math).
 Locally the tests skip when Sphinx, myst-nb or Chromium is missing; in CI (``CI`` set) that
 is a failure, as for torch in ``conftest.py``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -80,7 +81,7 @@ class _Tags(html.parser.HTMLParser):
                 self.ids.add(attrs[key])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(path: Path) -> _Tags:
     parser = _Tags()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -130,8 +131,11 @@ def broken_links(root: Path) -> list[str]:
                     target = target / "index.html"
                 if not target.is_file() or root.resolve() not in target.resolve().parents:
                     broken.append(f"{page.relative_to(root)}: {attr}={value} (no file)")
-                elif url.fragment and target.suffix == ".html" and urllib.parse.unquote(url.fragment) not in _parse(
-                        target).ids:
+                elif (
+                    url.fragment
+                    and target.suffix == ".html"
+                    and urllib.parse.unquote(url.fragment) not in _parse(target).ids
+                ):
                     broken.append(f"{page.relative_to(root)}: {attr}={value} (no anchor)")
     return broken
 
@@ -142,10 +146,13 @@ def test_checkers_reject_a_broken_site(tmp_path):
     (tmp_path / "index.html").write_text(
         '<a href="sub/page.html#there">fine</a><a id="top" href="#top">fine</a><img src="ok.png">'
         '<a href="missing.html">gone</a><a href="sub/page.html#nowhere">bad anchor</a><img src="nope.png">'
-        '<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" href="//cdn.example.org/a.css">')
+        '<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" href="//cdn.example.org/a.css">'
+    )
     (tmp_path / "sub" / "page.html").write_text('<h1 id="there">x</h1><a href="../index.html#top">up</a>')
-    (tmp_path / "style.css").write_text("@font-face { src: url('https://fonts.example.org/f.woff2'); }"
-                                        " .a { background: url(data:image/png;base64,AAAA) }")
+    (tmp_path / "style.css").write_text(
+        "@font-face { src: url('https://fonts.example.org/f.woff2'); }"
+        " .a { background: url(data:image/png;base64,AAAA) }"
+    )
     assert broken_links(tmp_path) == [
         "index.html: href=missing.html (no file)",
         "index.html: href=sub/page.html#nowhere (no anchor)",
@@ -163,30 +170,41 @@ def test_links_written_for_a_file_browser_are_mapped_to_the_site():
     spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
-    text = ("[a](../tutorials/01_lif_neuron.ipynb) [b](../README.md#documentation) [c](golden.md#make-one) "
-            "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)")
+    text = (
+        "[a](../tutorials/01_lif_neuron.ipynb) [b](../README.md#documentation) [c](golden.md#make-one) "
+        "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)"
+    )
     assert conf.rewrite_links(text, "docs/spec.md", "spec.md") == (
         "[a](tutorials/01_lif_neuron.ipynb) [b](readme.md#documentation) [c](golden.md#make-one) "
-        "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)")
+        "![d](../figures/fig1_architecture.png) [e](https://example.org/x.md) [f](#local)"
+    )
     # from a notebook (tutorials/ in the repository, tutorials/ in the site) and from the README
-    assert conf.rewrite_links("[s](../docs/spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) "
-                              "![f](../figures/x.png)", "tutorials/01.ipynb", "tutorials/01.ipynb") == (
-        "[s](../spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) ![f](../../figures/x.png)")
+    assert conf.rewrite_links(
+        "[s](../docs/spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) ![f](../figures/x.png)",
+        "tutorials/01.ipynb",
+        "tutorials/01.ipynb",
+    ) == ("[s](../spec.md#4-the-transformer) [n](02_tasa_figure2.ipynb) ![f](../../figures/x.png)")
     assert conf.rewrite_links("[g](docs/golden.md) ![f](figures/x.png)", "README.md", "readme.md") == (
-        "[g](golden.md) ![f](../figures/x.png)")
+        "[g](golden.md) ![f](../figures/x.png)"
+    )
 
 
 # -- the build ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def site() -> Path:
     missing = [m for m in BUILD_MODULES if importlib.util.find_spec(m) is None]
-    _require(f"the docs extra (pip install -e \".[docs]\"; missing {missing})", not missing)
+    _require(f'the docs extra (pip install -e ".[docs]"; missing {missing})', not missing)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     if SITE.exists():  # from scratch: an incremental build keeps stale pages (viewcode's, for one)
         shutil.rmtree(SITE)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-E", "-q", "-b", "html", str(DOCS), str(SITE)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-E", "-q", "-b", "html", str(DOCS), str(SITE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, f"the site did not build without warnings:\n{proc.stderr[-6000:]}"
     (DOCS / "_build" / "build_seconds.txt").write_text(f"{seconds:.0f}\n")
@@ -197,8 +215,19 @@ def site() -> Path:
 def test_site_has_every_page(site):
     import ds2ta_ref
 
-    for name in ["index", "course", "spec", "golden", "torch", "benchmark", "ablation", "readme", "api/index",
-                 "search", "genindex"]:
+    for name in [
+        "index",
+        "course",
+        "spec",
+        "golden",
+        "torch",
+        "benchmark",
+        "ablation",
+        "readme",
+        "api/index",
+        "search",
+        "genindex",
+    ]:
         assert (site / f"{name}.html").is_file(), name
     total_figures = 0
     for notebook in sorted((ROOT / "tutorials").glob("*.ipynb")):
@@ -211,16 +240,22 @@ def test_site_has_every_page(site):
         assert outputs and len(images) >= figures, f"{notebook.name}: {len(images)} of its {figures} figures shown"
         total_figures += figures
     assert total_figures >= 20, total_figures
-    modules = [m.name for m in pkgutil.walk_packages(ds2ta_ref.__path__, "ds2ta_ref.")
-               if not any(part.startswith("_") for part in m.name.split("."))]
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(ds2ta_ref.__path__, "ds2ta_ref.")
+        if not any(part.startswith("_") for part in m.name.split("."))
+    ]
     assert "ds2ta_ref.lif" in modules and "ds2ta_ref.torch.model" in modules
     for name in ["ds2ta_ref"] + modules:
         page = site / "api" / f"{name}.html"
         assert page.is_file(), f"no API page for {name}"
         module = __import__(name, fromlist=["_"])
         ids = _parse(page).ids
-        public = [n for n in getattr(module, "__all__", []) if getattr(getattr(module, n, None), "__module__", "")
-                  == name and callable(getattr(module, n))]
+        public = [
+            n
+            for n in getattr(module, "__all__", [])
+            if getattr(getattr(module, n, None), "__module__", "") == name and callable(getattr(module, n))
+        ]
         missing = [n for n in public if f"{name}.{n}" not in ids]
         assert not missing, f"{name}: public names without an API entry: {missing}"
 
@@ -257,18 +292,29 @@ def test_the_home_page_gives_the_readme_commands(site):
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     _require("selenium (docs extra)", importlib.util.find_spec("selenium") is not None)
-    _require(f"Chromium ({CHROMIUM}) and its driver ({CHROMEDRIVER}): apt-get install chromium chromium-driver",
-             os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER))
+    _require(
+        f"Chromium ({CHROMIUM}) and its driver ({CHROMEDRIVER}): apt-get install chromium chromium-driver",
+        os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a driver or a browser
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,1600",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -310,8 +356,10 @@ def _wait(driver, condition: str, timeout: float = 30.0):
     return value
 
 
-MATH_DONE = ("!window.MathJax || (MathJax.startup && MathJax.startup.promise && "
-             "(window.__mjDone || (MathJax.startup.promise.then(() => window.__mjDone = true), false)))")
+MATH_DONE = (
+    "!window.MathJax || (MathJax.startup && MathJax.startup.promise && "
+    "(window.__mjDone || (MathJax.startup.promise.then(() => window.__mjDone = true), false)))"
+)
 
 
 def page_problems(driver, url: str, *, math: bool = False) -> list[str]:
@@ -334,7 +382,8 @@ def page_problems(driver, url: str, *, math: bool = False) -> list[str]:
             problems.append("raw math left on the page")
     broken = driver.execute_script(
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-        ".map(i => i.getAttribute('src'))")
+        ".map(i => i.getAttribute('src'))"
+    )
     problems += [f"image not loaded: {src}" for src in broken]
     problems += [f"console: {e['message']}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     return problems
@@ -343,13 +392,16 @@ def page_problems(driver, url: str, *, math: bool = False) -> list[str]:
 def test_the_browser_check_rejects_a_broken_page(browser, serve, tmp_path):
     import base64
 
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
-                           "hKmMIQAAAABJRU5ErkJggg==")  # a 1x1 PNG
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )  # a 1x1 PNG
     (tmp_path / "ok.png").write_bytes(png)
     (tmp_path / "favicon.ico").write_bytes(png)
     (tmp_path / "good.html").write_text('<html><body><p>fine</p><img src="ok.png"></body></html>')
-    (tmp_path / "bad.html").write_text('<html><body><p>$$x^2$$</p><img src="ok.png"><img src="missing.png">'
-                                       '<script>undefinedFunction()</script></body></html>')
+    (tmp_path / "bad.html").write_text(
+        '<html><body><p>$$x^2$$</p><img src="ok.png"><img src="missing.png">'
+        "<script>undefinedFunction()</script></body></html>"
+    )
     base = serve(tmp_path)
     assert page_problems(browser, base + "good.html") == []
     problems = page_problems(browser, base + "bad.html", math=True)
@@ -389,8 +441,10 @@ def test_the_site_in_a_browser(site, browser, serve):
 
     browser.get(base + "search.html?q=nsad")
     _wait(browser, "(document.querySelector('#search-results .search-summary') || {}).innerText", timeout=60)
-    hits = browser.execute_script("return Array.from(document.querySelectorAll('#search-results ul.search li a'))"
-                                  ".map(a => a.getAttribute('href'))")
+    hits = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#search-results ul.search li a'))"
+        ".map(a => a.getAttribute('href'))"
+    )
     browser.save_screenshot(str(SCREENSHOTS / "search.png"))
     assert hits, "the search for nsad found nothing"
     assert any("nsad" in h for h in hits), hits

@@ -4,6 +4,7 @@ Each ``tutorials/solutions/nbNN.py`` holds ``SOLUTIONS = {"NN.k": answer}``; the
 through ``exercises.check``, the very function the notebook's check cell calls. A stub (``None``, or a
 function raising ``NotImplementedError``) gives "not done yet" instead of an error, and a wrong answer FAIL.
 """
+
 import importlib.util
 import json
 from pathlib import Path
@@ -35,8 +36,9 @@ def test_every_exercise_has_a_solution_and_the_notebook_checks_it():
         assert sorted(solutions(nb)) == sorted(keys), nb
         assert all(k.startswith(f"{nb}.") for k in keys) and len(set(keys)) == len(keys)
         (notebook,) = (ROOT / "tutorials").glob(f"{nb}_*.ipynb")
-        code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
-                          if c["cell_type"] == "code")
+        code = "\n".join(
+            "".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"
+        )
         for key in keys:
             assert f'exercises.check("{key}"' in code, f"{notebook.name} does not check exercise {key}"
 
@@ -54,19 +56,23 @@ def test_stub_is_not_done_yet(notebook, key):
     if ex.cases is None:
         stub = None
     else:
+
         def stub(*args):
             raise NotImplementedError  # your code here
+
     result = exercises.check(key, stub, verbose=False)
     assert result.status == exercises.NOT_DONE and not result.passed and result.line.endswith("not done yet")
 
 
 def _wrong(answer):
     """A slightly wrong answer: every number of the right one moved by 1 % (plus 1 for the zeros)."""
+
     def nudge(x):
         if isinstance(x, (tuple, list)):
             return type(x)(nudge(v) for v in x)
         x = np.asarray(x, dtype=np.float64)
         return x * 1.01 + 1.0
+
     if callable(answer):
         return lambda *args: nudge(answer(*args))
     return nudge(answer)

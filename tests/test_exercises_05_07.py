@@ -5,6 +5,7 @@ error), a wrong answer is rejected, and the references are the library's own num
 (tests/test_exercises.py checks every notebook's exercises the same generic way; this file adds the
 wrong answers specific to these exercises.)
 """
+
 import importlib.util
 import json
 from pathlib import Path
@@ -17,8 +18,11 @@ from ds2ta_ref.exercises import nb06, nb07
 from ds2ta_ref.gradcheck import small_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"05": "05_training.ipynb", "06": "06_attention_sparsity_energy.ipynb",
-             "07": "07_check_your_implementation.ipynb"}
+NOTEBOOKS = {
+    "05": "05_training.ipynb",
+    "06": "06_attention_sparsity_energy.ipynb",
+    "07": "07_check_your_implementation.ipynb",
+}
 
 
 def solutions(nb: str) -> dict:
@@ -60,6 +64,7 @@ def _fail(key, answer):
 
 def test_wrong_answers_are_rejected():
     sol = {key: fn for nb in NOTEBOOKS for key, fn in solutions(nb).items()}
+
     # 05.1: the warmup starting at 0 (step k / warmup) instead of (k + 1) / (warmup + 1)
     def warmup_from_zero(steps, total, warmup, base, floor):
         right = sol["05.1"](steps, total, warmup, base, floor)
@@ -73,12 +78,20 @@ def test_wrong_answers_are_rejected():
     # 06.2: the sign of df/du flipped
     _fail("06.2", lambda *args: -sol["06.2"](*args))
     # 07.1: the reset's spike not detached would change dx; simplest wrong one: no reset at all in the forward
-    _fail("07.1", lambda x, dspikes, options: (np.cumsum(x, axis=0) >= options["v_threshold"],
-                                               sol["07.1"](x, dspikes, options)[1]))
+    _fail(
+        "07.1",
+        lambda x, dspikes, options: (
+            np.cumsum(x, axis=0) >= options["v_threshold"],
+            sol["07.1"](x, dspikes, options)[1],
+        ),
+    )
+
     # 07.2: lags weighted by 2^(-tau * lag) with tau unrounded
     def unrounded(s, w, b, tau, window):
-        mix = sum(2.0 ** (-float(tau) * lag) * np.concatenate([np.zeros_like(s[:lag]), s[:len(s) - lag]])
-                  for lag in range(window))
+        mix = sum(
+            2.0 ** (-float(tau) * lag) * np.concatenate([np.zeros_like(s[:lag]), s[: len(s) - lag]])
+            for lag in range(window)
+        )
         return mix @ w.T + b
 
     _fail("07.2", unrounded)
@@ -108,8 +121,14 @@ def test_07_kernel_cell_compares_a_solved_exercise_with_the_golden_file(capsys):
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     (source,) = [src for src in code if "mine_kernels = {}" in src]
     sol = solutions("07")
-    namespace = {"ref": golden.build(small_model_config(), seed=1), "golden": golden, "json": json, "np": np,
-                 "my_lif": sol["07.1"], "my_tasa": sol["07.2"]}
+    namespace = {
+        "ref": golden.build(small_model_config(), seed=1),
+        "golden": golden,
+        "json": json,
+        "np": np,
+        "my_lif": sol["07.1"],
+        "my_tasa": sol["07.2"],
+    }
     exec(source, namespace)  # noqa: S102 (the notebook's own cell, read from the repository)
     out = capsys.readouterr().out
     assert namespace["kernels"].passed and "compared 3 tensors, 0 fail" in out, out

@@ -1,5 +1,6 @@
 """Golden files and compare (ds2ta_ref.golden), the user's PyTorch implementation of
 tutorial 07 with its injected bugs, and that notebook executed on small sizes."""
+
 import json
 import os
 import re
@@ -83,8 +84,14 @@ def test_model_section_fires_and_every_gradient_is_exercised(ref):
             assert np.all(value != 0) and -0.5 <= value.min() and value.max() < 0.5, key
 
 
-@pytest.mark.parametrize("changes", [dict(tasa=False, nsad=False), dict(frozen_tau=True),
-                                     dict(tau_per_site=True, nsad_rounding="floor", surrogate="atan")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(tasa=False, nsad=False),
+        dict(frozen_tau=True),
+        dict(tau_per_site=True, nsad_rounding="floor", surrogate="atan"),
+    ],
+)
 def test_keys_follow_the_config(changes):
     cfg = CFG.replace(depth=1, **changes)
     arrays = golden.build(cfg, seed=1)
@@ -121,8 +128,17 @@ def test_documented_shapes_are_those_of_the_tiny_preset():
     stated = re.search(r"Shapes for the `tiny` preset \((.*?)\)", doc, flags=re.DOTALL).group(1)
     letters = {k: int(v) for k, v in re.findall(r"`(\w+) = (\d+)`", stated)}
     cfg = preset("tiny")
-    assert letters == dict(T=cfg.T, B=2, C=cfg.in_channels, S=cfg.img_size, N=cfg.num_tokens, D=cfg.dim,
-                           H=cfg.heads, d=cfg.head_dim, K=cfg.num_classes)
+    assert letters == dict(
+        T=cfg.T,
+        B=2,
+        C=cfg.in_channels,
+        S=cfg.img_size,
+        N=cfg.num_tokens,
+        D=cfg.dim,
+        H=cfg.heads,
+        d=cfg.head_dim,
+        K=cfg.num_classes,
+    )
     assert re.search(r"`Tk = max\(T, window \+ 1, 4\)` \(4 for `tiny`\)", doc) and max(cfg.T, cfg.window + 1, 4) == 4
     arrays = golden.build(cfg, seed=0)
     assert re.search(r"`Hk = max\(H, 3\)` heads \(4 for `tiny`\)", doc) and max(cfg.heads, 3) == 4
@@ -165,7 +181,9 @@ def test_compare_missing_unexpected_and_input_keys(ref):
     del cand["grad/head.bias"]
     result = golden.compare(ref, cand)
     assert not result.passed and result.missing == ["grad/head.bias"]
-    assert result.first_departure == "grad/head.bias" and "missing from the candidate (1): grad/head.bias" in str(result)
+    assert result.first_departure == "grad/head.bias" and "missing from the candidate (1): grad/head.bias" in str(
+        result
+    )
     cand = {**outputs_only, "grad/head.bais": ref["grad/head.bias"]}
     result = golden.compare(ref, cand)
     assert not result.passed and result.unexpected == ["grad/head.bais"] and result.first_departure is None
@@ -232,18 +250,21 @@ def test_cli_golden_then_compare(tmp_path, capsys):
     assert text.splitlines()[2].startswith("grad/head.weight") and text.rstrip().endswith("FAIL")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["golden", "--preset", "tiny", "--out", "{out}"], "exists; pass"),
-    (["golden", "--preset", "tiny", "--out", "{new}", "--set", "depth"], "--set expects field=value"),
-    (["golden", "--preset", "tiny", "--out", "{new}", "--set", "depht=2"], "'depht' is not a ModelConfig field"),
-    (["golden", "--preset", "tiny", "--out", "{new}", "--set", "tasa=maybe"], "tasa expects true or false"),
-    (["golden", "--preset", "tiny", "--out", "{new}", "--set", "dim=12"], "dim must be a multiple of 8"),
-    (["golden", "--preset", "tiny", "--out", "{new}", "--batch", "1"], "batch must be an integer >= 2"),
-    (["compare", "{out}", "{new}"], "no such file"),
-    (["compare", "{out}", "{empty}"], "candidate '{empty}': is empty, not a .npz file"),
-    (["compare", "{empty}", "{out}"], "golden file '{empty}': is empty, not a .npz file"),
-    (["compare", "{out}", "{out}", "--rtol", "-1"], "rtol must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["golden", "--preset", "tiny", "--out", "{out}"], "exists; pass"),
+        (["golden", "--preset", "tiny", "--out", "{new}", "--set", "depth"], "--set expects field=value"),
+        (["golden", "--preset", "tiny", "--out", "{new}", "--set", "depht=2"], "'depht' is not a ModelConfig field"),
+        (["golden", "--preset", "tiny", "--out", "{new}", "--set", "tasa=maybe"], "tasa expects true or false"),
+        (["golden", "--preset", "tiny", "--out", "{new}", "--set", "dim=12"], "dim must be a multiple of 8"),
+        (["golden", "--preset", "tiny", "--out", "{new}", "--batch", "1"], "batch must be an integer >= 2"),
+        (["compare", "{out}", "{new}"], "no such file"),
+        (["compare", "{out}", "{empty}"], "candidate '{empty}': is empty, not a .npz file"),
+        (["compare", "{empty}", "{out}"], "golden file '{empty}': is empty, not a .npz file"),
+        (["compare", "{out}", "{out}", "--rtol", "-1"], "rtol must be a finite number >= 0"),
+    ],
+)
 def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
     existing, empty = tmp_path / "g.npz", tmp_path / "empty.npz"
     golden.write(existing, CFG.replace(depth=1), seed=0)
@@ -257,9 +278,9 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
 
 
 def test_cli_set_parses_every_kind_of_field():
-    assert parse_overrides(["depth=2", "tau0=1.5", "tasa=false", "nsad_rounding=floor", "alpha=none",
-                              "detach_reset=0"]) == dict(depth=2, tau0=1.5, tasa=False, nsad_rounding="floor",
-                                                         alpha=None, detach_reset=False)
+    assert parse_overrides(
+        ["depth=2", "tau0=1.5", "tasa=false", "nsad_rounding=floor", "alpha=none", "detach_reset=0"]
+    ) == dict(depth=2, tau0=1.5, tasa=False, nsad_rounding="floor", alpha=None, detach_reset=False)
     assert parse_overrides(["alpha=2"]) == {"alpha": 2.0}
 
 
@@ -281,12 +302,15 @@ def test_user_torch_implementation_passes_at_1e_10(torch, mine, ref):
     assert not result.missing and len(result.results) == sum(not golden.is_input(k) for k in ref)
 
 
-@pytest.mark.parametrize("changes", [
-    dict(tasa=False, nsad=False, decay_input=True),  # Spikformer
-    dict(tau_per_site=True, surrogate="atan", detach_reset=False, nsad_rounding="floor"),
-    dict(img_size=32, sps="dvs", qkv_bias=False, depth=1, frozen_tau=True, alpha=3.0),
-    dict(frozen_u=True),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(tasa=False, nsad=False, decay_input=True),  # Spikformer
+        dict(tau_per_site=True, surrogate="atan", detach_reset=False, nsad_rounding="floor"),
+        dict(img_size=32, sps="dvs", qkv_bias=False, depth=1, frozen_tau=True, alpha=3.0),
+        dict(frozen_u=True),
+    ],
+)
 def test_user_torch_implementation_follows_the_config(torch, mine, changes):
     cfg = CFG.replace(**changes)
     ref = golden.build(cfg, seed=2)
@@ -312,11 +336,14 @@ def test_test_suite_twin_in_golden_layout_passes_at_1e_10(torch, ref):
     assert all(r.ok for r in result.results) and len(result.results) == len(cand), result.table()
 
 
-@pytest.mark.parametrize("bug, kernel_key, model_key", [
-    ("reset_not_detached", "lif/grad/x", r"grad/block\.1\.mlp\.fc2_bn\.(weight|bias)"),
-    ("tau_round_no_ste", "tasa/grad/tau", r"grad/block\.1\.attn\.tau"),
-    ("nsad_floor", "nsad/out/table", r"act/block\.0\.attn\.A"),
-])
+@pytest.mark.parametrize(
+    "bug, kernel_key, model_key",
+    [
+        ("reset_not_detached", "lif/grad/x", r"grad/block\.1\.mlp\.fc2_bn\.(weight|bias)"),
+        ("tau_round_no_ste", "tasa/grad/tau", r"grad/block\.1\.attn\.tau"),
+        ("nsad_floor", "nsad/out/table", r"act/block\.0\.attn\.A"),
+    ],
+)
 def test_each_injected_bug_is_caught_and_named(torch, mine, ref, bug, kernel_key, model_key):
     cand = mine.run(ref, bugs=[bug])
     result = golden.compare(ref, cand, rtol=1e-10)
@@ -349,9 +376,15 @@ def test_notebook_07_runs_on_small_sizes(tmp_path, monkeypatch, request, hide_to
 
     spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps(
-        {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-         "display_name": "Python 3 (test)", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (test)",
+                "language": "python",
+            }
+        )
+    )
     path = [str(ROOT), os.environ.get("PYTHONPATH")]
     if hide_torch:
         (tmp_path / "no_torch" / "torch").mkdir(parents=True)
@@ -360,8 +393,9 @@ def test_notebook_07_runs_on_small_sizes(tmp_path, monkeypatch, request, hide_to
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, path)))
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120, startup_timeout=60,
-                                     resources={"metadata": {"path": str(TUTORIALS)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=120, startup_timeout=60, resources={"metadata": {"path": str(TUTORIALS)}}
+    )
     client.execute()  # raises CellExecutionError naming the failing cell
     text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
     assert "first departure in forward order: grad/block.0.attn.q_linear.weight" in text  # numpy-only part

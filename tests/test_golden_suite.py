@@ -1,5 +1,6 @@
 """The conformance suite (golden.write_suite, compare --suite), compare's refusals, the mutant
 catalog that proves the suite (tests/mutant_ds2ta_torch.py), and the generated tables of docs/golden.md."""
+
 import dataclasses
 import json
 import re
@@ -222,14 +223,17 @@ def test_spike_tensor_failures_count_entries_and_name_the_first(small, candidate
     assert result.first_departure == "act/block.0.mlp.hidden"
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("pth", "candidate '{cand}': is a PyTorch file written by torch.save"),
-    ("npy", "candidate '{cand}': holds a single .npy array"),
-    ("config", "golden file '{ref}': entry 'config' is not valid JSON"),
-    ("config_field", "golden file '{ref}': entry 'config' is not a ModelConfig (unknown: ['depht'])"),
-    ("missing_logits", "golden file '{ref}' lacks 1 key(s) its config requires, first 'logits'"),
-    ("version", "golden file '{ref}' has format_version 7; this code reads 1 and 2"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("pth", "candidate '{cand}': is a PyTorch file written by torch.save"),
+        ("npy", "candidate '{cand}': holds a single .npy array"),
+        ("config", "golden file '{ref}': entry 'config' is not valid JSON"),
+        ("config_field", "golden file '{ref}': entry 'config' is not a ModelConfig (unknown: ['depht'])"),
+        ("missing_logits", "golden file '{ref}' lacks 1 key(s) its config requires, first 'logits'"),
+        ("version", "golden file '{ref}' has format_version 7; this code reads 1 and 2"),
+    ],
+)
 def test_compare_input_faults_are_one_line_naming_the_file(tmp_path, small, capsys, fault, message):
     torch = pytest.importorskip("torch")
     ref, cand = tmp_path / "ref.npz", tmp_path / f"cand.{'pth' if fault == 'pth' else 'npz'}"
@@ -318,11 +322,33 @@ def catalog(mutant, refs):
 
 
 REQUIRED_MUTANTS = {  # issue 17's list, by this catalog's names
-    "nsad_gate_ge", "nsad_floor", "nsad_half_away", "tau_half_away", "tau_floor", "tau_no_ste", "tau_clip_no_grad",
-    "window_plus_one", "attenuation_m_plus_1", "reset_not_detached", "decay_input_flipped", "attn_threshold_1",
-    "scale_quarter", "scale_before_nsad", "label_smoothing", "q_bias_dropped", "fc1_bias_dropped",
-    "bn_unbiased_normalization", "bn_momentum_reversed", "bn_stats_per_step", "maxpool_split_ties", "head_order_jH",
-    "token_col_major", "sigmoid_alpha_default", "atan_constant", "rpe_residual_missing", "pool_last_step",
+    "nsad_gate_ge",
+    "nsad_floor",
+    "nsad_half_away",
+    "tau_half_away",
+    "tau_floor",
+    "tau_no_ste",
+    "tau_clip_no_grad",
+    "window_plus_one",
+    "attenuation_m_plus_1",
+    "reset_not_detached",
+    "decay_input_flipped",
+    "attn_threshold_1",
+    "scale_quarter",
+    "scale_before_nsad",
+    "label_smoothing",
+    "q_bias_dropped",
+    "fc1_bias_dropped",
+    "bn_unbiased_normalization",
+    "bn_momentum_reversed",
+    "bn_stats_per_step",
+    "maxpool_split_ties",
+    "head_order_jH",
+    "token_col_major",
+    "sigmoid_alpha_default",
+    "atan_constant",
+    "rpe_residual_missing",
+    "pool_last_step",
 }
 
 
@@ -369,9 +395,33 @@ def test_docs_tables_are_the_measured_ones(mutant, catalog, manifest):
 
 
 def test_section_names_the_part_of_the_computation():
-    assert [golden.section(k) for k in ("lif/grad/x", "nsad/out/table", "act/patch_embed.stage1",
-                                        "new_state/patch_embed.proj_bn.running_mean", "act/block.1.attn.y",
-                                        "new_state/block.0.mlp.fc1_bn.running_var", "act/block.0.out", "act/pooled",
-                                        "loss", "grad/block.0.attn.tau", "param/head.bias", "config")] == [
-        "lif", "nsad", "stem", "stem", "block.1.attn", "block.0.mlp", "block.0", "head", "head", "grad", "input",
-        "meta"]
+    assert [
+        golden.section(k)
+        for k in (
+            "lif/grad/x",
+            "nsad/out/table",
+            "act/patch_embed.stage1",
+            "new_state/patch_embed.proj_bn.running_mean",
+            "act/block.1.attn.y",
+            "new_state/block.0.mlp.fc1_bn.running_var",
+            "act/block.0.out",
+            "act/pooled",
+            "loss",
+            "grad/block.0.attn.tau",
+            "param/head.bias",
+            "config",
+        )
+    ] == [
+        "lif",
+        "nsad",
+        "stem",
+        "stem",
+        "block.1.attn",
+        "block.0.mlp",
+        "block.0",
+        "head",
+        "head",
+        "grad",
+        "input",
+        "meta",
+    ]

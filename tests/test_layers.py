@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ds2ta_ref import layers
@@ -23,8 +24,12 @@ def binary_spikes(rng, shape, p=0.3):
 
 
 def bn_params(rng, c):
-    return dict(gamma=rng.standard_normal(c) + 1.0, beta=rng.standard_normal(c),
-                running_mean=rng.standard_normal(c), running_var=rng.uniform(0.5, 2.0, c))
+    return dict(
+        gamma=rng.standard_normal(c) + 1.0,
+        beta=rng.standard_normal(c),
+        running_mean=rng.standard_normal(c),
+        running_var=rng.uniform(0.5, 2.0, c),
+    )
 
 
 # ------------------------------------------------------------------ finite differences
@@ -34,8 +39,7 @@ def bn_params(rng, c):
 def test_conv_gradients_finite_differences(x_shape, w_shape):
     rng = np.random.default_rng(0)
     inputs = dict(x=rng.standard_normal(x_shape), weight=rng.standard_normal(w_shape))
-    report = check_gradients(layers.conv_forward, layers.conv_backward, inputs,
-                             wrt=["x", "weight"], rng=rng)
+    report = check_gradients(layers.conv_forward, layers.conv_backward, inputs, wrt=["x", "weight"], rng=rng)
     assert max(report.values()) <= FD_TOL, report
 
 
@@ -55,19 +59,18 @@ def test_batchnorm_gradients_finite_differences(shape, axis, training):
 
     def forward(x, gamma, beta):
         out, _, _, cache = layers.batchnorm_forward(
-            x, gamma, beta, p["running_mean"], p["running_var"], axis=axis, training=training)
+            x, gamma, beta, p["running_mean"], p["running_var"], axis=axis, training=training
+        )
         return out, cache
 
-    report = check_gradients(forward, layers.batchnorm_backward, inputs,
-                             wrt=["x", "gamma", "beta"], rng=rng)
+    report = check_gradients(forward, layers.batchnorm_backward, inputs, wrt=["x", "gamma", "beta"], rng=rng)
     assert max(report.values()) <= FD_TOL, report
 
 
 def test_maxpool_gradients_finite_differences():
     rng = np.random.default_rng(3)
     inputs = dict(x=distinct_values(rng, (2, 2, 7, 6)))
-    report = check_gradients(layers.maxpool_forward, layers.maxpool_backward, inputs,
-                             wrt=["x"], rng=rng)
+    report = check_gradients(layers.maxpool_forward, layers.maxpool_backward, inputs, wrt=["x"], rng=rng)
     assert report["x"] <= FD_TOL, report
 
 
@@ -75,8 +78,11 @@ def test_maxpool_gradients_finite_differences():
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear_gradients_finite_differences(shape, with_bias):
     rng = np.random.default_rng(4)
-    inputs = dict(x=rng.standard_normal(shape), weight=rng.standard_normal((3, shape[-1])),
-                  bias=rng.standard_normal(3) if with_bias else None)
+    inputs = dict(
+        x=rng.standard_normal(shape),
+        weight=rng.standard_normal((3, shape[-1])),
+        bias=rng.standard_normal(3) if with_bias else None,
+    )
     wrt = ["x", "weight"] + (["bias"] if with_bias else [])
     report = check_gradients(layers.linear_forward, layers.linear_backward, inputs, wrt=wrt, rng=rng)
     assert max(report.values()) <= FD_TOL, report
@@ -87,8 +93,13 @@ def test_linear_gradients_finite_differences(shape, with_bias):
 @pytest.mark.parametrize("axis", [0, -1, (0, 2), (1, 2, 0)])
 def test_mean_gradients_finite_differences(axis):
     rng = np.random.default_rng(5)
-    report = check_gradients(lambda x: layers.mean_forward(x, axis), layers.mean_backward,
-                             {"x": rng.standard_normal((3, 2, 4))}, wrt=["x"], rng=rng)
+    report = check_gradients(
+        lambda x: layers.mean_forward(x, axis),
+        layers.mean_backward,
+        {"x": rng.standard_normal((3, 2, 4))},
+        wrt=["x"],
+        rng=rng,
+    )
     assert report["x"] <= FD_TOL, report
 
 
@@ -102,8 +113,7 @@ def test_cross_entropy_gradient_finite_differences(label_smoothing):
         loss, dlogits = layers.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         return np.asarray(loss), dlogits
 
-    report = check_gradients(forward, lambda dout, dlogits: dout * dlogits,
-                             {"logits": logits}, wrt=["logits"], rng=rng)
+    report = check_gradients(forward, lambda dout, dlogits: dout * dlogits, {"logits": logits}, wrt=["logits"], rng=rng)
     assert report["logits"] <= FD_TOL, report
 
 
@@ -155,8 +165,7 @@ def test_batchnorm_matches_torch(torch, shape, axis, training):
     p = bn_params(rng, shape[axis])
     x = rng.standard_normal(shape) * 1.7 - 0.4
     dout = rng.standard_normal(shape)
-    out, new_mean, new_var, cache = layers.batchnorm_forward(
-        x, **p, axis=axis, training=training, momentum=0.2)
+    out, new_mean, new_var, cache = layers.batchnorm_forward(x, **p, axis=axis, training=training, momentum=0.2)
     dx, dgamma, dbeta = layers.batchnorm_backward(dout, cache)
 
     ot, xt, gt, bt, rm, rv = _torch_batchnorm(torch, x, p, axis, training, 0.2)
@@ -175,8 +184,7 @@ def test_batchnorm_matches_torch(torch, shape, axis, training):
 def test_maxpool_matches_torch_on_binary_spikes_with_ties(torch):
     F = torch.nn.functional
     rng = np.random.default_rng(12)
-    for shape, density in [((4, 3, 8, 8), 0.3), ((2, 5, 9, 7), 0.7), ((2, 2, 6, 6), 1.0),
-                           ((2, 2, 5, 5), 0.0)]:
+    for shape, density in [((4, 3, 8, 8), 0.3), ((2, 5, 9, 7), 0.7), ((2, 2, 6, 6), 1.0), ((2, 2, 5, 5), 0.0)]:
         x = binary_spikes(rng, shape, density)
         dout = rng.standard_normal(layers.maxpool_forward(x)[0].shape)
         out, cache = layers.maxpool_forward(x)
@@ -279,8 +287,7 @@ def test_batchnorm_training_output_is_normalized():
     rng = np.random.default_rng(21)
     x = rng.standard_normal((2, 3, 4, 5)) * 4 + 2
     c = 5
-    out, *_ = layers.batchnorm_forward(x, np.ones(c), np.zeros(c), np.zeros(c), np.ones(c),
-                                       axis=-1, training=True)
+    out, *_ = layers.batchnorm_forward(x, np.ones(c), np.zeros(c), np.zeros(c), np.ones(c), axis=-1, training=True)
     np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0, atol=1e-12)
     np.testing.assert_allclose(out.var(axis=(0, 1, 2)), 1, rtol=1e-4)  # var/(var+eps)
 
@@ -291,20 +298,22 @@ def _all_calls(rng):
     tok = rng.standard_normal((2, 2, 3, 4))
     p = bn_params(rng, 3)
     return [
-        (layers.conv_forward, layers.conv_backward,
-         dict(x=x4, weight=rng.standard_normal((2, 3, 3, 3))), {}),
+        (layers.conv_forward, layers.conv_backward, dict(x=x4, weight=rng.standard_normal((2, 3, 3, 3))), {}),
         (lambda **kw: _bn(**kw, training=True), layers.batchnorm_backward, dict(x=x4, **p), {}),
         (lambda **kw: _bn(**kw, training=False), layers.batchnorm_backward, dict(x=x4, **p), {}),
         (layers.maxpool_forward, layers.maxpool_backward, dict(x=binary_spikes(rng, x4.shape)), {}),
-        (layers.linear_forward, layers.linear_backward,
-         dict(x=tok, weight=rng.standard_normal((5, 4)), bias=rng.standard_normal(5)), {}),
+        (
+            layers.linear_forward,
+            layers.linear_backward,
+            dict(x=tok, weight=rng.standard_normal((5, 4)), bias=rng.standard_normal(5)),
+            {},
+        ),
         (layers.mean_forward, layers.mean_backward, dict(x=tok), dict(axis=(0, 2))),
     ]
 
 
 def _bn(x, gamma, beta, running_mean, running_var, training):
-    out, _, _, cache = layers.batchnorm_forward(x, gamma, beta, running_mean, running_var,
-                                                axis=1, training=training)
+    out, _, _, cache = layers.batchnorm_forward(x, gamma, beta, running_mean, running_var, axis=1, training=training)
     return out, cache
 
 
@@ -338,8 +347,7 @@ def test_dtype_kept(dtype):
         grads = backward(np.ones(out.shape, dtype=dtype), cache)
         for g in grads if isinstance(grads, tuple) else (grads,):
             assert g.dtype == dtype, backward
-    _, _, new_var, _ = layers.batchnorm_forward(
-        np.ones((2, 3), dtype), *np.ones((4, 3), dtype), axis=1, training=True)
+    _, _, new_var, _ = layers.batchnorm_forward(np.ones((2, 3), dtype), *np.ones((4, 3), dtype), axis=1, training=True)
     assert new_var.dtype == dtype
     _, dlogits = layers.cross_entropy(np.zeros((2, 3), dtype), np.array([0, 2]))
     assert dlogits.dtype == dtype
@@ -369,10 +377,7 @@ def test_conv_by_hand_identity_and_shift():
 
 
 def test_maxpool_by_hand_first_maximum_wins():
-    x = np.array([[1, 0, 1, 1],
-                  [0, 1, 1, 0],
-                  [1, 1, 0, 0],
-                  [0, 0, 0, 1]], dtype=float)[None, None]
+    x = np.array([[1, 0, 1, 1], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]], dtype=float)[None, None]
     out, cache = layers.maxpool_forward(x)  # 3x3, stride 2, pad 1: 2x2 outputs
     np.testing.assert_array_equal(out[0, 0], [[1, 1], [1, 1]])
     # windows (rows, cols): [-1..1]x[-1..1] -> (0,0); [-1..1]x[1..3] -> (0,2);
@@ -396,22 +401,28 @@ def test_cross_entropy_by_hand():
 small = st.floats(-2, 2, allow_nan=False, width=64)
 
 
-@given(hnp.arrays(np.float64, (2, 2, 4, 3), elements=small),
-       hnp.arrays(np.float64, (2, 2, 4, 3), elements=small),
-       hnp.arrays(np.float64, (3, 2, 3, 3), elements=small),
-       hnp.arrays(np.float64, (3, 2, 3, 3), elements=small),
-       small, small)
+@given(
+    hnp.arrays(np.float64, (2, 2, 4, 3), elements=small),
+    hnp.arrays(np.float64, (2, 2, 4, 3), elements=small),
+    hnp.arrays(np.float64, (3, 2, 3, 3), elements=small),
+    hnp.arrays(np.float64, (3, 2, 3, 3), elements=small),
+    small,
+    small,
+)
 def test_conv_is_bilinear(x1, x2, w1, w2, a, b):
     conv = lambda x, w: layers.conv_forward(x, w)[0]  # noqa: E731
-    np.testing.assert_allclose(conv(a * x1 + b * x2, w1), a * conv(x1, w1) + b * conv(x2, w1),
-                               atol=1e-10)
-    np.testing.assert_allclose(conv(x1, a * w1 + b * w2), a * conv(x1, w1) + b * conv(x1, w2),
-                               atol=1e-10)
+    np.testing.assert_allclose(conv(a * x1 + b * x2, w1), a * conv(x1, w1) + b * conv(x2, w1), atol=1e-10)
+    np.testing.assert_allclose(conv(x1, a * w1 + b * w2), a * conv(x1, w1) + b * conv(x1, w2), atol=1e-10)
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=6),
-                  elements=st.sampled_from([0.0, 1.0, 2.0, -1.5])),
-       st.sampled_from([(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 1, 1)]))
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=6),
+        elements=st.sampled_from([0.0, 1.0, 2.0, -1.5]),
+    ),
+    st.sampled_from([(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 1, 1)]),
+)
 def test_maxpool_is_the_window_maximum_and_routes_one_gradient(x, geometry):
     kernel, stride, padding = geometry
     assume(min(x.shape[2:]) + 2 * padding >= kernel)  # the window fits at least once
@@ -421,12 +432,13 @@ def test_maxpool_is_the_window_maximum_and_routes_one_gradient(x, geometry):
     for a in range(out.shape[2]):
         for b in range(out.shape[3]):
             r0, c0 = a * stride - padding, b * stride - padding
-            win = x[:, :, max(r0, 0):r0 + kernel, max(c0, 0):c0 + kernel]
+            win = x[:, :, max(r0, 0) : r0 + kernel, max(c0, 0) : c0 + kernel]
             np.testing.assert_array_equal(out[:, :, a, b], win.max(axis=(2, 3)))
     idx = cache.index
     assert idx.min() >= 0 and idx.max() < h * w
-    np.testing.assert_array_equal(np.take_along_axis(flat, idx.reshape(*idx.shape[:2], -1), -1),
-                                  out.reshape(*out.shape[:2], -1))  # the chosen input is a maximum
+    np.testing.assert_array_equal(
+        np.take_along_axis(flat, idx.reshape(*idx.shape[:2], -1), -1), out.reshape(*out.shape[:2], -1)
+    )  # the chosen input is a maximum
     dout = np.ones_like(out)
     dx = layers.maxpool_backward(dout, cache)
     assert dx.sum() == out.size  # exactly one input per output
@@ -435,15 +447,18 @@ def test_maxpool_is_the_window_maximum_and_routes_one_gradient(x, geometry):
 # ----------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("x,weight,match", [
-    (np.ones((2, 3, 4)), np.ones((2, 3, 3, 3)), r"x must have 4 axes"),
-    (np.ones((2, 3, 4, 4)), np.ones((2, 3, 3)), r"weight must have 4 axes"),
-    (np.ones((2, 3, 4, 4)), np.ones((2, 3, 2, 2)), r"weight must have an odd square kernel"),
-    (np.ones((2, 3, 4, 4)), np.ones((2, 3, 3, 1)), r"weight must have an odd square kernel"),
-    (np.ones((2, 3, 4, 4)), np.ones((2, 4, 3, 3)), r"weight has C_in = 4 .* x has 3"),
-    (np.full((1, 1, 3, 3), np.nan), np.ones((1, 1, 3, 3)), r"x must be finite"),
-    (np.ones((1, 1, 3, 3)), np.full((1, 1, 3, 3), np.inf), r"weight must be finite"),
-])
+@pytest.mark.parametrize(
+    "x,weight,match",
+    [
+        (np.ones((2, 3, 4)), np.ones((2, 3, 3, 3)), r"x must have 4 axes"),
+        (np.ones((2, 3, 4, 4)), np.ones((2, 3, 3)), r"weight must have 4 axes"),
+        (np.ones((2, 3, 4, 4)), np.ones((2, 3, 2, 2)), r"weight must have an odd square kernel"),
+        (np.ones((2, 3, 4, 4)), np.ones((2, 3, 3, 1)), r"weight must have an odd square kernel"),
+        (np.ones((2, 3, 4, 4)), np.ones((2, 4, 3, 3)), r"weight has C_in = 4 .* x has 3"),
+        (np.full((1, 1, 3, 3), np.nan), np.ones((1, 1, 3, 3)), r"x must be finite"),
+        (np.ones((1, 1, 3, 3)), np.full((1, 1, 3, 3), np.inf), r"weight must be finite"),
+    ],
+)
 def test_conv_bad_input(x, weight, match):
     with pytest.raises(ValueError, match=match):
         layers.conv_forward(x, weight)
@@ -464,19 +479,22 @@ def test_bad_dout_shape():
 GOOD_BN = dict(gamma=np.ones(3), beta=np.zeros(3), running_mean=np.zeros(3), running_var=np.ones(3))
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(x=np.full((2, 3), np.nan)), r"x must be finite"),
-    (dict(gamma=np.ones(4)), r"gamma must have shape \(3,\)"),
-    (dict(beta=np.ones((3, 1))), r"beta must have shape \(3,\)"),
-    (dict(running_mean=np.ones(2)), r"running_mean must have shape"),
-    (dict(running_var=-np.ones(3)), r"running_var must be >= 0"),
-    (dict(axis=2), r"axis=2 is out of range"),
-    (dict(axis=1.0), r"axis must be an int"),
-    (dict(training="yes"), r"training must be a bool"),
-    (dict(momentum=1.5), r"momentum must be <= 1"),
-    (dict(eps=0.0), r"eps must be > 0"),
-    (dict(x=np.ones((1, 3))), r"x must have more than 1 value per channel"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(x=np.full((2, 3), np.nan)), r"x must be finite"),
+        (dict(gamma=np.ones(4)), r"gamma must have shape \(3,\)"),
+        (dict(beta=np.ones((3, 1))), r"beta must have shape \(3,\)"),
+        (dict(running_mean=np.ones(2)), r"running_mean must have shape"),
+        (dict(running_var=-np.ones(3)), r"running_var must be >= 0"),
+        (dict(axis=2), r"axis=2 is out of range"),
+        (dict(axis=1.0), r"axis must be an int"),
+        (dict(training="yes"), r"training must be a bool"),
+        (dict(momentum=1.5), r"momentum must be <= 1"),
+        (dict(eps=0.0), r"eps must be > 0"),
+        (dict(x=np.ones((1, 3))), r"x must have more than 1 value per channel"),
+    ],
+)
 def test_batchnorm_bad_input(change, match):
     kw = dict(x=np.ones((2, 3)), **GOOD_BN, axis=1, training=True)
     kw.update(change)
@@ -489,57 +507,69 @@ def test_batchnorm_eval_accepts_a_single_value_per_channel():
     np.testing.assert_allclose(out, 1 / np.sqrt(1 + 1e-5))
 
 
-@pytest.mark.parametrize("x,kw,match", [
-    (np.ones((2, 4, 4)), {}, r"x must have 4 axes"),
-    (np.ones((1, 1, 4, 4)), dict(kernel=3, padding=2), r"padding must be at most"),
-    (np.ones((1, 1, 4, 4)), dict(kernel=0), r"kernel must be an integer >= 1"),
-    (np.ones((1, 1, 4, 4)), dict(stride=0), r"stride must be an integer >= 1"),
-    (np.ones((1, 1, 4, 4)), dict(stride=2.0), r"stride must be an integer"),
-    (np.ones((1, 1, 1, 1)), dict(kernel=3, padding=0), r"x of shape .* smaller than the kernel"),
-    (np.full((1, 1, 4, 4), -np.inf), {}, r"x must be finite"),
-])
+@pytest.mark.parametrize(
+    "x,kw,match",
+    [
+        (np.ones((2, 4, 4)), {}, r"x must have 4 axes"),
+        (np.ones((1, 1, 4, 4)), dict(kernel=3, padding=2), r"padding must be at most"),
+        (np.ones((1, 1, 4, 4)), dict(kernel=0), r"kernel must be an integer >= 1"),
+        (np.ones((1, 1, 4, 4)), dict(stride=0), r"stride must be an integer >= 1"),
+        (np.ones((1, 1, 4, 4)), dict(stride=2.0), r"stride must be an integer"),
+        (np.ones((1, 1, 1, 1)), dict(kernel=3, padding=0), r"x of shape .* smaller than the kernel"),
+        (np.full((1, 1, 4, 4), -np.inf), {}, r"x must be finite"),
+    ],
+)
 def test_maxpool_bad_input(x, kw, match):
     with pytest.raises(ValueError, match=match):
         layers.maxpool_forward(x, **kw)
 
 
-@pytest.mark.parametrize("x,weight,bias,match", [
-    (np.ones((2, 4)), np.ones((3, 5)), None, r"weight has D_in = 5 .* x has 4"),
-    (np.ones((2, 4)), np.ones((3, 4, 1)), None, r"weight must have 2 axes"),
-    (np.ones((2, 4)), np.ones((3, 4)), np.ones(4), r"bias must have shape \(3,\)"),
-    (np.array(1.0), np.ones((3, 4)), None, r"x must have at least 1 axes"),
-    (np.ones((2, 4)), np.ones((3, 4)), np.array([0, np.nan, 0]), r"bias must be finite"),
-])
+@pytest.mark.parametrize(
+    "x,weight,bias,match",
+    [
+        (np.ones((2, 4)), np.ones((3, 5)), None, r"weight has D_in = 5 .* x has 4"),
+        (np.ones((2, 4)), np.ones((3, 4, 1)), None, r"weight must have 2 axes"),
+        (np.ones((2, 4)), np.ones((3, 4)), np.ones(4), r"bias must have shape \(3,\)"),
+        (np.array(1.0), np.ones((3, 4)), None, r"x must have at least 1 axes"),
+        (np.ones((2, 4)), np.ones((3, 4)), np.array([0, np.nan, 0]), r"bias must be finite"),
+    ],
+)
 def test_linear_bad_input(x, weight, bias, match):
     with pytest.raises(ValueError, match=match):
         layers.linear_forward(x, weight, bias)
 
 
-@pytest.mark.parametrize("axis,match", [
-    (3, r"axis=3 is out of range"),
-    ((0, 0), r"axis has repeated axes"),
-    ((0, -3), r"axis has repeated axes"),
-    (None, r"axis must be an int or a tuple of ints"),
-    (True, r"axis must be an int"),
-])
+@pytest.mark.parametrize(
+    "axis,match",
+    [
+        (3, r"axis=3 is out of range"),
+        ((0, 0), r"axis has repeated axes"),
+        ((0, -3), r"axis has repeated axes"),
+        (None, r"axis must be an int or a tuple of ints"),
+        (True, r"axis must be an int"),
+    ],
+)
 def test_mean_bad_axis(axis, match):
     with pytest.raises(ValueError, match=match):
         layers.mean_forward(np.ones((3, 2, 4)), axis)
 
 
-@pytest.mark.parametrize("logits,labels,kw,match", [
-    (np.zeros((2, 3)), np.array([0, 3]), {}, r"labels must lie in \[0, 3\)"),
-    (np.zeros((2, 3)), np.array([-1, 0]), {}, r"labels must lie in"),
-    (np.zeros((2, 3)), np.array([0.0, 1.0]), {}, r"labels must be integer"),
-    (np.zeros((2, 3)), np.array([0.5, 1.0]), {}, r"labels must be integer"),
-    (np.zeros((2, 3)), np.array([0, 1, 2]), {}, r"labels must have shape \(2,\)"),
-    (np.zeros(3), np.array([0]), {}, r"logits must have 2 axes"),
-    (np.array([[0.0, np.inf]]), np.array([0]), {}, r"logits must be finite"),
-    (np.array([[0.0, np.nan]]), np.array([0]), {}, r"logits must be finite"),
-    (np.zeros((0, 3)), np.zeros(0, dtype=int), {}, r"logits must have at least one row"),
-    (np.zeros((2, 3)), np.array([0, 1]), dict(label_smoothing=1.5), r"label_smoothing must be <= 1"),
-    (np.zeros((2, 3)), np.array([0, 1]), dict(label_smoothing=-0.1), r"label_smoothing must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "logits,labels,kw,match",
+    [
+        (np.zeros((2, 3)), np.array([0, 3]), {}, r"labels must lie in \[0, 3\)"),
+        (np.zeros((2, 3)), np.array([-1, 0]), {}, r"labels must lie in"),
+        (np.zeros((2, 3)), np.array([0.0, 1.0]), {}, r"labels must be integer"),
+        (np.zeros((2, 3)), np.array([0.5, 1.0]), {}, r"labels must be integer"),
+        (np.zeros((2, 3)), np.array([0, 1, 2]), {}, r"labels must have shape \(2,\)"),
+        (np.zeros(3), np.array([0]), {}, r"logits must have 2 axes"),
+        (np.array([[0.0, np.inf]]), np.array([0]), {}, r"logits must be finite"),
+        (np.array([[0.0, np.nan]]), np.array([0]), {}, r"logits must be finite"),
+        (np.zeros((0, 3)), np.zeros(0, dtype=int), {}, r"logits must have at least one row"),
+        (np.zeros((2, 3)), np.array([0, 1]), dict(label_smoothing=1.5), r"label_smoothing must be <= 1"),
+        (np.zeros((2, 3)), np.array([0, 1]), dict(label_smoothing=-0.1), r"label_smoothing must be >= 0"),
+    ],
+)
 def test_cross_entropy_bad_input(logits, labels, kw, match):
     with pytest.raises(ValueError, match=match):
         layers.cross_entropy(logits, labels, **kw)

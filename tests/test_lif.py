@@ -2,15 +2,14 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit
 
 from ds2ta_ref import lif
 from ds2ta_ref import surrogate as surrogate_module
-from ds2ta_ref.gradcheck import check_gradients, rel_error
-
-from ds2ta_ref.gradcheck import lif_input_away_from_threshold
+from ds2ta_ref.gradcheck import check_gradients, lif_input_away_from_threshold, rel_error
 
 COMBOS = list(itertools.product([False, True], [True, False], ["sigmoid", "atan"]))
 ALPHA = {"sigmoid": 4.0, "atan": 2.0}
@@ -19,12 +18,14 @@ ALPHA = {"sigmoid": 4.0, "atan": 2.0}
 @pytest.mark.parametrize("decay_input,detach_reset,surrogate", COMBOS)
 def test_backward_matches_finite_differences_in_smooth_mode(decay_input, detach_reset, surrogate):
     rng = np.random.default_rng(1)
-    opts = dict(decay_input=decay_input, detach_reset=detach_reset,
-                surrogate=surrogate, alpha=ALPHA[surrogate])
+    opts = dict(decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate, alpha=ALPHA[surrogate])
     x = lif_input_away_from_threshold(rng, (5, 3, 4), **opts)
     report = check_gradients(
-        lambda x: lif.forward(x, smooth=True, **opts), lif.backward, {"x": x},
-        wrt=["x"], rng=rng,
+        lambda x: lif.forward(x, smooth=True, **opts),
+        lif.backward,
+        {"x": x},
+        wrt=["x"],
+        rng=rng,
     )
     assert report["x"] <= 1e-7, report
 
@@ -34,8 +35,7 @@ def test_matches_torch_autograd(torch, decay_input, detach_reset, surrogate):
     from torch_twins import lif as torch_lif
 
     rng = np.random.default_rng(2)
-    opts = dict(decay_input=decay_input, detach_reset=detach_reset,
-                surrogate=surrogate, alpha=ALPHA[surrogate])
+    opts = dict(decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate, alpha=ALPHA[surrogate])
     x = rng.standard_normal((6, 2, 5)) * 1.5 + 0.7
     dout = rng.standard_normal(x.shape)
     spikes, cache = lif.forward(x, **opts)
@@ -117,8 +117,7 @@ def test_decay_input_equals_scaled_input(x, tau_m):
     np.testing.assert_allclose(lif.backward(d, c1), lif.backward(d, c2) / tau_m, rtol=1e-12)
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 5), elements=st.floats(-3, 3)),
-       st.floats(0.1, 2.0))
+@given(hnp.arrays(np.float64, st.integers(1, 5), elements=st.floats(-3, 3)), st.floats(0.1, 2.0))
 def test_single_step_by_hand(x0, theta):
     x = x0[None]
     s, cache = lif.forward(x, v_threshold=theta)
@@ -147,24 +146,30 @@ def test_membrane_helper():
     np.testing.assert_allclose(h, [0.8, 1.2, 0.3])
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.array([1.0, np.nan]), "x must be finite"),
-    (np.array([np.inf]), "x must be finite"),
-    (np.array(1.0), "x must have at least 1 axes"),
-    (np.array(["a"]), "x must be a numeric array"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.array([1.0, np.nan]), "x must be finite"),
+        (np.array([np.inf]), "x must be finite"),
+        (np.array(1.0), "x must have at least 1 axes"),
+        (np.array(["a"]), "x must be a numeric array"),
+    ],
+)
 def test_bad_x(bad, match):
     with pytest.raises(ValueError, match=match):
         lif.forward(bad)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(tau_m=0.5), "tau_m must be >= 1"),
-    (dict(tau_m=float("nan")), "tau_m must be finite"),
-    (dict(alpha=0.0), "alpha must be a finite number > 0"),
-    (dict(alpha=-2.0), "alpha must be a finite number > 0"),
-    (dict(surrogate="tanh"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tau_m=0.5), "tau_m must be >= 1"),
+        (dict(tau_m=float("nan")), "tau_m must be finite"),
+        (dict(alpha=0.0), "alpha must be a finite number > 0"),
+        (dict(alpha=-2.0), "alpha must be a finite number > 0"),
+        (dict(surrogate="tanh"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
+    ],
+)
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lif.forward(np.ones((2, 3)), **kwargs)
@@ -190,8 +195,11 @@ def textbook_lif(x, *, tau_m, v_threshold, decay_input, detach_reset, surrogate,
         v[t] = v_prev = h[t] * (1 - s[t])
     dx, dv = np.empty_like(x), np.zeros_like(x[0])
     for t in reversed(range(x.shape[0])):
-        g = alpha / (4 * np.cosh(alpha * (h[t] - v_threshold) / 2) ** 2) if surrogate == "sigmoid" \
+        g = (
+            alpha / (4 * np.cosh(alpha * (h[t] - v_threshold) / 2) ** 2)
+            if surrogate == "sigmoid"
             else sg.grad(h[t] - v_threshold, alpha)
+        )
         dv_dh = 1 - s[t] - (0 if detach_reset else h[t] * g)
         dh = dspikes[t] * g + dv * dv_dh
         dx[t] = dh / tau_m if decay_input else dh
@@ -206,8 +214,14 @@ def test_buffered_kernel_equals_textbook_loop(dtype, decay_input, detach_reset, 
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((5, 3, 40)) * 1.5 + 0.6).astype(dtype)
     d = rng.standard_normal(x.shape).astype(dtype)
-    opts = dict(tau_m=1.7, v_threshold=0.9, decay_input=decay_input, detach_reset=detach_reset,
-                surrogate=surrogate, alpha=ALPHA[surrogate])
+    opts = dict(
+        tau_m=1.7,
+        v_threshold=0.9,
+        decay_input=decay_input,
+        detach_reset=detach_reset,
+        surrogate=surrogate,
+        alpha=ALPHA[surrogate],
+    )
     s, cache = lif.forward(x, **opts)
     dx = lif.backward(d, cache)
     s_ref, h_ref, v_ref, dx_ref = textbook_lif(x, dspikes=d, **opts)
@@ -215,4 +229,6 @@ def test_buffered_kernel_equals_textbook_loop(dtype, decay_input, detach_reset, 
     np.testing.assert_array_equal(s, s_ref)
     np.testing.assert_array_equal(cache.h, h_ref)
     np.testing.assert_array_equal(cache.v, v_ref)  # recomputed from h
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(
+        dx, dx_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14
+    )

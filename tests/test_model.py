@@ -36,9 +36,17 @@ def test_init_params_names_and_statistics():
     cfg = ds2ta_ref.preset("tiny")
     params = model.init_params(cfg, np.random.default_rng(0))
     assert list(params) == list(model.param_shapes(cfg))
-    for name in ["patch_embed.proj_conv.weight", "patch_embed.proj_bn.weight", "patch_embed.rpe_conv.weight",
-                 "block.0.attn.q_linear.weight", "block.0.attn.proj_bn.bias", "block.0.mlp.fc1_linear.bias",
-                 "head.weight", "block.0.attn.tau", "block.0.attn.nsad"]:
+    for name in [
+        "patch_embed.proj_conv.weight",
+        "patch_embed.proj_bn.weight",
+        "patch_embed.rpe_conv.weight",
+        "block.0.attn.q_linear.weight",
+        "block.0.attn.proj_bn.bias",
+        "block.0.mlp.fc1_linear.bias",
+        "head.weight",
+        "block.0.attn.tau",
+        "block.0.attn.nsad",
+    ]:
         assert name in params
     assert params["block.0.attn.tau"].shape == () and params["block.0.attn.tau"] == cfg.tau0
     assert params["block.0.attn.nsad"].shape == (cfg.heads, 6)
@@ -145,9 +153,17 @@ def test_whole_model_gradient_check_with_frozen_u():
     params, state, x = firing_model_inputs(cfg, rng)
     nsad_names = [k for k in params if k.endswith(".nsad")]
     for k in nsad_names:  # every coefficient non-zero, so that a .. e all get a gradient
-        params[k] = np.stack([rng.uniform(0.5, 1.5, cfg.heads), rng.uniform(-0.2, 0.2, cfg.heads),
-                              rng.uniform(0.5, 3, cfg.heads), rng.uniform(-2, 2, cfg.heads),
-                              rng.uniform(0.5, 4, cfg.heads), rng.uniform(0, 1.5, cfg.heads)], axis=1)
+        params[k] = np.stack(
+            [
+                rng.uniform(0.5, 1.5, cfg.heads),
+                rng.uniform(-0.2, 0.2, cfg.heads),
+                rng.uniform(0.5, 3, cfg.heads),
+                rng.uniform(-2, 2, cfg.heads),
+                rng.uniform(0.5, 4, cfg.heads),
+                rng.uniform(0, 1.5, cfg.heads),
+            ],
+            axis=1,
+        )
     u_fixed = {k: params[k][:, 5].copy() for k in nsad_names}
 
     def fwd(**p):
@@ -162,12 +178,14 @@ def test_whole_model_gradient_check_with_frozen_u():
     _, grads = model.backward(rng.standard_normal((x.shape[-4], cfg.num_classes)), cache)
     for k in nsad_names:
         assert np.all(grads[k][:, 5] == 0.0) and np.all(grads[k][:, :5] != 0.0), (k, grads[k])
+
     def grads_only(dlogits, cache):
         return model.backward(dlogits, cache)[1]
 
     report = check_gradients(fwd, grads_only, params, wrt=nsad_names, rng=rng, floor=1e-3)  # every entry
-    report.update(check_gradients(fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng,
-                                  max_entries=3, floor=1e-3))
+    report.update(
+        check_gradients(fwd, grads_only, params, wrt=model.trainable(cfg), rng=rng, max_entries=3, floor=1e-3)
+    )
     assert set(nsad_names) | {"block.0.attn.tau", "head.weight"} <= set(report)
     worst = max(report, key=report.get)
     assert report[worst] <= 1e-6, (worst, report[worst])
@@ -182,8 +200,9 @@ def _torch_compare(torch, cfg, seed, gain=25.0):
     dlogits = np.random.default_rng(seed).standard_normal(logits.shape)
     _, grads = model.backward(dlogits, cache)
     # Every weight receives gradient (the attention LIF fires, so proj_linear is exercised).
-    assert all(np.abs(grads[k]).max() > 0 for k in params if not k.endswith("_linear.bias")), \
-        [k for k in params if np.abs(grads[k]).max() == 0]
+    assert all(np.abs(grads[k]).max() > 0 for k in params if not k.endswith("_linear.bias")), [
+        k for k in params if np.abs(grads[k]).max() == 0
+    ]
 
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     St = {k: torch.tensor(v) for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -266,14 +285,23 @@ def test_load_dvs_names(tmp_path):
 def test_load_reports_every_mismatch_by_name(tmp_path):
     cfg = SMALL.replace(tasa=False, nsad=False)
     params, state, _ = _inputs(cfg)
-    path = _state_dict_npz(tmp_path, cfg, params, state,
-                           extra={"head.weight": np.zeros((5, 16)), "block.9.attn.foo": np.zeros(3)},
-                           drop=["block.0.mlp.fc1_linear.bias", "patch_embed.rpe_bn.running_var"])
+    path = _state_dict_npz(
+        tmp_path,
+        cfg,
+        params,
+        state,
+        extra={"head.weight": np.zeros((5, 16)), "block.9.attn.foo": np.zeros(3)},
+        drop=["block.0.mlp.fc1_linear.bias", "patch_embed.rpe_bn.running_var"],
+    )
     with pytest.raises(ValueError) as info:
         ds2ta_ref.load_spikformer_npz(path, cfg)
     msg = str(info.value)
-    for part in ["missing 'block.0.mlp.fc1_linear.bias'", "missing 'patch_embed.rpe_bn.running_var'",
-                 "unexpected 'block.9.attn.foo'", "'head.weight' has shape (5, 16), expected (3, 16)"]:
+    for part in [
+        "missing 'block.0.mlp.fc1_linear.bias'",
+        "missing 'patch_embed.rpe_bn.running_var'",
+        "unexpected 'block.9.attn.foo'",
+        "'head.weight' has shape (5, 16), expected (3, 16)",
+    ]:
         assert part in msg
 
 
@@ -354,8 +382,9 @@ def test_dx_matches_finite_differences(frames):
         logits, _, cache = model.forward(x, params, state, SMALL, training=True, smooth=True)
         return logits, cache
 
-    report = check_gradients(fwd, lambda d, c: model.backward(d, c)[:1], {"x": x}, wrt=["x"], rng=rng,
-                             max_entries=12, floor=1e-3)
+    report = check_gradients(
+        fwd, lambda d, c: model.backward(d, c)[:1], {"x": x}, wrt=["x"], rng=rng, max_entries=12, floor=1e-3
+    )
     assert report["x"] <= 1e-5, report
 
 

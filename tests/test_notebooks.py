@@ -19,6 +19,7 @@ written to a temporary ``JUPYTER_PATH``, so that a ``python3`` kernel installed
 elsewhere on the machine cannot be picked up instead. It imports ``ds2ta_ref``
 from this checkout (``PYTHONPATH``) and starts with ``MPLBACKEND=Agg``.
 """
+
 import json
 import os
 import re
@@ -43,10 +44,24 @@ SMALL = {
     "02_tasa_figure2.ipynb": {"T": 5, "D_in": 3, "D_out": 2, "seed": 1},
     "03_nsad_figure4.ipynb": {"head_dim": 8, "batch": 1, "seed": 1},
     "04_model.ipynb": {"batch": 2, "T": 2, "depth": 1, "grad_entries": 1},
-    "05_training.ipynb": {"epochs": 2, "train_subset": 32, "test_subset": 16, "step_batch": 8, "events_epochs": 1,
-                          "events_seeds": (0,), "events_subset": 8},
-    "06_attention_sparsity_energy.ipynb": {"depth": 1, "epochs": 1, "train_subset": 24, "test_subset": 16,
-                                           "seeds": (0,), "sweep_u0": (3.0,), "paper_u0": 3.0},
+    "05_training.ipynb": {
+        "epochs": 2,
+        "train_subset": 32,
+        "test_subset": 16,
+        "step_batch": 8,
+        "events_epochs": 1,
+        "events_seeds": (0,),
+        "events_subset": 8,
+    },
+    "06_attention_sparsity_energy.ipynb": {
+        "depth": 1,
+        "epochs": 1,
+        "train_subset": 24,
+        "test_subset": 16,
+        "seeds": (0,),
+        "sweep_u0": (3.0,),
+        "paper_u0": 3.0,
+    },
 }
 
 # Notebooks executed by another test module (with their own sizes and checks).
@@ -78,8 +93,10 @@ CLAIMS = {
         (r"agrees to better than\s+\$10\^\{-(\d+)\}\$", "f'{-np.log10(fd_tolerance):g}'"),
         (r"must agree to \$10\^\{-(\d+)\}\$ or better", "f'{-np.log10(gradcheck.TOLERANCE[\"lif\"]):g}'"),
         (r"to \$10\^\{-(\d+)\}\$ or better\.?\n", "f'{-np.log10(gradcheck.TOLERANCE[\"lif\"]):g}'"),
-        (r"under the \$10\^\{-(\d+)\}\$ perturbation",
-         "f'{-np.log10(__import__(\"inspect\").signature(gradcheck.check_gradients).parameters[\"eps\"].default):g}'"),
+        (
+            r"under the \$10\^\{-(\d+)\}\$ perturbation",
+            'f\'{-np.log10(__import__("inspect").signature(gradcheck.check_gradients).parameters["eps"].default):g}\'',
+        ),
         (r"at least \$10\^\{-(\d+)\}\$ away", "f'{-np.log10(margin):g}'"),
         (r"sigmoid surrogate with \$\\alpha = (\d+)\$", "f\"{surrogate.SURROGATES['sigmoid'].default_alpha:g}\""),
     ],
@@ -100,8 +117,10 @@ CLAIMS = {
         (r"(\w+)-channel images", "['zero', 'one', 'two', 'three'][cfg.in_channels]"),
         (r"\$T = \d+\$,\s+(\w+) block,", "['zero', 'one', 'two', 'three'][cfg.depth]"),
         (r"at \$u_0 = (\d+)\$ the scattered", "f'{cfg.u0:g}'"),
-        (r"`plotting.NSAD_EXAMPLES` holds (\w+) labelled",
-         "['zero', 'one', 'two', 'three', 'four'][len(plotting.NSAD_EXAMPLES)]"),
+        (
+            r"`plotting.NSAD_EXAMPLES` holds (\w+) labelled",
+            "['zero', 'one', 'two', 'three', 'four'][len(plotting.NSAD_EXAMPLES)]",
+        ),
         (r"own\s+initialisation \(\$u_0 = (\d+)\$\)", "f'{cfg.u0:g}'"),
     ],
     "04_model.ipynb": [
@@ -125,9 +144,11 @@ CLAIMS = {
         (r"on a (\d+)x\d+ torus", "str(cfg_e.img_size)"),
         (r"beat chance \((\d+) %\)", "f'{100 / cfg_e.num_classes:g}'"),
         (r"leaves the DVS splitter a (single) token", "'single' if cfg_e.num_tokens == 1 else str(cfg_e.num_tokens)"),
-        (r"gives ([\d.]+) %\s+test accuracy on one thread",  # the committed run (figures/results.json)
-         "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep']"
-         " if r['label'] == 'u0 = 1, learned u'][0]:.2f}\""),
+        (
+            r"gives ([\d.]+) %\s+test accuracy on one thread",  # the committed run (figures/results.json)
+            "f\"{100 * [r['accuracy'] for r in __import__('json').load(open('../figures/results.json'))['sweep']"
+            " if r['label'] == 'u0 = 1, learned u'][0]:.2f}\"",
+        ),
     ],
     "06_attention_sparsity_energy.ipynb": [
         (r"\$E_\{AC\} = ([\d.]+)\$ pJ", "f'{ds2ta_ref.energy.E_AC * 1e12:g}'"),
@@ -142,19 +163,30 @@ CLAIMS = {
 # Sentences generated from each run: a line matching each pattern must be printed (the prose says
 # the cell prints it; the numbers are the run's own).
 OUTPUTS = {
-    "01_lif_neuron.ipynb": [r"I_on = [\d.]+ is (below|not below) the threshold", r"spikes per gain: \{.*\} -> ",
-                            r"steady state h\* = [\d.]+", r"sg\(0\) = 1 for both",
-                            r"spikes for threshold .* -> (never more as it rises|not monotone)",
-                            r"spikes for tau_m .* -> (never fewer as it grows|not monotone)"],
+    "01_lif_neuron.ipynb": [
+        r"I_on = [\d.]+ is (below|not below) the threshold",
+        r"spikes per gain: \{.*\} -> ",
+        r"steady state h\* = [\d.]+",
+        r"sg\(0\) = 1 for both",
+        r"spikes for threshold .* -> (never more as it rises|not monotone)",
+        r"spikes for tau_m .* -> (never fewer as it grows|not monotone)",
+    ],
     "02_tasa_figure2.ipynb": [r"Q spikes: \d+ with a window of 1, \d+ with T_AW = \d+; \d+ of \d+ .* differ"],
-    "03_nsad_figure4.ipynb": [r"tiny model, u0 = [\d.]+: sparsity [\d.]+% -> [\d.]+%",
-                              r"threshold u = 3: [\d.]+% zeros"],
-    "04_model.ipynb": [r"initial BatchNorm statistics: 0 SPS spikes of \d+, firing rate of the whole model",
-                       r"t = 1: +[\d.]+% of the Q spikes differ"],
+    "03_nsad_figure4.ipynb": [
+        r"tiny model, u0 = [\d.]+: sparsity [\d.]+% -> [\d.]+%",
+        r"threshold u = 3: [\d.]+% zeros",
+    ],
+    "04_model.ipynb": [
+        r"initial BatchNorm statistics: 0 SPS spikes of \d+, firing rate of the whole model",
+        r"t = 1: +[\d.]+% of the Q spikes differ",
+    ],
 }
 
-RUN_TIME = re.compile(r"\*\*Run time:\*\* about (\d+) s at the default sizes and (\d+) s at the test's small sizes.*?"
-                      r"checks that the small run stays under (\d+) s", re.S)
+RUN_TIME = re.compile(
+    r"\*\*Run time:\*\* about (\d+) s at the default sizes and (\d+) s at the test's small sizes.*?"
+    r"checks that the small run stays under (\d+) s",
+    re.S,
+)
 
 
 def read(name):
@@ -177,8 +209,11 @@ def kernel_env(tmp_path, monkeypatch):
     """A ``python3`` kernel spec running this interpreter, found first on ``JUPYTER_PATH``."""
     spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (test)", "language": "python"}
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (test)",
+        "language": "python",
+    }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -232,7 +267,7 @@ def test_sliders_redraw_on_release(name):
         while depth:
             depth += {"(": 1, ")": -1}.get(code[end], 0)
             end += 1
-        calls.append(code[match.end():end])
+        calls.append(code[match.end() : end])
     assert all("continuous_update=False" in call for call in calls), name
 
 
@@ -253,7 +288,10 @@ def execute(name, extra_code: str):
     nb.cells.insert(0, nbformat.v4.new_code_cell(check))
     nb.cells.append(nbformat.v4.new_code_cell(extra_code))
     client = nbclient.NotebookClient(
-        nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=60,
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        startup_timeout=60,
         resources={"metadata": {"path": str(TUTORIALS)}},  # the kernel's working directory
     )
     client.execute()  # raises CellExecutionError naming the failing cell
@@ -266,8 +304,9 @@ def cell_seconds(cell) -> float:
     timing = cell.metadata.get("execution", {})
     if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
         return 0.0
-    start, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
-                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    start, end = (
+        datetime.fromisoformat(timing[k].replace("Z", "+00:00")) for k in ("iopub.execute_input", "shell.execute_reply")
+    )
     return (end - start).total_seconds()
 
 
@@ -286,8 +325,12 @@ def test_notebook_runs_on_small_sizes(name, kernel_env):
     # ipywidgets catch a callback's exception and show it in the widget's Output area, which
     # nbclient stores in the notebook's widget state: look there too.
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    widget_outputs = [out for model in state.values() if model.get("model_name") == "OutputModel"
-                      for out in model["state"].get("outputs", [])]
+    widget_outputs = [
+        out
+        for model in state.values()
+        if model.get("model_name") == "OutputModel"
+        for out in model["state"].get("outputs", [])
+    ]
     assert not [out for out in widget_outputs if out.get("output_type") == "error"], "a slider callback raised"
     if name in SLIDERS:
         assert any("image/png" in out.get("data", {}) for out in widget_outputs), "the sliders drew nothing"
@@ -297,6 +340,7 @@ def test_notebook_runs_on_small_sizes(name, kernel_env):
         assert re.search(pattern, stream), f"{name}: no printed line matches {pattern!r}"
     if (ROOT / "ds2ta_ref" / "exercises" / f"nb{name[:2]}.py").exists():  # every stub, unfilled, says so
         from ds2ta_ref import exercises
+
         for ex in exercises.exercises_of(name[:2]):
             assert f"Exercise {ex.key} ({ex.title}): not done yet" in stream, ex.key
     stated = RUN_TIME.search(read(name).cells[0].source)

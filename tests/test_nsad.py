@@ -3,13 +3,15 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ds2ta_ref import nsad, surrogate as surrogates
+from ds2ta_ref import nsad
+from ds2ta_ref import surrogate as surrogates
 from ds2ta_ref.gradcheck import check_gradients, rel_error
-
 from ds2ta_ref.surrogate import SURROGATES
+
 ALPHA = {name: sg.default_alpha for name, sg in SURROGATES.items()}
 ROUNDINGS = ["nearest", "floor"]
 
@@ -41,8 +43,14 @@ def nsad_inputs(draw, u_min=-2.0):
         return st.floats(lo, hi, allow_nan=False)
 
     rows = [
-        [draw(real(-2, 2)), draw(real(-1, 1)), draw(real(0, head_dim)),
-         draw(real(-3, 3)), draw(real(0, head_dim)), draw(real(u_min, head_dim + 1))]
+        [
+            draw(real(-2, 2)),
+            draw(real(-1, 1)),
+            draw(real(0, head_dim)),
+            draw(real(-3, 3)),
+            draw(real(0, head_dim)),
+            draw(real(u_min, head_dim + 1)),
+        ]
         for _ in range(heads)
     ]
     return scores, np.array(rows), head_dim
@@ -80,10 +88,16 @@ def naive_backward(dA, scores, params, surrogate="sigmoid", alpha=4.0):
         gate = float(s > u)
         sgv = float(sg(np.array(s - u), alpha))
         dscores[idx] = dA[idx] * (gate * (a + 2 * b * (s - c) - d * sig * (1 - sig)) + sgv * g)
-        dparams[h] += dA[idx] * np.array([
-            gate * s, gate * (s - c) ** 2, gate * -2 * b * (s - c),
-            gate * (1 - sig), gate * d * sig * (1 - sig), -sgv * g,
-        ])
+        dparams[h] += dA[idx] * np.array(
+            [
+                gate * s,
+                gate * (s - c) ** 2,
+                gate * -2 * b * (s - c),
+                gate * (1 - sig),
+                gate * d * sig * (1 - sig),
+                -sgv * g,
+            ]
+        )
     return dscores, dparams
 
 
@@ -316,25 +330,28 @@ GOOD_SCORES = np.zeros((2, 3, 3))
 GOOD_PARAMS = nsad.init_params(2, 1.0)
 
 
-@pytest.mark.parametrize("scores,params,kwargs,match", [
-    (GOOD_SCORES + 0.5, GOOD_PARAMS, {}, "scores must be integer counts"),
-    (GOOD_SCORES - 1, GOOD_PARAMS, {}, r"scores must lie in \[0, head_dim\] = \[0, 4\]"),
-    (GOOD_SCORES + 5, GOOD_PARAMS, {}, r"scores must lie in \[0, head_dim\]"),
-    (np.full((2, 3, 3), np.nan), GOOD_PARAMS, {}, "scores must be finite"),
-    (np.full((2, 3, 3), np.inf), GOOD_PARAMS, dict(smooth=True), "scores must be finite"),
-    (np.zeros((3, 3)), GOOD_PARAMS, {}, r"scores must have at least 3 axes \(\.\.\., H, N, N\)"),
-    (np.zeros((2, 3, 4)), GOOD_PARAMS, {}, "scores must be .* square last two axes"),
-    (GOOD_SCORES, np.zeros((2, 5)), {}, r"params must have shape \(H, 6\)"),
-    (GOOD_SCORES, np.zeros(6), {}, r"params must have shape \(H, 6\)"),
-    (GOOD_SCORES, nsad.init_params(3, 1.0), {}, r"params must have one row per head, H = scores.shape\[-3\] = 2"),
-    (GOOD_SCORES, np.array([[1.0, 0, 0, np.nan, 0, 0]] * 2), {}, "params must be finite"),
-    (GOOD_SCORES, np.array([[1.0, 1e308, 0, 0, 0, -1]] * 2), {}, "params must give a finite table"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(rounding="up"), r"rounding must be one of \['floor', 'nearest'\]"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(surrogate="relu"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(alpha=0.0), "alpha must be a finite number > 0"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=0), "head_dim must be an integer >= 1"),
-    (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=4.0), "head_dim must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "scores,params,kwargs,match",
+    [
+        (GOOD_SCORES + 0.5, GOOD_PARAMS, {}, "scores must be integer counts"),
+        (GOOD_SCORES - 1, GOOD_PARAMS, {}, r"scores must lie in \[0, head_dim\] = \[0, 4\]"),
+        (GOOD_SCORES + 5, GOOD_PARAMS, {}, r"scores must lie in \[0, head_dim\]"),
+        (np.full((2, 3, 3), np.nan), GOOD_PARAMS, {}, "scores must be finite"),
+        (np.full((2, 3, 3), np.inf), GOOD_PARAMS, dict(smooth=True), "scores must be finite"),
+        (np.zeros((3, 3)), GOOD_PARAMS, {}, r"scores must have at least 3 axes \(\.\.\., H, N, N\)"),
+        (np.zeros((2, 3, 4)), GOOD_PARAMS, {}, "scores must be .* square last two axes"),
+        (GOOD_SCORES, np.zeros((2, 5)), {}, r"params must have shape \(H, 6\)"),
+        (GOOD_SCORES, np.zeros(6), {}, r"params must have shape \(H, 6\)"),
+        (GOOD_SCORES, nsad.init_params(3, 1.0), {}, r"params must have one row per head, H = scores.shape\[-3\] = 2"),
+        (GOOD_SCORES, np.array([[1.0, 0, 0, np.nan, 0, 0]] * 2), {}, "params must be finite"),
+        (GOOD_SCORES, np.array([[1.0, 1e308, 0, 0, 0, -1]] * 2), {}, "params must give a finite table"),
+        (GOOD_SCORES, GOOD_PARAMS, dict(rounding="up"), r"rounding must be one of \['floor', 'nearest'\]"),
+        (GOOD_SCORES, GOOD_PARAMS, dict(surrogate="relu"), r"surrogate must be one of \['atan', 'sigmoid'\]"),
+        (GOOD_SCORES, GOOD_PARAMS, dict(alpha=0.0), "alpha must be a finite number > 0"),
+        (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=0), "head_dim must be an integer >= 1"),
+        (GOOD_SCORES, GOOD_PARAMS, dict(head_dim=4.0), "head_dim must be an integer >= 1"),
+    ],
+)
 def test_bad_forward_input(scores, params, kwargs, match):
     kwargs = {"head_dim": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -349,15 +366,18 @@ def test_bad_dA():
         nsad.backward(np.full((2, 3, 3), np.nan), cache)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: nsad.hashmap(GOOD_PARAMS, head_dim=0), "head_dim must be an integer >= 1"),
-    (lambda: nsad.hashmap(GOOD_PARAMS, head_dim=3, rounding="ceil"), "rounding must be one of"),
-    (lambda: nsad.hashmap(np.zeros((2, 7)), head_dim=3), r"params must have shape \(H, 6\)"),
-    (lambda: nsad.curve(GOOD_PARAMS, np.zeros((2, 2))), "s must be a 1-D array"),
-    (lambda: nsad.curve(GOOD_PARAMS, [np.nan]), "s must be finite"),
-    (lambda: nsad.init_params(0, 3.0), "num_heads must be an integer >= 1"),
-    (lambda: nsad.init_params(2, float("inf")), "u0 must be finite"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: nsad.hashmap(GOOD_PARAMS, head_dim=0), "head_dim must be an integer >= 1"),
+        (lambda: nsad.hashmap(GOOD_PARAMS, head_dim=3, rounding="ceil"), "rounding must be one of"),
+        (lambda: nsad.hashmap(np.zeros((2, 7)), head_dim=3), r"params must have shape \(H, 6\)"),
+        (lambda: nsad.curve(GOOD_PARAMS, np.zeros((2, 2))), "s must be a 1-D array"),
+        (lambda: nsad.curve(GOOD_PARAMS, [np.nan]), "s must be finite"),
+        (lambda: nsad.init_params(0, 3.0), "num_heads must be an integer >= 1"),
+        (lambda: nsad.init_params(2, float("inf")), "u0 must be finite"),
+    ],
+)
 def test_bad_helper_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()

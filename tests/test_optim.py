@@ -2,7 +2,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ds2ta_ref.optim import AdamW, clip_grad_norm, cosine_lr
 
@@ -31,9 +32,12 @@ def test_adamw_matches_torch(torch):
     opt = AdamW(params, lr=lrs[0], no_decay=NO_DECAY, **hyper)
     tparams = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     topt = torch.optim.AdamW(
-        [{"params": [p for k, p in tparams.items() if k not in NO_DECAY]},
-         {"params": [p for k, p in tparams.items() if k in NO_DECAY], "weight_decay": 0.0}],
-        lr=lrs[0], **hyper,
+        [
+            {"params": [p for k, p in tparams.items() if k not in NO_DECAY]},
+            {"params": [p for k, p in tparams.items() if k in NO_DECAY], "weight_decay": 0.0},
+        ],
+        lr=lrs[0],
+        **hyper,
     )
     for lr, g in zip(lrs, grads):
         opt.step(params, g, lr=lr)
@@ -44,8 +48,9 @@ def test_adamw_matches_torch(torch):
         topt.step()
     for k in SHAPES:
         np.testing.assert_allclose(params[k], tparams[k].detach().numpy(), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(opt.state_dict()[f"v.{k}"], topt.state[tparams[k]]["exp_avg_sq"].numpy(),
-                                   rtol=1e-12, atol=1e-16)
+        np.testing.assert_allclose(
+            opt.state_dict()[f"v.{k}"], topt.state[tparams[k]]["exp_avg_sq"].numpy(), rtol=1e-12, atol=1e-16
+        )
 
 
 def test_adamw_no_decay_excludes_weight_decay():
@@ -66,8 +71,9 @@ def test_adamw_first_step_by_hand():
     p = {"w": np.array([1.0, -2.0, 3.0])}
     g = {"w": np.array([0.5, -0.1, 0.0])}
     AdamW(p, lr=0.01, weight_decay=0.0, eps=1e-8).step(p, g)
-    np.testing.assert_allclose(p["w"], [1.0 - 0.01 * 0.5 / (0.5 + 1e-8), -2.0 + 0.01 * 0.1 / (0.1 + 1e-8), 3.0],
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        p["w"], [1.0 - 0.01 * 0.5 / (0.5 + 1e-8), -2.0 + 0.01 * 0.1 / (0.1 + 1e-8), 3.0], rtol=1e-14
+    )
 
 
 def test_adamw_updates_in_place():
@@ -146,13 +152,14 @@ def test_adamw_step_names_the_bad_key():
 def test_cosine_lr_shape(total, warmup, base_lr, min_frac):
     warmup = min(warmup, total - 1)
     min_lr = base_lr * min_frac
-    lrs = [cosine_lr(s, total_steps=total, warmup_steps=warmup, base_lr=base_lr, min_lr=min_lr)
-           for s in range(total + 3)]
+    lrs = [
+        cosine_lr(s, total_steps=total, warmup_steps=warmup, base_lr=base_lr, min_lr=min_lr) for s in range(total + 3)
+    ]
     assert lrs[0] > 0
-    assert np.all(np.diff(lrs[:warmup + 1]) > 0)                     # warmup strictly rising
-    assert lrs[warmup] == pytest.approx(base_lr, rel=1e-14)          # peak
-    assert np.all(np.diff(lrs[warmup:]) <= 1e-15 * base_lr)         # then never rising
-    assert lrs[total] == lrs[total + 2] == min_lr                    # the end
+    assert np.all(np.diff(lrs[: warmup + 1]) > 0)  # warmup strictly rising
+    assert lrs[warmup] == pytest.approx(base_lr, rel=1e-14)  # peak
+    assert np.all(np.diff(lrs[warmup:]) <= 1e-15 * base_lr)  # then never rising
+    assert lrs[total] == lrs[total + 2] == min_lr  # the end
     assert max(lrs) <= base_lr * (1 + 1e-14) and min(lrs[warmup:]) >= min_lr * (1 - 1e-14)
 
 
@@ -160,7 +167,7 @@ def test_cosine_lr_values():
     kw = dict(total_steps=10, warmup_steps=4, base_lr=1.0, min_lr=0.1)
     assert [cosine_lr(s, **kw) for s in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     assert cosine_lr(7, **kw) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 6)))
-    assert cosine_lr(7, **kw) == pytest.approx(0.55)                 # halfway down
+    assert cosine_lr(7, **kw) == pytest.approx(0.55)  # halfway down
     with pytest.raises(ValueError, match="warmup_steps"):
         cosine_lr(0, total_steps=3, warmup_steps=3, base_lr=1.0)
     with pytest.raises(ValueError, match="min_lr"):

@@ -1,4 +1,5 @@
 """ds2ta_ref.plotting on small inputs (Agg), and figures/make_figures.py into a tmp dir."""
+
 import hashlib
 import importlib.util
 import json
@@ -188,6 +189,7 @@ def test_attention_grid_never_rounds_a_nonzero_map_to_full_sparsity():
 
 def test_plot_architecture_prints_the_shapes():
     from ds2ta_ref import preset
+
     cfg = preset("tiny")
     fig = plotting.plot_architecture(cfg, batch=3)
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
@@ -202,8 +204,19 @@ def test_plot_architecture_prints_the_shapes():
 
 def test_result_charts():
     from ds2ta_ref.energy import BlockEnergy
-    history = [dict(epoch=e, loss=1.0 / e, test_loss=1.1 / e, train_acc=0.5, test_acc=0.4, firing_rate=0.1,
-                    attention_sparsity=0.8) for e in (1, 2)]
+
+    history = [
+        dict(
+            epoch=e,
+            loss=1.0 / e,
+            test_loss=1.1 / e,
+            train_acc=0.5,
+            test_acc=0.4,
+            firing_rate=0.1,
+            attention_sparsity=0.8,
+        )
+        for e in (1, 2)
+    ]
     assert_figure(plotting.plot_learning_curves({"a": history, "b": history}), 4)
     rows = {"Spikformer": [BlockEnergy(0, 0.5, 100, 45.0)], "DS2TA": [BlockEnergy(0, 0.9, 100, 9.0)]}
     fig = plotting.plot_block_energy(rows)
@@ -217,29 +230,35 @@ def test_result_charts():
 
 def test_variants_have_one_order_and_one_colour_everywhere():
     from ds2ta_ref.energy import BlockEnergy
+
     assert plotting.VARIANTS == ("Spikformer", "NSAD only", "TASA only", "DS2TA")
     shuffled = {"TASA only": [0.9], "DS2TA": [0.95], "Spikformer": [0.9], "NSAD only": [0.92]}
     fig = plotting.plot_ablation(shuffled)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(plotting.VARIANTS)
     bars = [p for p in fig.axes[0].patches]
     assert [matplotlib.colors.to_hex(b.get_facecolor()) for b in bars] == [
-        plotting.VARIANT_COLORS[v] for v in plotting.VARIANTS]
+        plotting.VARIANT_COLORS[v] for v in plotting.VARIANTS
+    ]
     rows = {"DS2TA": [BlockEnergy(0, 0.9, 100, 9.0)], "Spikformer": [BlockEnergy(0, 0.5, 100, 45.0)]}
     fig = plotting.plot_block_energy(rows)
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert labels == ["Spikformer", "DS2TA"]
     assert matplotlib.colors.to_hex(fig.axes[1].patches[0].get_facecolor()) == plotting.VARIANT_COLORS["Spikformer"]
-    history = [dict(epoch=e, loss=1.0, train_acc=0.5, test_acc=0.4, firing_rate=0.1, attention_sparsity=0.8)
-               for e in (1, 2)]
+    history = [
+        dict(epoch=e, loss=1.0, train_acc=0.5, test_acc=0.4, firing_rate=0.1, attention_sparsity=0.8) for e in (1, 2)
+    ]
     fig = plotting.plot_learning_curves({"DS2TA": history, "Spikformer": history})
-    assert [line.get_color() for line in fig.axes[2].lines] == [plotting.VARIANT_COLORS[v] for v in
-                                                               ("Spikformer", "DS2TA")]
+    assert [line.get_color() for line in fig.axes[2].lines] == [
+        plotting.VARIANT_COLORS[v] for v in ("Spikformer", "DS2TA")
+    ]
     assert plotting.variant_color("other", 3) == "C3"
 
 
 def test_learning_curves_draw_test_panels_in_the_test_style():
-    history = [dict(epoch=e, loss=1.0, test_loss=1.2, train_acc=0.5, test_acc=0.4, firing_rate=0.1,
-                    attention_sparsity=0.8) for e in (1, 2)]
+    history = [
+        dict(epoch=e, loss=1.0, test_loss=1.2, train_acc=0.5, test_acc=0.4, firing_rate=0.1, attention_sparsity=0.8)
+        for e in (1, 2)
+    ]
     fig = plotting.plot_learning_curves(history)
     train, test = plotting.TRAIN_STYLE, plotting.TEST_STYLE
     assert (train["ls"], train["marker"]) != (test["ls"], test["marker"])
@@ -263,9 +282,12 @@ def test_root_figure_refuses_an_axes_in_no_figure():
 def test_plotting_without_matplotlib_says_what_to_install():
     import subprocess
     import sys
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "import ds2ta_ref, ds2ta_ref.model, ds2ta_ref.train\n"  # the core imports without matplotlib
-            "try:\n    import ds2ta_ref.plotting\nexcept ImportError as e:\n    print(e)")
+
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import ds2ta_ref, ds2ta_ref.model, ds2ta_ref.train\n"  # the core imports without matplotlib
+        "try:\n    import ds2ta_ref.plotting\nexcept ImportError as e:\n    print(e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.count("\n") == 1 and "pip install 'ds2ta_ref[plot]'" in out
 
@@ -285,13 +307,17 @@ def test_make_figures_regenerates_every_committed_png_byte_for_byte(tmp_path):
     assert {p.name for p in written} == set(make_figures.FIGURES)
     committed = {p.name for p in FIGURES_DIR.glob("*.png")}
     assert committed == set(make_figures.FIGURES), "every PNG under figures/ comes from the script (STYLE 8)"
-    changed = [p.name for p in written
-               if hashlib.sha256(p.read_bytes()).hexdigest()
-               != hashlib.sha256((FIGURES_DIR / p.name).read_bytes()).hexdigest()]
+    changed = [
+        p.name
+        for p in written
+        if hashlib.sha256(p.read_bytes()).hexdigest() != hashlib.sha256((FIGURES_DIR / p.name).read_bytes()).hexdigest()
+    ]
     drawn_with = json.loads((FIGURES_DIR / make_figures.ENVIRONMENT).read_text())
     if changed and drawn_with != make_figures.environment():
-        pytest.skip(f"{changed} differ, but the committed PNGs were drawn with {drawn_with}, "
-                    f"not {make_figures.environment()}: bytes are only comparable with the same versions")
+        pytest.skip(
+            f"{changed} differ, but the committed PNGs were drawn with {drawn_with}, "
+            f"not {make_figures.environment()}: bytes are only comparable with the same versions"
+        )
     assert not changed, f"regenerate with `python figures/make_figures.py`: {changed} differ"
     for p in written:
         assert p.read_bytes().startswith(b"\x89PNG")

@@ -1,5 +1,6 @@
 """The README cannot drift: its Python blocks run as written, and the commands it
 shows use real subcommands and options."""
+
 import os
 import re
 import shlex

@@ -4,6 +4,7 @@ Every error here goes through the CLI's one error path: one line ``ds2ta-ref: er
 the argument or file and what was expected, exit status 2, nothing loaded or written before it.
 Runs are tiny (one step of 6 digits, or a few CIFAR-format records written here).
 """
+
 import dataclasses
 import os
 import shutil
@@ -93,14 +94,17 @@ def fake_cuda(monkeypatch):
     return machine
 
 
-@pytest.mark.parametrize("device,gpus,named", [
-    ("cuda", 0, "'cuda': CUDA is not available"),
-    ("cuda:5", 1, "'cuda:5' does not exist: this machine has 1 CUDA device(s) (cuda:0 .. cuda:0)"),
-    ("mps", 1, "'mps': Apple's MPS is not supported"),
-    ("meta", 1, "'meta': 'meta' tensors hold no data"),
-    ("cdua", 1, "'cdua': not a device name; expected cpu, cuda or cuda:N"),
-    ("cuda:x", 1, "'cuda:x': not a device name"),
-])
+@pytest.mark.parametrize(
+    "device,gpus,named",
+    [
+        ("cuda", 0, "'cuda': CUDA is not available"),
+        ("cuda:5", 1, "'cuda:5' does not exist: this machine has 1 CUDA device(s) (cuda:0 .. cuda:0)"),
+        ("mps", 1, "'mps': Apple's MPS is not supported"),
+        ("meta", 1, "'meta': 'meta' tensors hold no data"),
+        ("cdua", 1, "'cdua': not a device name; expected cpu, cuda or cuda:N"),
+        ("cuda:x", 1, "'cuda:x': not a device name"),
+    ],
+)
 def test_a_bad_device_is_one_line_before_any_work(device, gpus, named, fake_cuda, tmp_path, capsys, no_data):
     fake_cuda(gpus)
     out = tmp_path / "run"
@@ -123,19 +127,22 @@ def test_the_numpy_backend_takes_only_the_cpu(tmp_path, capsys, no_data):
 
 
 def torchrun_env(monkeypatch, rank):
-    for key, value in dict(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT="29999").items():
+    for key, value in dict(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT="29999"
+    ).items():
         monkeypatch.setenv(key, value)
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_torchrun_with_the_numpy_backend_is_one_line_per_process_and_leaves_no_lock(rank, monkeypatch, tmp_path,
-                                                                                    capsys, no_data):
+def test_torchrun_with_the_numpy_backend_is_one_line_per_process_and_leaves_no_lock(
+    rank, monkeypatch, tmp_path, capsys, no_data
+):
     torchrun_env(monkeypatch, rank)
     out = tmp_path / "run"
     assert status(["train", *TINY_ARGS, "--out", str(out)]) == 2
-    assert "argument --backend: the numpy backend runs in one process, but this is one of 2 processes" in \
-        error_line(capsys)
+    assert "argument --backend: the numpy backend runs in one process, but this is one of 2 processes" in error_line(
+        capsys
+    )
     assert not out.exists()  # no folder, no run.lock
 
 
@@ -155,12 +162,15 @@ def test_torchrun_on_cuda_without_nccl_is_one_line(monkeypatch, fake_cuda, tmp_p
     assert "under torchrun means cuda:LOCAL_RANK (LOCAL_RANK=3) does not exist" in error_line(capsys)
 
 
-@pytest.mark.parametrize("unset,changes,named", [
-    ("MASTER_ADDR", {}, "environment variable MASTER_ADDR is not set, but WORLD_SIZE=2"),
-    (None, {"RANK": "5"}, "environment variable RANK must be an integer in [0, 2) with WORLD_SIZE=2, got '5'"),
-    ("LOCAL_RANK", {}, "environment variable LOCAL_RANK must be an integer >= 0"),
-    (None, {"WORLD_SIZE": "two"}, "environment variable WORLD_SIZE must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "unset,changes,named",
+    [
+        ("MASTER_ADDR", {}, "environment variable MASTER_ADDR is not set, but WORLD_SIZE=2"),
+        (None, {"RANK": "5"}, "environment variable RANK must be an integer in [0, 2) with WORLD_SIZE=2, got '5'"),
+        ("LOCAL_RANK", {}, "environment variable LOCAL_RANK must be an integer >= 0"),
+        (None, {"WORLD_SIZE": "two"}, "environment variable WORLD_SIZE must be an integer >= 1"),
+    ],
+)
 def test_a_broken_torchrun_environment_is_one_line(unset, changes, named, monkeypatch, tmp_path, capsys, no_data):
     pytest.importorskip("torch")
     torchrun_env(monkeypatch, 0)
@@ -184,8 +194,13 @@ def test_train_torch_checks_its_device_too(tmp_path):
 
 def test_a_torchrun_process_with_the_numpy_backend_is_one_line_in_a_real_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, RANK="1", LOCAL_RANK="1", WORLD_SIZE="2")
-    proc = subprocess.run([sys.executable, "-m", "ds2ta_ref", "train", *TINY_ARGS, "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ds2ta_ref", "train", *TINY_ARGS, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "argument --backend" in proc.stderr, proc.stderr
     assert not (tmp_path / "run").exists()
@@ -207,15 +222,30 @@ def test_a_bad_cifar_label_is_one_line_naming_the_file_and_record(tmp_path, caps
 
 def test_cifar_subsets_larger_than_the_records_are_an_error(tmp_path, capsys, no_data):
     root = write_cifar10(tmp_path / "data")  # 15 training records, 4 test records
-    assert status(["train", "--dataset", "cifar10", "--data-dir", str(root), "--train-subset", "20",
-                   "--out", str(tmp_path / "run")]) == 2
+    assert (
+        status(
+            [
+                "train",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(root),
+                "--train-subset",
+                "20",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     assert "hold 15 records, fewer than the training subset of 20" in error_line(capsys)
     with pytest.raises(ValueError, match="hold 4 records, fewer than the subset of 5"):
         cifar.load("cifar10", root, test_subset=5)
 
 
-def test_cifar_data_dir_is_stored_absolute_with_a_fingerprint_checked_at_evaluate_and_resume(tmp_path, monkeypatch,
-                                                                                             capsys):
+def test_cifar_data_dir_is_stored_absolute_with_a_fingerprint_checked_at_evaluate_and_resume(
+    tmp_path, monkeypatch, capsys
+):
     root = write_cifar10(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     tc = TrainConfig(dataset="cifar10", data_dir="data", epochs=2, batch_size=8)
@@ -233,8 +263,9 @@ def test_cifar_data_dir_is_stored_absolute_with_a_fingerprint_checked_at_evaluat
     test_file.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])  # a pixel changed
     for argv in (["evaluate", "run/checkpoint.npz"], ["train", "--resume", "run", "--no-progress"]):
         assert status(argv) == 2
-        assert f"the data file '{test_file}' has changed since the run was trained: its SHA-256 differs" in \
-            error_line(capsys)
+        assert f"the data file '{test_file}' has changed since the run was trained: its SHA-256 differs" in error_line(
+            capsys
+        )
     test_file.write_bytes(original + original[:3073])  # one record more
     assert status(["evaluate", "run/checkpoint.npz"]) == 2
     assert "has changed since the run was trained: 15365 bytes now, 12292 then" in error_line(capsys)
@@ -260,8 +291,7 @@ def test_digits_and_events_fingerprints_are_the_arrays(run, monkeypatch, capsys)
 
     monkeypatch.setattr(data, "load_digits", changed)
     assert status(["evaluate", str(run / "checkpoint.npz")]) == 2
-    assert "the digits data built now (data_seed 0) differs from the data the run was trained on" in \
-        error_line(capsys)
+    assert "the digits data built now (data_seed 0) differs from the data the run was trained on" in error_line(capsys)
     events = TrainConfig(dataset="events", train_subset=4, test_subset=4)
     ds = train_mod.build_data(events)
     recorded = fingerprint.of_data(events, ds)
@@ -271,32 +301,35 @@ def test_digits_and_events_fingerprints_are_the_arrays(run, monkeypatch, capsys)
 
 
 # --------------------------------------------------------------------------- item 6: options
-@pytest.mark.parametrize("item,named", [
-    ("tau0=nan", "tau0 must be a finite number, got nan"),
-    ("u0=inf", "u0 must be a finite number, got inf"),
-    ("v_threshold=0", "v_threshold must be > 0, got 0.0"),
-    ("attn_v_threshold=-0.5", "attn_v_threshold must be > 0"),
-    ("tau_m=inf", "tau_m must be a finite number"),
-    ("tau_m=0.5", "tau_m must be >= 1"),
-    ("scale=0", "scale must be > 0"),
-    ("alpha=0", "alpha must be None or > 0"),
-    ("alpha=nan", "alpha must be"),
-    ("bn_momentum=1.5", "bn_momentum must be <= 1"),
-    ("bn_momentum=-0.1", "bn_momentum must be >= 0"),
-    ("bn_eps=0", "bn_eps must be > 0"),
-    ("window=0", "window must be an integer >= 1"),
-    ("depth=0", "depth must be an integer >= 1"),
-    ("mlp_ratio=0", "mlp_ratio must be an integer >= 1"),
-    ("heads=3", "heads must divide dim"),
-    ("dim=100", "dim must be a multiple of 8"),
-    ("T=0", "T must be an integer >= 1"),
-    ("sps=vit", "sps must be 'cifar' or 'dvs'"),
-    ("surrogate=relu", "surrogate must be one of"),
-    ("nsad_rounding=up", "nsad_rounding must be one of"),
-    ("qkv_bias=maybe", "qkv_bias expects true or false"),
-    ("depth=2.5", "depth expects int"),
-    ("img_size=32", "cannot set img_size"),
-])
+@pytest.mark.parametrize(
+    "item,named",
+    [
+        ("tau0=nan", "tau0 must be a finite number, got nan"),
+        ("u0=inf", "u0 must be a finite number, got inf"),
+        ("v_threshold=0", "v_threshold must be > 0, got 0.0"),
+        ("attn_v_threshold=-0.5", "attn_v_threshold must be > 0"),
+        ("tau_m=inf", "tau_m must be a finite number"),
+        ("tau_m=0.5", "tau_m must be >= 1"),
+        ("scale=0", "scale must be > 0"),
+        ("alpha=0", "alpha must be None or > 0"),
+        ("alpha=nan", "alpha must be"),
+        ("bn_momentum=1.5", "bn_momentum must be <= 1"),
+        ("bn_momentum=-0.1", "bn_momentum must be >= 0"),
+        ("bn_eps=0", "bn_eps must be > 0"),
+        ("window=0", "window must be an integer >= 1"),
+        ("depth=0", "depth must be an integer >= 1"),
+        ("mlp_ratio=0", "mlp_ratio must be an integer >= 1"),
+        ("heads=3", "heads must divide dim"),
+        ("dim=100", "dim must be a multiple of 8"),
+        ("T=0", "T must be an integer >= 1"),
+        ("sps=vit", "sps must be 'cifar' or 'dvs'"),
+        ("surrogate=relu", "surrogate must be one of"),
+        ("nsad_rounding=up", "nsad_rounding must be one of"),
+        ("qkv_bias=maybe", "qkv_bias expects true or false"),
+        ("depth=2.5", "depth expects int"),
+        ("img_size=32", "cannot set img_size"),
+    ],
+)
 def test_set_values_are_checked_against_their_meaning(item, named, tmp_path, capsys, no_data):
     assert status(["train", *TINY_ARGS, "--set", item, "--out", str(tmp_path / "run")]) == 2
     line = error_line(capsys)
@@ -313,14 +346,17 @@ def test_every_float_field_of_modelconfig_has_a_range():
         config.ModelConfig(frozen_u=1)
 
 
-@pytest.mark.parametrize("argv,named", [
-    (["--set", "depth=2", "--set", "depth=3"], "argument --set 'depth=3': depth is given twice (depth=2 before)"),
-    (["--warmup-epochs", "1"], "argument --warmup-epochs: must be < epochs=1"),
-    (["--shift", "16"], "argument --shift: must be < 16, the image size of digits"),
-    (["--shift", "100000"], "argument --shift: must be < 16"),
-    (["--out", ""], "argument --out: expected a folder path, got ''"),
-    (["--out", "  "], "argument --out: expected a folder path"),
-])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (["--set", "depth=2", "--set", "depth=3"], "argument --set 'depth=3': depth is given twice (depth=2 before)"),
+        (["--warmup-epochs", "1"], "argument --warmup-epochs: must be < epochs=1"),
+        (["--shift", "16"], "argument --shift: must be < 16, the image size of digits"),
+        (["--shift", "100000"], "argument --shift: must be < 16"),
+        (["--out", ""], "argument --out: expected a folder path, got ''"),
+        (["--out", "  "], "argument --out: expected a folder path"),
+    ],
+)
 def test_train_option_errors(argv, named, tmp_path, capsys, no_data):
     monkey_out = [] if "--out" in argv else ["--out", str(tmp_path / "run")]
     assert status(["train", *TINY_ARGS, *argv, *monkey_out]) == 2
@@ -342,7 +378,7 @@ def test_a_request_too_large_for_memory_is_refused_with_its_size(tmp_path, monke
     line = error_line(capsys)
     assert "training tiny --set dim=1000000 on digits with batches of 6 (float32) needs at least" in line
     assert "TB of memory (an estimate of its largest arrays" in line and not out.exists()
-    monkeypatch.setattr(memory, "available_bytes", lambda: 10 ** 6)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
     assert status(["train", *TINY_ARGS, "--out", str(out)]) == 2  # the tiny run needs more than 1 MB
     assert "needs at least 8.65 MB of memory" in error_line(capsys)
     checked = []  # the torch backend (GPU memory, its own arrays) is not held to the NumPy estimate
@@ -360,8 +396,9 @@ def test_memory_estimate_is_below_the_measured_cache(changes):
     cfg = config.preset("tiny", img_size=16, in_channels=1, num_classes=10, **changes)
     params = model.init_params(cfg, np.random.default_rng(0), dtype=np.float32)
     x = np.random.default_rng(1).standard_normal((4, 1, 16, 16)).astype(np.float32)
-    _, _, cache = model.forward(params=params, state=model.init_state(cfg, dtype=np.float32), x=x, cfg=cfg,
-                                training=True)  # by keyword: the positional order is being changed
+    _, _, cache = model.forward(
+        params=params, state=model.init_state(cfg, dtype=np.float32), x=x, cfg=cfg, training=True
+    )  # by keyword: the positional order is being changed
     cached = sum(a.nbytes for a in _arrays(cache))
     total, largest = memory.activation_elements(cfg, 4)
     assert memory.ACTIVATION_COPIES * total * 4 <= cached <= 8 * total * 4 and largest <= total
@@ -372,7 +409,7 @@ def test_memory_estimate_is_below_the_measured_cache(changes):
 def test_memory_check_names_the_request_and_both_sizes():
     cfg = config.preset("tiny")
     with pytest.raises(memory.MemoryRequestError, match=r"^golden --batch 100000000 needs at least .* but 1 kB is"):
-        memory.check(memory.forward_bytes(cfg, 10 ** 8), "golden --batch 100000000", available=1000)
+        memory.check(memory.forward_bytes(cfg, 10**8), "golden --batch 100000000", available=1000)
 
 
 def _arrays(obj, seen=None):
@@ -405,8 +442,9 @@ def test_digits_without_scikit_learn_names_the_extra(run, monkeypatch, tmp_path,
     assert "checkpoint.npz' is a digits run: digits needs scikit-learn" in line and "ds2ta_ref[digits]" in line
 
 
-def test_ablate_takes_data_dir_for_cifar_and_refuses_duplicates_before_the_first_run(tmp_path, monkeypatch, capsys,
-                                                                                     no_data):
+def test_ablate_takes_data_dir_for_cifar_and_refuses_duplicates_before_the_first_run(
+    tmp_path, monkeypatch, capsys, no_data
+):
     root = write_cifar10(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     seen = []
@@ -416,15 +454,21 @@ def test_ablate_takes_data_dir_for_cifar_and_refuses_duplicates_before_the_first
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ablation, "train", fake_train)  # ablate's runs are ds2ta_ref.ablation.run_one's
-    assert main(["ablate", "--datasets", "cifar10", "--data-dir", "data", "--seeds", "0", "--epochs", "1",
-                 "--no-progress"]) == 130
+    assert (
+        main(
+            ["ablate", "--datasets", "cifar10", "--data-dir", "data", "--seeds", "0", "--epochs", "1", "--no-progress"]
+        )
+        == 130
+    )
     assert seen[0].dataset == "cifar10" and seen[0].data_dir == str(root)
     capsys.readouterr()
-    for argv, named in ((["--seeds", "0", "1", "0"], "argument --seeds: 0 given twice"),
-                        (["--datasets", "digits", "digits"], "argument --datasets: digits given twice"),
-                        (["--out", ""], "argument --out: expected a folder path"),
-                        (["--datasets", "cifar10"], "argument --data-dir: is needed for"),
-                        (["--data-dir", "data"], "argument --data-dir: only for cifar10 and cifar100")):
+    for argv, named in (
+        (["--seeds", "0", "1", "0"], "argument --seeds: 0 given twice"),
+        (["--datasets", "digits", "digits"], "argument --datasets: digits given twice"),
+        (["--out", ""], "argument --out: expected a folder path"),
+        (["--datasets", "cifar10"], "argument --data-dir: is needed for"),
+        (["--data-dir", "data"], "argument --data-dir: only for cifar10 and cifar100"),
+    ):
         assert status(["ablate", *argv]) == 2
         assert named in error_line(capsys)
     assert len(seen) == 1
@@ -448,6 +492,7 @@ def _first_optim(kind):
     def change(arrays, meta):
         key = next(k for k in arrays if k.startswith(f"optim.{kind}."))
         del arrays[key]
+
     return change
 
 
@@ -456,22 +501,30 @@ def _misshaped_optim(arrays, meta):
     arrays[key] = arrays[key].reshape(-1)[:-1]
 
 
-@pytest.mark.parametrize("change,named", [
-    (_negative_var, "running_var' holds a negative value (-1); a running variance is >= 0"),
-    (_first_optim("m"), "optimizer state 'optim.m."),
-    (lambda a, m: a.pop("optim.step"), "optimizer state 'optim.step' is missing"),
-    (_misshaped_optim, "optimizer state 'optim.v."),
-    (lambda a, m: a.update({"optim.m.extra": np.zeros(2, np.float32)}), "'optim.m.extra' is not a trainable"),
-    (lambda a, m: a.update({"optim.v.head.bias": -np.ones_like(a["optim.v.head.bias"])}),
-     "'optim.v.head.bias' holds a negative value"),
-    (lambda a, m: a.pop("rng.state"), "random generator state (rng.*) is missing or malformed: "
-                                      "random generator state does not match the expected arrays: missing 'rng.state'"),
-    (lambda a, m: a.update({"rng.inc": np.zeros(3, np.uint64)}), "'rng.inc' has shape (3,), expected (2,)"),
-    (lambda a, m: m.update(epoch=5), "metadata 'epoch' must be an integer in [0, 1] (the run's length"),
-    (lambda a, m: m.update(epoch=-1), "metadata 'epoch' must be an integer in [0, 1]"),
-    (lambda a, m: m.update(step=-3), "metadata 'step' must be an integer >= 0"),
-    (lambda a, m: m.update(history=[]), "metadata 'history' must hold one entry per epoch (1), got 0 entries"),
-])
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (_negative_var, "running_var' holds a negative value (-1); a running variance is >= 0"),
+        (_first_optim("m"), "optimizer state 'optim.m."),
+        (lambda a, m: a.pop("optim.step"), "optimizer state 'optim.step' is missing"),
+        (_misshaped_optim, "optimizer state 'optim.v."),
+        (lambda a, m: a.update({"optim.m.extra": np.zeros(2, np.float32)}), "'optim.m.extra' is not a trainable"),
+        (
+            lambda a, m: a.update({"optim.v.head.bias": -np.ones_like(a["optim.v.head.bias"])}),
+            "'optim.v.head.bias' holds a negative value",
+        ),
+        (
+            lambda a, m: a.pop("rng.state"),
+            "random generator state (rng.*) is missing or malformed: "
+            "random generator state does not match the expected arrays: missing 'rng.state'",
+        ),
+        (lambda a, m: a.update({"rng.inc": np.zeros(3, np.uint64)}), "'rng.inc' has shape (3,), expected (2,)"),
+        (lambda a, m: m.update(epoch=5), "metadata 'epoch' must be an integer in [0, 1] (the run's length"),
+        (lambda a, m: m.update(epoch=-1), "metadata 'epoch' must be an integer in [0, 1]"),
+        (lambda a, m: m.update(step=-3), "metadata 'step' must be an integer >= 0"),
+        (lambda a, m: m.update(history=[]), "metadata 'history' must hold one entry per epoch (1), got 0 entries"),
+    ],
+)
 def test_checkpoint_content_errors_name_key_and_file_at_evaluate_and_resume(change, named, run, capsys, no_data):
     path = str(run / "checkpoint.npz")
     tamper(path, change)
@@ -485,8 +538,11 @@ def test_checkpoint_content_errors_name_key_and_file_at_evaluate_and_resume(chan
 def test_data_shapes_are_what_build_data_makes(tmp_path):
     """``train.DATA_SHAPES`` (what --shift and the memory check use before the data is loaded) is pinned."""
     root = write_cifar10(tmp_path / "data")
-    for tc in (TrainConfig(dataset="digits"), TrainConfig(dataset="events"),
-               TrainConfig(dataset="cifar10", data_dir=str(root))):
+    for tc in (
+        TrainConfig(dataset="digits"),
+        TrainConfig(dataset="events"),
+        TrainConfig(dataset="cifar10", data_dir=str(root)),
+    ):
         cfg = train_mod.model_config(tc, train_mod.build_data(tc))
         assert {k: getattr(cfg, k) for k in train_mod.DATA_SHAPES[tc.dataset]} == train_mod.DATA_SHAPES[tc.dataset]
     assert train_mod.DATA_SHAPES["cifar100"] == dict(train_mod.DATA_SHAPES["cifar10"], num_classes=100)
@@ -503,8 +559,10 @@ def test_gradcheck_seed_and_evaluate_duplicates_are_named(run, capsys):
 
 def test_data_dir_for_digits_is_named_as_given(tmp_path, capsys, no_data):
     assert status(["train", *TINY_ARGS, "--data-dir", "some/dir", "--out", str(tmp_path / "run")]) == 2
-    assert "argument --data-dir: is needed for ['cifar10', 'cifar100'] (the folder of the official binary files) " \
-           "and only for them, got 'some/dir'" in error_line(capsys)
+    assert (
+        "argument --data-dir: is needed for ['cifar10', 'cifar100'] (the folder of the official binary files) "
+        "and only for them, got 'some/dir'" in error_line(capsys)
+    )
 
 
 def test_a_cifar_file_that_is_a_directory_or_unreadable_is_named(tmp_path, monkeypatch, capsys, no_data):
@@ -526,10 +584,13 @@ def test_a_cifar_file_that_is_a_directory_or_unreadable_is_named(tmp_path, monke
 
 
 def test_the_new_modules_do_not_import_torch():
-    code = ("import sys, ds2ta_ref.devices, ds2ta_ref.fingerprint, ds2ta_ref.memory, ds2ta_ref.cli; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    code = (
+        "import sys, ds2ta_ref.devices, ds2ta_ref.fingerprint, ds2ta_ref.memory, ds2ta_ref.cli; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert devices.check_device("cpu", backend="numpy") == "cpu"  # the NumPy backend never asks torch
 

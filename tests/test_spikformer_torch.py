@@ -1,5 +1,6 @@
 """ds2ta_ref.torch.from_spikformer: a Spikformer state_dict (as the Spikformer code saves it) into the
 PyTorch model, mirroring the NumPy loader ds2ta_ref.load_spikformer_npz (tests/test_model.py)."""
+
 import warnings
 
 import numpy as np
@@ -20,8 +21,12 @@ def spikformer_state_dict(cfg, *, dvs=False, seed=0):
     ``*_conv`` names), float32 tensors, int64 counters, and the unused LayerNorms ``norm1``/``norm2``."""
     params, state, _ = firing_model_inputs(cfg, np.random.default_rng(seed))
     sd = {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}
-    sd.update({k: torch.tensor(v, dtype=torch.int64 if k.endswith("num_batches_tracked") else torch.float32)
-               for k, v in state.items()})
+    sd.update(
+        {
+            k: torch.tensor(v, dtype=torch.int64 if k.endswith("num_batches_tracked") else torch.float32)
+            for k, v in state.items()
+        }
+    )
     for i in range(cfg.depth):
         for norm in ("norm1", "norm2"):
             sd[f"block.{i}.{norm}.weight"] = torch.ones(cfg.dim)
@@ -81,8 +86,9 @@ def test_from_spikformer_into_ds2ta_fills_tau_and_nsad_and_translates_dvs_names(
     assert sd["block.0.attn.q_conv.weight"].shape == (dvs.dim, dvs.dim, 1)
     with pytest.warns(UserWarning):
         net = dt.from_spikformer(sd, dvs)
-    np.testing.assert_array_equal(dt.to_numpy(net)[0]["block.0.attn.q_linear.weight"],
-                                  sd["block.0.attn.q_conv.weight"][..., 0].numpy())
+    np.testing.assert_array_equal(
+        dt.to_numpy(net)[0]["block.0.attn.q_linear.weight"], sd["block.0.attn.q_conv.weight"][..., 0].numpy()
+    )
 
 
 def test_from_spikformer_without_layernorms_does_not_warn():
@@ -102,8 +108,11 @@ def test_from_spikformer_names_every_mismatch():
         dt.from_spikformer(sd, SPIKFORMER)
     msg = str(info.value)
     assert msg.startswith("Spikformer state_dict does not match the config")
-    for part in ["missing 'block.0.mlp.fc1_linear.bias'", "unexpected 'block.9.attn.foo'",
-                 "'head.weight' has shape (5, 16), expected (3, 16)"]:
+    for part in [
+        "missing 'block.0.mlp.fc1_linear.bias'",
+        "unexpected 'block.9.attn.foo'",
+        "'head.weight' has shape (5, 16), expected (3, 16)",
+    ]:
         assert part in msg
     sd = spikformer_state_dict(SPIKFORMER)
     sd["head.bias"] = torch.tensor([float("nan"), 0.0, 0.0])

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from ds2ta_ref import surrogate
 from ds2ta_ref.gradcheck import rel_error

@@ -2,7 +2,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ds2ta_ref import tasa
@@ -183,8 +184,13 @@ def test_backward_matches_finite_differences(shape, d_out, window, with_bias):
         assert max(report.values()) <= 1e-7, (continuous_tau, report)
 
 
-@given(st.integers(1, 4), st.integers(1, 6), st.lists(st.integers(1, 3), max_size=2),
-       st.floats(-2, 3), st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 4),
+    st.integers(1, 6),
+    st.lists(st.integers(1, 3), max_size=2),
+    st.floats(-2, 3),
+    st.integers(0, 2**32 - 1),
+)
 def test_backward_matches_finite_differences_property(T, window, middle, tau, seed):
     """Shapes, window (also > T) and tau from Hypothesis; values from a seeded rng,
     so that no tiny weight makes the finite difference of dtau pure roundoff."""
@@ -204,8 +210,15 @@ def test_backward_matches_finite_differences_property(T, window, middle, tau, se
     # both signs; where they cancel below 1e-2 an absolute error of 1e-9 is the check's
     # resolution. Measured over 4000 random cases: worst 1.7e-8 (with eps = 1e-6 and no
     # floor, 2 in 1500 cases exceeded 1e-7).
-    report = check_gradients(fwd, bwd, {"s": s, "weight": weight, "bias": bias, "tau": tau},
-                             wrt=["s", "weight", "bias", "tau"], rng=rng, eps=1e-5, floor=1e-2)
+    report = check_gradients(
+        fwd,
+        bwd,
+        {"s": s, "weight": weight, "bias": bias, "tau": tau},
+        wrt=["s", "weight", "bias", "tau"],
+        rng=rng,
+        eps=1e-5,
+        floor=1e-2,
+    )
     assert max(report.values()) <= 1e-7, report
 
 
@@ -237,8 +250,9 @@ def test_dtau_formula_by_hand():
     dout = rng.standard_normal((4, 2))
     _, cache = tasa.forward(s, weight, bias, tau=1.0, window=3)
     dx_mix = dout @ weight
-    expected = sum(dx_mix[t] @ s[t - lag] * (-lag * math.log(2)) * 2.0 ** (-lag)
-                   for lag in range(3) for t in range(lag, 4))
+    expected = sum(
+        dx_mix[t] @ s[t - lag] * (-lag * math.log(2)) * 2.0 ** (-lag) for lag in range(3) for t in range(lag, 4)
+    )
     assert abs(tasa.backward(dout, cache)[3] - expected) <= 1e-12 * abs(expected)
 
 
@@ -313,21 +327,24 @@ def _good():
     return dict(s=s, weight=weight, bias=bias, tau=2.0, window=3)
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(window=0), "window must be an integer >= 1"),
-    (dict(window=2.0), "window must be an integer >= 1"),
-    (dict(window=True), "window must be an integer >= 1"),
-    (dict(tau=float("nan")), "tau must be finite"),
-    (dict(tau=float("inf")), "tau must be finite"),
-    (dict(tau="2"), "tau must be a real number"),
-    (dict(weight=np.ones(4)), r"weight must be 2-D \(D_out, D_in\)"),
-    (dict(weight=np.ones((5, 3))), r"weight must have shape \(D_out, 4\) to match s's last axis"),
-    (dict(weight=np.full((5, 4), np.inf)), "weight must be finite"),
-    (dict(bias=np.ones(4)), r"bias must have shape \(5,\)"),
-    (dict(bias=np.ones((1, 5))), r"bias must have shape \(5,\)"),
-    (dict(s=np.array([[0.0, np.nan, 1.0, 1.0]])), "s must be finite"),
-    (dict(s=np.ones(4)), r"s must have at least 2 axes \(time T and features D_in\)"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(window=0), "window must be an integer >= 1"),
+        (dict(window=2.0), "window must be an integer >= 1"),
+        (dict(window=True), "window must be an integer >= 1"),
+        (dict(tau=float("nan")), "tau must be finite"),
+        (dict(tau=float("inf")), "tau must be finite"),
+        (dict(tau="2"), "tau must be a real number"),
+        (dict(weight=np.ones(4)), r"weight must be 2-D \(D_out, D_in\)"),
+        (dict(weight=np.ones((5, 3))), r"weight must have shape \(D_out, 4\) to match s's last axis"),
+        (dict(weight=np.full((5, 4), np.inf)), "weight must be finite"),
+        (dict(bias=np.ones(4)), r"bias must have shape \(5,\)"),
+        (dict(bias=np.ones((1, 5))), r"bias must have shape \(5,\)"),
+        (dict(s=np.array([[0.0, np.nan, 1.0, 1.0]])), "s must be finite"),
+        (dict(s=np.ones(4)), r"s must have at least 2 axes \(time T and features D_in\)"),
+    ],
+)
 def test_bad_input(change, match):
     kwargs = {**_good(), **change}
     s, weight, bias = kwargs.pop("s"), kwargs.pop("weight"), kwargs.pop("bias")
@@ -339,15 +356,19 @@ def test_tau_that_overflows_in_check_mode():
     with pytest.raises(ValueError, match="tau = -2000.0 overflows"):
         tasa.forward(np.ones((3, 2)), np.ones((1, 2)), None, tau=-2000.0, window=3, continuous_tau=True)
     with pytest.raises(ValueError, match="tau = -200.0 overflows"):
-        tasa.forward(np.ones((3, 2), np.float32), np.ones((1, 2), np.float32), None,
-                     tau=-200.0, window=3, continuous_tau=True)
+        tasa.forward(
+            np.ones((3, 2), np.float32), np.ones((1, 2), np.float32), None, tau=-200.0, window=3, continuous_tau=True
+        )
 
 
-@pytest.mark.parametrize("dout,match", [
-    (np.ones((3, 2, 4)), r"dout must have shape \(3, 2, 5\)"),
-    (np.ones((2, 2, 5)), r"dout must have shape \(3, 2, 5\)"),
-    (np.full((3, 2, 5), np.nan), "dout must be finite"),
-])
+@pytest.mark.parametrize(
+    "dout,match",
+    [
+        (np.ones((3, 2, 4)), r"dout must have shape \(3, 2, 5\)"),
+        (np.ones((2, 2, 5)), r"dout must have shape \(3, 2, 5\)"),
+        (np.full((3, 2, 5), np.nan), "dout must be finite"),
+    ],
+)
 def test_bad_dout(dout, match):
     g = _good()
     _, cache = tasa.forward(g["s"], g["weight"], g["bias"], tau=2.0, window=3)

@@ -1,4 +1,5 @@
 """ds2ta_ref.torch: the PyTorch model equals the NumPy reference (float64), kernel by kernel and end to end."""
+
 import dataclasses
 import shutil
 import subprocess
@@ -29,13 +30,20 @@ def test_importing_ds2ta_ref_never_imports_torch():
 @pytest.fixture(scope="module")
 def dt(torch):
     import ds2ta_ref.torch as dt
+
     return dt
 
 
 # ------------------------------------------------------------------ names, shapes, round trips
-@pytest.mark.parametrize("cfg", [ds2ta_ref.preset("tiny"), SMALL.replace(tasa=False, nsad=False),
-                                 SMALL.replace(tau_per_site=True, frozen_tau=True),
-                                 SMALL.replace(img_size=16, sps="dvs", qkv_bias=False)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ds2ta_ref.preset("tiny"),
+        SMALL.replace(tasa=False, nsad=False),
+        SMALL.replace(tau_per_site=True, frozen_tau=True),
+        SMALL.replace(img_size=16, sps="dvs", qkv_bias=False),
+    ],
+)
 def test_state_dict_is_the_reference_names_and_shapes(dt, cfg):
     net = dt.DS2TA(cfg)
     sd = net.state_dict()
@@ -79,8 +87,10 @@ def test_bad_input_shape_is_a_one_line_error(dt, torch):
 
 
 # ------------------------------------------------------------------ kernels against NumPy
-@pytest.mark.parametrize("options", [dict(), dict(decay_input=True, detach_reset=False),
-                                     dict(surrogate="atan", alpha=3.0, v_threshold=0.5, tau_m=3.0)])
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(decay_input=True, detach_reset=False), dict(surrogate="atan", alpha=3.0, v_threshold=0.5, tau_m=3.0)],
+)
 def test_lif_kernel_matches_numpy(dt, torch, options):
     rng = np.random.default_rng(0)
     x, dspikes = rng.normal(0.8, 1.0, (5, 3, 7)), rng.standard_normal((5, 3, 7))
@@ -115,8 +125,17 @@ def test_nsad_kernel_matches_numpy(dt, torch, rounding, surrogate):
     rng = np.random.default_rng(0)
     head_dim, H = 6, 3
     scores = rng.integers(0, head_dim + 1, (2, 2, H, 5, 5)).astype(float)
-    params = np.stack([rng.uniform(0.5, 1.5, H), rng.uniform(-0.3, 0.3, H), rng.uniform(0, 3, H),
-                       rng.uniform(-2, 2, H), rng.uniform(0, 4, H), rng.uniform(0, 2, H)], axis=1)
+    params = np.stack(
+        [
+            rng.uniform(0.5, 1.5, H),
+            rng.uniform(-0.3, 0.3, H),
+            rng.uniform(0, 3, H),
+            rng.uniform(-2, 2, H),
+            rng.uniform(0, 4, H),
+            rng.uniform(0, 2, H),
+        ],
+        axis=1,
+    )
     dA = rng.standard_normal(scores.shape)
     A, cache = nsad.forward(scores, params, head_dim=head_dim, surrogate=surrogate, rounding=rounding)
     dS, dP = nsad.backward(dA, cache)
@@ -131,11 +150,23 @@ def test_nsad_kernel_matches_numpy(dt, torch, rounding, surrogate):
 @pytest.fixture(scope="module")
 def crosscheck(dt):
     from ds2ta_ref.torch import crosscheck
+
     return crosscheck
 
 
-CASE_NAMES = ["ds2ta", "spikformer_decay_input", "random_nsad_tables", "random_nsad_floor", "tau_per_site",
-              "frozen_tau", "frozen_u", "dvs_splitter_events", "detach_reset_false", "atan", "atan_alpha3_decay_input"]
+CASE_NAMES = [
+    "ds2ta",
+    "spikformer_decay_input",
+    "random_nsad_tables",
+    "random_nsad_floor",
+    "tau_per_site",
+    "frozen_tau",
+    "frozen_u",
+    "dvs_splitter_events",
+    "detach_reset_false",
+    "atan",
+    "atan_alpha3_decay_input",
+]
 
 
 def test_case_list_is_complete(crosscheck):
@@ -275,6 +306,7 @@ def test_torch_training_equals_numpy_training_float64(runs):
     _history_close(a.history, b.history, 1e-10)
     # the checkpoints hold the same arrays under the same names (optimizer moments included)
     from ds2ta_ref import checkpoint
+
     arrays_np, meta_np = checkpoint.load(runs["dir"] / "numpy" / "checkpoint.npz")
     arrays_t, meta_t = checkpoint.load(runs["dir"] / "torch" / "checkpoint.npz")
     assert set(arrays_np) == set(arrays_t) and meta_t["backend"] == "torch"
@@ -282,8 +314,9 @@ def test_torch_training_equals_numpy_training_float64(runs):
     _close(arrays_np, arrays_t, 1e-10, skip=lambda k: _bn_fed(k) or k.startswith(("rng.", "state.")))
     _close(arrays_np, arrays_t, 1e-9, skip=lambda k: not k.startswith("state."))
     assert all(np.array_equal(arrays_np[k], arrays_t[k]) for k in arrays_np if k.startswith("rng."))
-    assert (runs["dir"] / "torch" / "metrics.csv").read_text().splitlines()[0] == \
-        (runs["dir"] / "numpy" / "metrics.csv").read_text().splitlines()[0]
+    assert (runs["dir"] / "torch" / "metrics.csv").read_text().splitlines()[0] == (
+        runs["dir"] / "numpy" / "metrics.csv"
+    ).read_text().splitlines()[0]
 
 
 def test_torch_checkpoint_resumes_in_both_backends(runs):
@@ -484,8 +517,9 @@ def test_seed_none_starts_nsad_as_numpy_does_not_at_zero(dt, torch):
         got = net.get_parameter(f"block.{i}.attn.nsad").detach().double().numpy()
         np.testing.assert_array_equal(got, want)
         assert np.any(got)  # the check can fail: all zeros (the old start) is rejected here
-    np.testing.assert_array_equal(dt.DS2TA(cfg, seed=0).get_parameter("block.0.attn.nsad").detach().double().numpy(),
-                                  want)
+    np.testing.assert_array_equal(
+        dt.DS2TA(cfg, seed=0).get_parameter("block.0.attn.nsad").detach().double().numpy(), want
+    )
     # the attention maps are not all zero from the start (with NSAD at 0 every entry was 0)
     torch.manual_seed(0)
     _, record = net.train()(torch.rand(4, cfg.in_channels, cfg.img_size, cfg.img_size) * 4, record=True)
@@ -502,8 +536,7 @@ def finished_tiny(dt, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("add_epochs", [np.int64(1), 1, np.int32(0), -1, 1.5, True, "1", np.float64(1.0),
-                                        np.int64(-2)])
+@pytest.mark.parametrize("add_epochs", [np.int64(1), 1, np.int32(0), -1, 1.5, True, "1", np.float64(1.0), np.int64(-2)])
 def test_both_trainers_accept_and_refuse_the_same_add_epochs(dt, finished_tiny, tmp_path, add_epochs):
     """The resume rules are one function (ds2ta_ref.runs.plan_resume): NumPy integers are integers
     to both trainers, and both refuse the same values with the same message."""
@@ -543,11 +576,19 @@ def test_torch_trainer_reaches_no_private_helper_and_no_circle(dt):
             if node.level:  # the package's own modules: no private name imported
                 assert not [a.name for a in node.names if a.name.startswith("_")], ast.dump(node)
                 modules.update(a.asname or a.name for a in node.names)
-    reached = [f"{n.value.id}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-               and isinstance(n.value, ast.Name) and n.value.id in modules and n.attr.startswith("_")]
+    reached = [
+        f"{n.value.id}.{n.attr}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Name)
+        and n.value.id in modules
+        and n.attr.startswith("_")
+    ]
     assert reached == []
-    code = ("import sys, ds2ta_ref.torch.train; "
-            "assert 'ds2ta_ref.torch.distributed' not in sys.modules, 'train imports distributed'")
+    code = (
+        "import sys, ds2ta_ref.torch.train; "
+        "assert 'ds2ta_ref.torch.distributed' not in sys.modules, 'train imports distributed'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 

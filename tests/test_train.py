@@ -13,6 +13,7 @@ from ds2ta_ref.train import TrainConfig, TrainingError, load_run, train
 pytest.importorskip("sklearn")
 TINY_SETTINGS = dict(epochs=1, train_subset=8, test_subset=8, batch_size=8)
 
+
 @pytest.mark.slow
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     tc = TrainConfig(train_subset=12, test_subset=6)
@@ -91,8 +92,10 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path
 def test_split_sizes_are_the_data_sets_own():
     from ds2ta_ref import cifar
 
-    assert {d: train_mod.SPLIT_SIZES[d] for d in cifar.FILES} == {"cifar10": (50000, 10000),
-                                                                 "cifar100": (50000, 10000)}  # the official splits
+    assert {d: train_mod.SPLIT_SIZES[d] for d in cifar.FILES} == {
+        "cifar10": (50000, 10000),
+        "cifar100": (50000, 10000),
+    }  # the official splits
     for dataset, (n_train, n_test) in train_mod.SPLIT_SIZES.items():
         if dataset in cifar.FILES:
             continue  # not shipped: tests/test_cifar.py reads small files of the same format
@@ -102,8 +105,9 @@ def test_split_sizes_are_the_data_sets_own():
 
 def test_truncated_or_tampered_checkpoint_gives_a_clear_error(tmp_path):
     out = tmp_path / "run"
-    train(TrainConfig(epochs=1, train_subset=6, test_subset=6, batch_size=6), str(out), progress=False,
-          log=lambda s: None)
+    train(
+        TrainConfig(epochs=1, train_subset=6, test_subset=6, batch_size=6), str(out), progress=False, log=lambda s: None
+    )
     path = out / "checkpoint.npz"
     raw = path.read_bytes()
     truncated = tmp_path / "truncated.npz"
@@ -128,8 +132,20 @@ def test_truncated_or_tampered_checkpoint_gives_a_clear_error(tmp_path):
 
 def test_cli_train_evaluate_and_help(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["train", "--epochs", "1", "--train-subset", "12", "--test-subset", "6", "--batch-size", "12",
-            "--no-progress", "--out", str(out)]
+    args = [
+        "train",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "12",
+        "--test-subset",
+        "6",
+        "--batch-size",
+        "12",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "final test accuracy:" in printed and "epoch   1/1" in printed
@@ -137,8 +153,12 @@ def test_cli_train_evaluate_and_help(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "DS2TA" in printed and "sparsity" in printed
     # each subcommand's --help exits 0 and prints that subcommand's own usage
-    own_option = {"train": "--label-smoothing", "evaluate": "ds2ta-ref evaluate [-h] CHECKPOINT",
-                  "ablate": "--seeds", "gradcheck": "KERNEL"}
+    own_option = {
+        "train": "--label-smoothing",
+        "evaluate": "ds2ta-ref evaluate [-h] CHECKPOINT",
+        "ablate": "--seeds",
+        "gradcheck": "KERNEL",
+    }
     for sub, option in own_option.items():
         with pytest.raises(SystemExit) as info:
             main([sub, "--help"])
@@ -161,8 +181,9 @@ def test_cli_gradcheck_main_job(capsys):
 
 
 def test_bad_train_config():
-    with pytest.raises(ValueError,
-                       match=r"dataset must be one of \['cifar10', 'cifar100', 'digits', 'events'\], got 'cifar'"):
+    with pytest.raises(
+        ValueError, match=r"dataset must be one of \['cifar10', 'cifar100', 'digits', 'events'\], got 'cifar'"
+    ):
         TrainConfig(dataset="cifar")
     with pytest.raises(ValueError, match="lr must be a finite number"):
         TrainConfig(lr=float("nan"))
@@ -177,16 +198,18 @@ def test_model_overrides_are_normalized_and_checked():
     assert TrainConfig(model=[["depth", 2]]).model == (("depth", 2),)  # as read back from the checkpoint's JSON
     assert TrainConfig(model=(("alpha", None),)).model == (("alpha", None),)
     assert TrainConfig(model={"T": 3}).model == (("T", 3),)  # digits are repeated T times: the model's choice
-    for overrides, problem in [({"dept": 2}, "'dept' is not a ModelConfig field"),
-                           ({"depth": 2.0}, "depth expects int, got 2.0"),
-                           ({"frozen_u": 1}, "frozen_u expects True or False, got 1"),
-                           ({"u0": "2"}, "u0 expects float, got '2'"),
-                           ({"heads": 3}, "heads must divide dim"),
-                           ({"img_size": 8}, "cannot set img_size: the data set decides it"),
-                           ({"in_channels": 3}, "cannot set in_channels"),
-                           ({"tasa": False}, "cannot set tasa: use --no-tasa"),
-                           ((("depth", 1), ("depth", 2)), "sets depth twice"),
-                           ("depth=2", r"must be \(field, value\) pairs")]:
+    for overrides, problem in [
+        ({"dept": 2}, "'dept' is not a ModelConfig field"),
+        ({"depth": 2.0}, "depth expects int, got 2.0"),
+        ({"frozen_u": 1}, "frozen_u expects True or False, got 1"),
+        ({"u0": "2"}, "u0 expects float, got '2'"),
+        ({"heads": 3}, "heads must divide dim"),
+        ({"img_size": 8}, "cannot set img_size: the data set decides it"),
+        ({"in_channels": 3}, "cannot set in_channels"),
+        ({"tasa": False}, "cannot set tasa: use --no-tasa"),
+        ((("depth", 1), ("depth", 2)), "sets depth twice"),
+        ("depth=2", r"must be \(field, value\) pairs"),
+    ]:
         with pytest.raises(train_mod.ConfigError, match=problem) as info:
             TrainConfig(model=overrides)
         assert info.value.field == "model"
@@ -195,28 +218,32 @@ def test_model_overrides_are_normalized_and_checked():
 
 
 def test_model_overrides_reach_the_model_and_resume_checks_them(tmp_path):
-    tc = TrainConfig(model={"depth": 2, "frozen_u": True, "u0": 2.0}, epochs=1, train_subset=8, test_subset=8,
-                     batch_size=8)
+    tc = TrainConfig(
+        model={"depth": 2, "frozen_u": True, "u0": 2.0}, epochs=1, train_subset=8, test_subset=8, batch_size=8
+    )
     ds = train_mod.build_data(tc)
     cfg = train_mod.model_config(tc, ds)
     assert (cfg.depth, cfg.frozen_u, cfg.u0, cfg.dim) == (2, True, 2.0, 64)  # the rest is the tiny preset's
-    assert train_mod.resume_conflicts(tc, {"model": (("depth", 1),)}) == [
-        ("model", tc.model, (("depth", 1),))]
+    assert train_mod.resume_conflicts(tc, {"model": (("depth", 1),)}) == [("model", tc.model, (("depth", 1),))]
     assert train_mod.resume_conflicts(tc, {"model": tc.model}) == []
     out = tmp_path / "run"
     train(tc, str(out), progress=False, log=lambda line: None)
     recorded = load_run(out / "checkpoint.npz")[0]
     assert recorded == tc
     with pytest.raises(train_mod.ConfigError, match="model and the other settings must be the checkpoint's"):
-        train(TrainConfig(**{**TINY_SETTINGS, "model": {"depth": 1}}), resume=str(out / "checkpoint.npz"),
-              progress=False, log=lambda line: None)
+        train(
+            TrainConfig(**{**TINY_SETTINGS, "model": {"depth": 1}}),
+            resume=str(out / "checkpoint.npz"),
+            progress=False,
+            log=lambda line: None,
+        )
 
 
 def test_energy_formula():
     from ds2ta_ref.config import ModelConfig
 
     cfg = ModelConfig(img_size=8, in_channels=1, T=2, depth=2, dim=16, heads=2)
-    assert attention_ops(cfg) == 2 * 2 * 4 ** 2 * 8
+    assert attention_ops(cfg) == 2 * 2 * 4**2 * 8
     A = [np.zeros((2, 3, 2, 4, 4)), np.ones((2, 3, 2, 4, 4))]
     A[0][0, 0, 0, 0, 0] = 1
     zeros, entries = count_zeros(A)
@@ -242,7 +269,8 @@ def test_ablation_plan_and_tables():
     for r in runs:
         results.accuracy.setdefault((r.variant, r.dataset), []).append(0.5 + 0.25 * r.seed)
         results.energy.setdefault((r.variant, r.dataset), []).append(
-            [BlockEnergy(block=0, sparsity=0.1 * (1 + r.seed), ops=10, energy_pj=2.0 * (1 + r.seed))])
+            [BlockEnergy(block=0, sparsity=0.1 * (1 + r.seed), ops=10, energy_pj=2.0 * (1 + r.seed))]
+        )
     table = ablation.accuracy_table(results).splitlines()
     assert table[1:3] == ["model | digits | events", "---|---|---"]
     assert table[3] == "Spikformer | 62.50 ± 17.68 | 62.50 ± 17.68"  # 50 and 75: std with ddof=1

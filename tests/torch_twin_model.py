@@ -8,15 +8,15 @@ TASA is evaluated in its "weight replica" form (one matmul per lag, unlike both 
 NumPy kernel and ``torch_twin_tasa``) with straight-through rounding of ``tau``; NSAD
 is ``torch_twin_nsad.nsad`` (per entry, strict gate with surrogate backward).
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from ds2ta_ref.surrogate import SURROGATES
-
 from torch_twin_nsad import nsad
 from torch_twins import lif
+
+from ds2ta_ref.surrogate import SURROGATES
 
 
 def tasa(x, weight, bias, tau, window):
@@ -35,16 +35,30 @@ def bn_tokens(x, P, St, name, training, momentum, eps):
     """Spikformer: BatchNorm1d on (TB, D, N)."""
     T, B, N, D = x.shape
     y = x.flatten(0, 1).transpose(-1, -2)
-    y = F.batch_norm(y, St[f"{name}.running_mean"], St[f"{name}.running_var"], P[f"{name}.weight"],
-                     P[f"{name}.bias"], training=training, momentum=momentum, eps=eps)
+    y = F.batch_norm(
+        y,
+        St[f"{name}.running_mean"],
+        St[f"{name}.running_var"],
+        P[f"{name}.weight"],
+        P[f"{name}.bias"],
+        training=training,
+        momentum=momentum,
+        eps=eps,
+    )
     return y.transpose(-1, -2).reshape(T, B, N, D)
 
 
 def model(P, St, x, cfg, training):
     """Logits of the twin; BatchNorm running statistics in ``St`` are updated in place."""
     alpha = SURROGATES[cfg.surrogate].default_alpha if cfg.alpha is None else cfg.alpha
-    lif_opts = dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold, decay_input=cfg.decay_input,
-                    detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=alpha)
+    lif_opts = dict(
+        tau_m=cfg.tau_m,
+        v_threshold=cfg.v_threshold,
+        decay_input=cfg.decay_input,
+        detach_reset=cfg.detach_reset,
+        surrogate=cfg.surrogate,
+        alpha=alpha,
+    )
     bn_opts = dict(training=training, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
     T = cfg.T
     if x.dim() == 4:
@@ -53,17 +67,30 @@ def model(P, St, x, cfg, training):
     # SPS
     h = x.flatten(0, 1)
     pools = (False, False, True, True) if cfg.sps == "cifar" else (True,) * 4
-    for conv, bn, pool in zip(("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3"),
-                              ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3"), pools):
+    for conv, bn, pool in zip(
+        ("proj_conv", "proj_conv1", "proj_conv2", "proj_conv3"), ("proj_bn", "proj_bn1", "proj_bn2", "proj_bn3"), pools
+    ):
         z = F.conv2d(h, P[f"patch_embed.{conv}.weight"], padding=1)
-        z = F.batch_norm(z, St[f"patch_embed.{bn}.running_mean"], St[f"patch_embed.{bn}.running_var"],
-                         P[f"patch_embed.{bn}.weight"], P[f"patch_embed.{bn}.bias"], **bn_opts)
+        z = F.batch_norm(
+            z,
+            St[f"patch_embed.{bn}.running_mean"],
+            St[f"patch_embed.{bn}.running_var"],
+            P[f"patch_embed.{bn}.weight"],
+            P[f"patch_embed.{bn}.bias"],
+            **bn_opts,
+        )
         h = lif(z.reshape(T, B, *z.shape[1:]), **lif_opts).flatten(0, 1)
         if pool:
             h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
     z = F.conv2d(h, P["patch_embed.rpe_conv.weight"], padding=1)
-    z = F.batch_norm(z, St["patch_embed.rpe_bn.running_mean"], St["patch_embed.rpe_bn.running_var"],
-                     P["patch_embed.rpe_bn.weight"], P["patch_embed.rpe_bn.bias"], **bn_opts)
+    z = F.batch_norm(
+        z,
+        St["patch_embed.rpe_bn.running_mean"],
+        St["patch_embed.rpe_bn.running_var"],
+        P["patch_embed.rpe_bn.weight"],
+        P["patch_embed.rpe_bn.bias"],
+        **bn_opts,
+    )
     h = h + lif(z.reshape(T, B, *z.shape[1:]), **lif_opts).flatten(0, 1)
     D = cfg.dim
     h = h.reshape(T, B, D, -1).transpose(-1, -2)  # (T, B, N, D)

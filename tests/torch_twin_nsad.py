@@ -6,10 +6,10 @@ table): the gate is a strict step ``1(s - u > 0)`` with the surrogate derivative
 in its backward, and the rounding is straight-through,
 ``y + (round(y) - y).detach()`` (``torch.round`` is half to even, like ``np.rint``).
 """
+
 from __future__ import annotations
 
 import torch
-
 from torch_twins import surrogate_grad
 
 

@@ -7,6 +7,7 @@ for ``0 <= t-m < window`` (Eq. 1 with Eq. 4-5), applied with ``einsum``, then
 ``torch.nn.functional.linear``. The rounding is straight-through across both
 ``round`` and the clip at 0, as the NumPy backward documents.
 """
+
 from __future__ import annotations
 
 import torch

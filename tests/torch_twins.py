@@ -4,6 +4,7 @@ hand-written backwards against autograd. Test-only: the package never imports to
 Each twin runs the *real* (step) forward and uses a ``torch.autograd.Function``
 whose backward is the surrogate derivative, exactly as SpikingJelly does.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ def spike(x, name="sigmoid", alpha=4.0):
     return SpikeFn.apply(x, name, alpha)
 
 
-def lif(x, *, tau_m=2.0, v_threshold=1.0, decay_input=False, detach_reset=True,
-        surrogate="sigmoid", alpha=4.0):
+def lif(x, *, tau_m=2.0, v_threshold=1.0, decay_input=False, detach_reset=True, surrogate="sigmoid", alpha=4.0):
     """SpikingJelly's multi-step LIFNode (hard reset to 0) in plain autograd."""
     k = 1.0 - 1.0 / tau_m
     v = torch.zeros_like(x[0])

@@ -14,6 +14,7 @@ Three classic bugs can be switched on, to see how ``compare`` points at them:
 
 Used by ``tutorials/07_check_your_implementation.ipynb`` and the test suite.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,16 @@ def nsad(scores, params, *, rounding, surrogate, alpha, bugs=()):
 def batchnorm(x, P, St, new_state, name, cfg):
     """Training-mode BatchNorm of ``x`` ``(M, C, ...)`` over every axis but ``C``; running statistics updated."""
     mean, var = St[f"{name}.running_mean"].clone(), St[f"{name}.running_var"].clone()
-    y = F.batch_norm(x, mean, var, P[f"{name}.weight"], P[f"{name}.bias"], training=True,
-                     momentum=cfg["bn_momentum"], eps=cfg["bn_eps"])  # updates mean and var in place
+    y = F.batch_norm(
+        x,
+        mean,
+        var,
+        P[f"{name}.weight"],
+        P[f"{name}.bias"],
+        training=True,
+        momentum=cfg["bn_momentum"],
+        eps=cfg["bn_eps"],
+    )  # updates mean and var in place
     new_state[f"{name}.running_mean"], new_state[f"{name}.running_var"] = mean, var
     new_state[f"{name}.num_batches_tracked"] = St[f"{name}.num_batches_tracked"] + 1
     return y
@@ -110,8 +119,15 @@ def bn_tokens(x, P, St, new_state, name, cfg):
 def model(P, St, x, cfg, bugs=()):
     """``(logits, new_state, act)`` for images ``x`` ``(B, C, S, S)``; ``act`` holds the golden ``act/`` tensors."""
     alpha = cfg["alpha"] if cfg["alpha"] is not None else DEFAULT_ALPHA[cfg["surrogate"]]
-    opts = dict(tau_m=cfg["tau_m"], v_threshold=cfg["v_threshold"], decay_input=cfg["decay_input"],
-                detach_reset=cfg["detach_reset"], surrogate=cfg["surrogate"], alpha=alpha, bugs=bugs)
+    opts = dict(
+        tau_m=cfg["tau_m"],
+        v_threshold=cfg["v_threshold"],
+        decay_input=cfg["decay_input"],
+        detach_reset=cfg["detach_reset"],
+        surrogate=cfg["surrogate"],
+        alpha=alpha,
+        bugs=bugs,
+    )
     T, B, D, H = cfg["T"], x.shape[0], cfg["dim"], cfg["heads"]
     new_state, act = {}, {}
     frames = x.unsqueeze(0).expand(T, *x.shape)  # (T, B, C, S, S): the image at every step
@@ -151,8 +167,9 @@ def model(P, St, x, cfg, bugs=()):
         act[f"{pre}.scores"] = q @ k.transpose(-1, -2)  # (T, B, H, N, N)
         A = act[f"{pre}.scores"]
         if cfg["nsad"]:
-            A = nsad(A, P[f"{pre}.nsad"], rounding=cfg["nsad_rounding"], surrogate=cfg["surrogate"],
-                     alpha=alpha, bugs=bugs)
+            A = nsad(
+                A, P[f"{pre}.nsad"], rounding=cfg["nsad_rounding"], surrogate=cfg["surrogate"], alpha=alpha, bugs=bugs
+            )
         act[f"{pre}.A"] = A
         y = ((A @ v) * cfg["scale"]).transpose(2, 3).reshape(T, B, N, D)
         act[f"{pre}.y"] = lif(y, **dict(opts, v_threshold=cfg["attn_v_threshold"]))
@@ -200,8 +217,15 @@ def run(golden, bugs=()):
         s, w, b, tau = (tensor(f"tasa/in/{k}", grad=True) for k in ("s", "weight", "bias", "tau"))
         y = tasa(s, w, b, tau, options("tasa")["window"], bugs)
         (y * tensor("tasa/in/dout")).sum().backward()
-        out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
-                    "tasa/grad/tau": tau.grad})
+        out.update(
+            {
+                "tasa/out/out": y,
+                "tasa/grad/s": s.grad,
+                "tasa/grad/weight": w.grad,
+                "tasa/grad/bias": b.grad,
+                "tasa/grad/tau": tau.grad,
+            }
+        )
 
     # NSAD alone, and its table: f at every possible score 0..head_dim (likewise only with NSAD on)
     if "nsad/options" in golden:
@@ -211,8 +235,14 @@ def run(golden, bugs=()):
         A = nsad(scores, params, **kw)
         (A * tensor("nsad/in/dA")).sum().backward()
         grid = torch.arange(o["head_dim"] + 1, dtype=torch.float64).expand(params.shape[0], 1, -1)  # (H, 1, d+1)
-        out.update({"nsad/out/A": A, "nsad/grad/scores": scores.grad, "nsad/grad/params": params.grad,
-                    "nsad/out/table": nsad(grid, params, **kw)[:, 0]})
+        out.update(
+            {
+                "nsad/out/A": A,
+                "nsad/grad/scores": scores.grad,
+                "nsad/grad/params": params.grad,
+                "nsad/out/table": nsad(grid, params, **kw)[:, 0],
+            }
+        )
 
     # The whole model: one training step, mean cross-entropy
     cfg = json.loads(str(golden["config"]))

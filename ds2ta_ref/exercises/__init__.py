@@ -28,11 +28,13 @@ The solutions live in ``tutorials/solutions/nbNN.py`` as a dictionary ``SOLUTION
 ``tests/test_exercises.py`` runs every solution through this same :func:`check` (so each exercise is
 proven solvable) and shows that a wrong answer is rejected.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -56,7 +58,7 @@ class Exercise:
     key: str
     title: str
     reference: Callable[..., Any]
-    cases: Optional[Callable[[], list]] = None
+    cases: Callable[[], list] | None = None
     tol: float = 1e-9
 
 
@@ -66,7 +68,7 @@ class Result:
 
     key: str
     status: str
-    rel_error: Optional[float]
+    rel_error: float | None
     line: str
 
     @property
@@ -118,7 +120,7 @@ def exercises_of(notebook: str) -> list:
     return list(module.EXERCISES)
 
 
-def check(exercise: Union[str, Exercise], answer: Any, *, verbose: bool = True) -> Result:
+def check(exercise: str | Exercise, answer: Any, *, verbose: bool = True) -> Result:
     """Check ``answer`` (a function or a value, see the module docstring) and print one line.
 
     Never raises because the stub is unfilled: ``answer is None`` or a function raising

@@ -1,4 +1,5 @@
 """Exercises of notebook 01 (the LIF neuron), checked against :mod:`ds2ta_ref.lif`."""
+
 import numpy as np
 
 from .. import lif
@@ -51,8 +52,16 @@ def _threshold_cases():
 
 def _period_cases():
     # (current, tau_m, threshold), each period well away from a rounding boundary; the last two never fire.
-    return [(1.2, 2.0, 1.0), (0.8, 2.0, 1.0), (0.55, 2.0, 1.0), (0.3, 4.0, 1.0), (0.2, 8.0, 1.0),
-            (0.7, 1.5, 1.0), (0.4, 2.0, 1.0), (-0.5, 2.0, 1.0)]
+    return [
+        (1.2, 2.0, 1.0),
+        (0.8, 2.0, 1.0),
+        (0.55, 2.0, 1.0),
+        (0.3, 4.0, 1.0),
+        (0.2, 8.0, 1.0),
+        (0.7, 1.5, 1.0),
+        (0.4, 2.0, 1.0),
+        (-0.5, 2.0, 1.0),
+    ]
 
 
 def _backward_cases():
@@ -65,8 +74,13 @@ def _backward_cases():
 
 
 EXERCISES = [
-    Exercise("01.1", "the currents that fire ever and at every step", lambda tau_m, v_threshold:
-             threshold_currents(tau_m, v_threshold), _threshold_cases, tol=1e-6),
+    Exercise(
+        "01.1",
+        "the currents that fire ever and at every step",
+        lambda tau_m, v_threshold: threshold_currents(tau_m, v_threshold),
+        _threshold_cases,
+        tol=1e-6,
+    ),
     Exercise("01.2", "the firing period under a constant current", firing_period, _period_cases, tol=0.0),
     Exercise("01.3", "the LIF backward by hand", lif_backward, _backward_cases, tol=1e-9),
 ]

@@ -1,4 +1,5 @@
 """Exercises of notebook 02 (TASA), checked against :mod:`ds2ta_ref.tasa`."""
+
 import numpy as np
 
 from .. import tasa

@@ -1,4 +1,5 @@
 """Exercises of notebook 03 (NSAD), checked against :mod:`ds2ta_ref.nsad`."""
+
 import numpy as np
 
 from .. import nsad
@@ -39,8 +40,16 @@ def _hashmap_cases():
     rng = np.random.default_rng(303)
     cases = []
     for H, head_dim, rounding in ((3, 8, "nearest"), (2, 16, "floor"), (4, 6, "nearest"), (1, 5, "floor")):
-        params = np.column_stack([rng.uniform(0.5, 1.5, H), rng.uniform(-0.05, 0.05, H), rng.uniform(0, head_dim, H),
-                                  rng.uniform(-4, 4, H), rng.uniform(0, head_dim, H), rng.uniform(0, 3, H)])
+        params = np.column_stack(
+            [
+                rng.uniform(0.5, 1.5, H),
+                rng.uniform(-0.05, 0.05, H),
+                rng.uniform(0, head_dim, H),
+                rng.uniform(-4, 4, H),
+                rng.uniform(0, head_dim, H),
+                rng.uniform(0, 3, H),
+            ]
+        )
         cases.append((params, head_dim, rounding))
     return cases
 
@@ -56,7 +65,8 @@ def _removal_cases():
 
 EXERCISES = [
     Exercise("03.1", "every head's hashmap, both roundings", hashmap, _hashmap_cases, tol=0.0),
-    Exercise("03.2", "the threshold that removes a given share of the scores", threshold_for_removal,
-             _removal_cases, tol=0.0),
+    Exercise(
+        "03.2", "the threshold that removes a given share of the scores", threshold_for_removal, _removal_cases, tol=0.0
+    ),
     Exercise("03.3", "the smallest u that removes the 1-counts", smallest_u_removing_ones, tol=1e-9),
 ]

@@ -1,4 +1,5 @@
 """Exercises of notebook 04 (the model), checked against :mod:`ds2ta_ref.model` and its blocks."""
+
 import numpy as np
 
 from .. import layers
@@ -26,14 +27,19 @@ def _readout_cases():
     rng = np.random.default_rng(404)
     cases = []
     for T, B, N, D, K in ((2, 3, 4, 5, 3), (4, 1, 16, 8, 10)):
-        cases.append((rng.integers(0, 4, size=(T, B, N, D)).astype(float), rng.standard_normal((K, D)),
-                      rng.standard_normal(K)))
+        cases.append(
+            (rng.integers(0, 4, size=(T, B, N, D)).astype(float), rng.standard_normal((K, D)), rng.standard_normal(K))
+        )
     return cases
 
 
 def _count_cases():
-    return [(64, 4, 4, True, True, True), (64, 4, 4, False, False, True), (32, 2, 2, True, False, False),
-            (48, 3, 4, False, True, True)]
+    return [
+        (64, 4, 4, True, True, True),
+        (64, 4, 4, False, False, True),
+        (32, 2, 2, True, False, False),
+        (48, 3, 4, False, True, True),
+    ]
 
 
 EXERCISES = [

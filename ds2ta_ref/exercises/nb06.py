@@ -1,5 +1,6 @@
 """Exercises of notebook 06 (sparsity, energy, the NSAD threshold), checked against
 :mod:`ds2ta_ref.energy` and :mod:`ds2ta_ref.nsad`."""
+
 from types import SimpleNamespace
 
 import numpy as np

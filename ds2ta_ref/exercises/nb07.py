@@ -1,5 +1,6 @@
 """Exercises of notebook 07 (check your implementation): kernels written in NumPy from a golden
 file's inputs, checked against the library that wrote the file (:mod:`ds2ta_ref.lif`, :mod:`ds2ta_ref.tasa`)."""
+
 import json
 
 import numpy as np

@@ -6,6 +6,7 @@ in forward order, that departs; :func:`compare_suite` ``(golden_dir,
 candidate_dir)`` does it for every case of a suite. The reports are made by
 :mod:`ds2ta_ref.golden.report`.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,15 +93,17 @@ def _is_binary(arr: np.ndarray) -> bool:
     return arr.size > 0 and bool(np.all((arr == 0) | (arr == 1)))
 
 
-def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float, floor: float,
-                 narrow_fails: bool) -> TensorResult:
+def _compare_one(
+    key: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float, floor: float, narrow_fails: bool
+) -> TensorResult:
     """``floor`` here is absolute: the floor times the largest magnitude of the key's group."""
     shape = tuple(ref.shape)
     numeric = "biuf"
     if ref.dtype.kind not in numeric or cand.dtype.kind not in numeric:  # text: config, options
         same = ref.dtype.kind == cand.dtype.kind and ref.shape == cand.shape and np.array_equal(ref, cand)
-        return TensorResult(key, shape, 0.0 if same else math.inf, 0.0 if same else math.inf, same,
-                            "" if same else "text differs")
+        return TensorResult(
+            key, shape, 0.0 if same else math.inf, 0.0 if same else math.inf, same, "" if same else "text differs"
+        )
     if ref.shape != cand.shape:
         return TensorResult(key, shape, math.inf, math.inf, False, f"candidate shape {tuple(cand.shape)}")
     if ref.size == 0:
@@ -134,8 +137,15 @@ def _candidate(candidate) -> tuple[dict, str]:
     raise TypeError(f"candidate must be a path or a mapping of arrays, got {type(candidate).__name__}")
 
 
-def compare(reference, candidate, *, rtol: float | None = None, atol: float = 0.0, floor: float = 1e-4,
-            only: Sequence[str] | None = None) -> Comparison:
+def compare(
+    reference,
+    candidate,
+    *,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    floor: float = 1e-4,
+    only: Sequence[str] | None = None,
+) -> Comparison:
     """Compare a candidate's tensors with a golden file's, key by key.
 
     For every key of ``reference`` (restricted to the keys starting with one of
@@ -196,18 +206,31 @@ def compare(reference, candidate, *, rtol: float | None = None, atol: float = 0.
     order += sorted(set(ref) - set(order))  # keys of a newer writer, compared after the known ones
     keys = [k for k in order if k in ref and selected(k)]
     if not keys:  # only an `only` can select nothing: read_golden checked the keys the config requires
-        raise ValueError(f"only={list(only or ())!r} selects no key of the golden file: nothing would be compared "
-                         f"(prefixes look like 'lif/', 'act/block.0.', 'grad/', 'logits')")
+        raise ValueError(
+            f"only={list(only or ())!r} selects no key of the golden file: nothing would be compared "
+            f"(prefixes look like 'lif/', 'act/block.0.', 'grad/', 'logits')"
+        )
     results, missing = [], []
     for key in keys:
         if key in cand:
-            results.append(_compare_one(key, np.asarray(ref[key]), np.asarray(cand[key]), rtol, atol,
-                                        floor * group_max[_group(key)], narrow_fails=not explicit))
+            results.append(
+                _compare_one(
+                    key,
+                    np.asarray(ref[key]),
+                    np.asarray(cand[key]),
+                    rtol,
+                    atol,
+                    floor * group_max[_group(key)],
+                    narrow_fails=not explicit,
+                )
+            )
         elif not is_input(key):
             missing.append(key)
     if not results and not missing:
-        raise ValueError(f"{cand_name} holds none of the {len(keys)} selected keys and the golden file "
-                         f"expects none of them computed: nothing would be compared")
+        raise ValueError(
+            f"{cand_name} holds none of the {len(keys)} selected keys and the golden file "
+            f"expects none of them computed: nothing would be compared"
+        )
     failed = {r.key for r in results if not r.ok} | set(missing)
     first = next((k for k in keys if k in failed), None)
     newer = set(forward_order(cfg)) if version < FORMAT_VERSION else set()  # keys an older file lacks
@@ -226,8 +249,10 @@ def suite_cases(golden_dir: str | os.PathLike) -> list[str]:
             manifest = json.load(f)
         names = [case["name"] for case in manifest["cases"]]
     except FileNotFoundError:
-        raise GoldenFileError(f"{os.fspath(golden_dir)!r} is not a golden suite: it has no suite.json "
-                              f"(write one with ds2ta-ref golden --suite DIR)") from None
+        raise GoldenFileError(
+            f"{os.fspath(golden_dir)!r} is not a golden suite: it has no suite.json "
+            f"(write one with ds2ta-ref golden --suite DIR)"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GoldenFileError(f"suite file {path!r} cannot be read: {type(exc).__name__}: {exc}") from None
     if not names or not all(isinstance(n, str) and n and os.sep not in n and n not in (".", "..") for n in names):
@@ -235,8 +260,15 @@ def suite_cases(golden_dir: str | os.PathLike) -> list[str]:
     return names
 
 
-def compare_suite(golden_dir: str | os.PathLike, candidate_dir: str | os.PathLike, *, rtol: float | None = None,
-                  atol: float = 0.0, floor: float = 1e-4, skip_missing: bool = False) -> SuiteComparison:
+def compare_suite(
+    golden_dir: str | os.PathLike,
+    candidate_dir: str | os.PathLike,
+    *,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    floor: float = 1e-4,
+    skip_missing: bool = False,
+) -> SuiteComparison:
     """Compare every case of a suite (``golden_dir/<case>.npz``, listed in ``golden_dir/suite.json``)
     with ``candidate_dir/<case>.npz``, as :func:`compare` does.
 
@@ -252,9 +284,12 @@ def compare_suite(golden_dir: str | os.PathLike, candidate_dir: str | os.PathLik
         if not os.path.exists(path):
             missing.append(name)
             continue
-        cases[name] = compare(os.path.join(os.fspath(golden_dir), f"{name}.npz"), path, rtol=rtol, atol=atol,
-                              floor=floor)
+        cases[name] = compare(
+            os.path.join(os.fspath(golden_dir), f"{name}.npz"), path, rtol=rtol, atol=atol, floor=floor
+        )
     if not cases:
-        raise GoldenFileError(f"candidate folder {os.fspath(candidate_dir)!r} holds none of the suite's "
-                              f"{len(missing)} case files ({', '.join(f'{n}.npz' for n in missing)})")
+        raise GoldenFileError(
+            f"candidate folder {os.fspath(candidate_dir)!r} holds none of the suite's "
+            f"{len(missing)} case files ({', '.join(f'{n}.npz' for n in missing)})"
+        )
     return SuiteComparison(cases, missing, bool(skip_missing))

@@ -5,6 +5,7 @@ Format versions: 2 (written now) adds the stem's stage activations
 ``tasa/`` and ``nsad/`` kernel sections of a config that switches them off;
 1 (the first release) is still read and compared, in its own key order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,10 +38,22 @@ READABLE_VERSIONS = (1, 2)
 #: Each kernel's keys, in the order they are computed: options, inputs, outputs, gradients.
 KERNEL_KEYS = {
     "lif": ["options", "in/x", "in/dspikes", "out/spikes", "grad/x"],
-    "tasa": ["options", "in/s", "in/weight", "in/bias", "in/tau", "in/dout", "out/out",
-             "grad/s", "grad/weight", "grad/bias", "grad/tau"],
+    "tasa": [
+        "options",
+        "in/s",
+        "in/weight",
+        "in/bias",
+        "in/tau",
+        "in/dout",
+        "out/out",
+        "grad/s",
+        "grad/weight",
+        "grad/bias",
+        "grad/tau",
+    ],
     "nsad": ["options", "in/scores", "in/params", "in/dA", "out/table", "out/A", "grad/scores", "grad/params"],
 }
+
 
 class GoldenFileError(ValueError):
     """A golden or candidate file that cannot be used; the message names the file and what is wrong."""
@@ -80,8 +93,9 @@ def param_use_order(cfg: ModelConfig) -> list[str]:
             block += [f"{site}_bn.weight", f"{site}_bn.bias"]
         block = [name for name in block if name in shapes]
         if sorted(block) != sorted(shapes):  # the attention block's parameters changed: this list must follow
-            raise RuntimeError(f"golden.param_use_order does not know the attention parameters "
-                               f"{sorted(set(shapes) ^ set(block))}")
+            raise RuntimeError(
+                f"golden.param_use_order does not know the attention parameters {sorted(set(shapes) ^ set(block))}"
+            )
         order += [f"block.{i}.attn.{name}" for name in block]
         order += [f"block.{i}.mlp.{name}" for name in mlp.param_shapes(cfg)]  # fc1 then fc2
     return order + ["head.weight", "head.bias"]
@@ -201,13 +215,17 @@ def read_golden(reference, *, source: str | None = None) -> tuple[dict[str, np.n
         raise GoldenFileError(f"{source} is not a golden file: it has no 'config' or 'format_version' entry")
     stored = np.asarray(ref["format_version"])
     if stored.shape != () or stored.dtype.kind not in "iu" or int(stored) not in READABLE_VERSIONS:
-        raise GoldenFileError(f"{source} has format_version {stored.tolist()!r}; this code reads "
-                              f"{' and '.join(map(str, READABLE_VERSIONS))}")
+        raise GoldenFileError(
+            f"{source} has format_version {stored.tolist()!r}; this code reads "
+            f"{' and '.join(map(str, READABLE_VERSIONS))}"
+        )
     version = int(stored)  # an integer scalar, checked just above
     cfg = config_from_json(ref["config"], source=source)
     required = forward_order(cfg, version)
     missing = [k for k in required if k not in ref]
     if missing:
-        raise GoldenFileError(f"{source} lacks {len(missing)} key(s) its config requires, first {missing[0]!r} "
-                              f"(an incomplete golden file: write it again with ds2ta-ref golden)")
+        raise GoldenFileError(
+            f"{source} lacks {len(missing)} key(s) its config requires, first {missing[0]!r} "
+            f"(an incomplete golden file: write it again with ds2ta-ref golden)"
+        )
     return ref, cfg, version

@@ -9,6 +9,7 @@ with negative entries; :mod:`ds2ta_ref.golden.suite` sets them per case.
 
 The model is run in one place, :func:`_training_step`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,8 +84,16 @@ def _nsad_kernel_params(rng: np.random.Generator, heads: int, head_dim: int) -> 
     * head 2 and more: random, head 2 with a negative slope (negative table entries).
     """
     H = max(heads, _NSAD_MIN_HEADS)
-    p = np.column_stack([rng.uniform(0.5, 1.5, H), rng.uniform(-0.1, 0.1, H), rng.uniform(0, head_dim, H),
-                         rng.uniform(-1, 1, H), rng.uniform(0, head_dim, H), rng.uniform(0, head_dim / 3, H)])
+    p = np.column_stack(
+        [
+            rng.uniform(0.5, 1.5, H),
+            rng.uniform(-0.1, 0.1, H),
+            rng.uniform(0, head_dim, H),
+            rng.uniform(-1, 1, H),
+            rng.uniform(0, head_dim, H),
+            rng.uniform(0, head_dim / 3, H),
+        ]
+    )
     _, b, c, d, e, _ = p[0]
     p[0, 0] = 1.7 - b * (1 - c) ** 2 - d / (1 + np.exp(1 - e))  # g(1) = 1.7 (to rounding)
     p[0, 5] = 1.0
@@ -102,13 +111,26 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     sections = kernels(cfg)
 
     _, alpha = _surrogate.resolve(cfg.surrogate, cfg.alpha)
-    lif_options: dict[str, Any] = dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold, decay_input=cfg.decay_input,
-                                       detach_reset=cfg.detach_reset, surrogate=cfg.surrogate, alpha=alpha)
+    lif_options: dict[str, Any] = dict(
+        tau_m=cfg.tau_m,
+        v_threshold=cfg.v_threshold,
+        decay_input=cfg.decay_input,
+        detach_reset=cfg.detach_reset,
+        surrogate=cfg.surrogate,
+        alpha=alpha,
+    )
     x = _lif_input(rng, (T, B, _LIF_FEATURES), lif_options)  # (T, B, 6)
     dspikes = rng.standard_normal(x.shape)
     spikes, lif_cache = lif.forward(x, **lif_options)
-    out.update({"lif/options": lif_options, "lif/in/x": x, "lif/in/dspikes": dspikes, "lif/out/spikes": spikes,
-                "lif/grad/x": lif.backward(dspikes, lif_cache)})
+    out.update(
+        {
+            "lif/options": lif_options,
+            "lif/in/x": x,
+            "lif/in/dspikes": dspikes,
+            "lif/out/spikes": spikes,
+            "lif/grad/x": lif.backward(dspikes, lif_cache),
+        }
+    )
 
     s = (rng.random((T, B, _TASA_TOKENS, _TASA_IN)) < 0.5).astype(np.float64)  # (T, B, N, D_in) spikes
     weight = rng.standard_normal((_TASA_OUT, _TASA_IN))
@@ -118,10 +140,21 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     if "tasa" in sections:
         y, tasa_cache = tasa.forward(s, weight, bias, tau=float(tau), window=cfg.window)
         ds, dweight, dbias, dtau = tasa.backward(dout, tasa_cache)
-        out.update({"tasa/options": {"window": cfg.window}, "tasa/in/s": s, "tasa/in/weight": weight,
-                    "tasa/in/bias": bias, "tasa/in/tau": tau, "tasa/in/dout": dout, "tasa/out/out": y,
-                    "tasa/grad/s": ds, "tasa/grad/weight": dweight, "tasa/grad/bias": dbias,
-                    "tasa/grad/tau": np.array(dtau)})
+        out.update(
+            {
+                "tasa/options": {"window": cfg.window},
+                "tasa/in/s": s,
+                "tasa/in/weight": weight,
+                "tasa/in/bias": bias,
+                "tasa/in/tau": tau,
+                "tasa/in/dout": dout,
+                "tasa/out/out": y,
+                "tasa/grad/s": ds,
+                "tasa/grad/weight": dweight,
+                "tasa/grad/bias": dbias,
+                "tasa/grad/tau": np.array(dtau),
+            }
+        )
 
     d = cfg.head_dim
     params = _nsad_kernel_params(rng, cfg.heads, d)
@@ -131,13 +164,23 @@ def _kernel_arrays(cfg: ModelConfig, rng: np.random.Generator, draws: Draws) -> 
     scores[0, 0, 1, 0, 1] = 1.0  # head 1 meets its tie g(1) = 0.5
     dA = rng.standard_normal(scores.shape)
     if "nsad" in sections:
-        nsad_options: dict[str, Any] = dict(head_dim=d, rounding=cfg.nsad_rounding, surrogate=cfg.surrogate,
-                                            alpha=alpha)
+        nsad_options: dict[str, Any] = dict(
+            head_dim=d, rounding=cfg.nsad_rounding, surrogate=cfg.surrogate, alpha=alpha
+        )
         A, nsad_cache = nsad.forward(scores, params, **nsad_options)
         dscores, dparams = nsad.backward(dA, nsad_cache)
-        out.update({"nsad/options": nsad_options, "nsad/in/scores": scores, "nsad/in/params": params, "nsad/in/dA": dA,
-                    "nsad/out/table": nsad.hashmap(params, head_dim=d, rounding=cfg.nsad_rounding),
-                    "nsad/out/A": A, "nsad/grad/scores": dscores, "nsad/grad/params": dparams})
+        out.update(
+            {
+                "nsad/options": nsad_options,
+                "nsad/in/scores": scores,
+                "nsad/in/params": params,
+                "nsad/in/dA": dA,
+                "nsad/out/table": nsad.hashmap(params, head_dim=d, rounding=cfg.nsad_rounding),
+                "nsad/out/A": A,
+                "nsad/grad/scores": dscores,
+                "nsad/grad/params": dparams,
+            }
+        )
     return {k: (np.array(json.dumps(v)) if k.endswith("/options") else v) for k, v in out.items()}
 
 
@@ -172,9 +215,16 @@ def _model_inputs(cfg: ModelConfig, rng: np.random.Generator, batch: int, draws:
                 params[f"block.{i}.attn.proj_tau"] = _tau(rng, cfg) if taus[1] is None else np.array(float(taus[1]))
         if cfg.nsad:
             H, d = cfg.heads, cfg.head_dim
-            params[f"block.{i}.attn.nsad"] = np.column_stack([
-                rng.uniform(*draws.nsad_a, H), rng.uniform(-0.1, 0.1, H), rng.uniform(0, d, H),
-                rng.uniform(-1, 1, H), rng.uniform(0, d, H), rng.uniform(0, d / 3, H)])
+            params[f"block.{i}.attn.nsad"] = np.column_stack(
+                [
+                    rng.uniform(*draws.nsad_a, H),
+                    rng.uniform(-0.1, 0.1, H),
+                    rng.uniform(0, d, H),
+                    rng.uniform(-1, 1, H),
+                    rng.uniform(0, d, H),
+                    rng.uniform(0, d / 3, H),
+                ]
+            )
     target = rng.integers(0, cfg.num_classes, batch).astype(np.int64)
     return params, _params.init_state(cfg), x, target
 
@@ -206,8 +256,17 @@ def _model_arrays(cfg: ModelConfig, rng: np.random.Generator, batch: int, draws:
     out["act/patch_embed.out"] = cache.blocks[0][0].sites["q"].tasa.s  # the first block's input: the tokens
     for i, (ac, mc) in enumerate(cache.blocks):
         a, m = f"act/block.{i}.attn", f"act/block.{i}.mlp"
-        out.update({f"{a}.q": ac.q, f"{a}.k": ac.k, f"{a}.v": ac.v, f"{a}.scores": ac.scores, f"{a}.A": ac.A,
-                    f"{a}.y": ac.y, f"{a}.out": ac.sites["proj"].unit.lif.s_reset})
+        out.update(
+            {
+                f"{a}.q": ac.q,
+                f"{a}.k": ac.k,
+                f"{a}.v": ac.v,
+                f"{a}.scores": ac.scores,
+                f"{a}.A": ac.A,
+                f"{a}.y": ac.y,
+                f"{a}.out": ac.sites["proj"].unit.lif.s_reset,
+            }
+        )
         out[f"{m}.hidden"] = mc.unit1.lif.s_reset  # in the step forward the reset's spike is the emitted one
         out[f"{m}.out"] = mc.unit2.lif.s_reset
         out[f"act/block.{i}.out"] = mc.fc1.x + out[f"{m}.out"]  # residual stream after the block
@@ -237,8 +296,10 @@ def build(cfg: ModelConfig, *, seed: int, batch: int = 2, draws: Draws | None = 
     _checked_args(cfg, seed, batch)
     draws = Draws() if draws is None else draws
     rng = np.random.default_rng(seed)
-    arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-              "config": np.array(json.dumps(dataclasses.asdict(cfg)))}
+    arrays = {
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "config": np.array(json.dumps(dataclasses.asdict(cfg))),
+    }
     arrays.update(_kernel_arrays(cfg, rng, draws))
     arrays.update(_model_arrays(cfg, rng, int(batch), draws))
     order = forward_order(cfg)
@@ -265,8 +326,9 @@ def _stored(value) -> np.ndarray:
     return arr
 
 
-def write(path: str | os.PathLike, cfg: ModelConfig, *, seed: int, batch: int = 2,
-          overwrite: bool = False) -> dict[str, np.ndarray]:
+def write(
+    path: str | os.PathLike, cfg: ModelConfig, *, seed: int, batch: int = 2, overwrite: bool = False
+) -> dict[str, np.ndarray]:
     """Write the golden file of :func:`build` to ``path`` and return its arrays.
 
     The file is written atomically (a temporary file in the same directory,

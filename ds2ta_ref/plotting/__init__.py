@@ -43,6 +43,7 @@ counts, hashmap entries) get colour bars with integer ticks.
 matplotlib is needed only here: without it, ``import ds2ta_ref.plotting`` fails with one line
 saying what to install.
 """
+
 try:
     import matplotlib  # noqa: F401
 except ImportError:

@@ -1,4 +1,5 @@
 """Attention maps: a score map next to its denoised map, and the paper's Figure 3 (maps of a trained model)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,8 +43,6 @@ def plot_attention_maps(S, A, *, title: str | None = None, ax=None) -> Figure:
     if title:
         fig.suptitle(title)
     return fig
-
-
 
 
 def token_mask(A, size: int) -> np.ndarray:
@@ -96,8 +95,10 @@ def plot_attention_grid(image, maps: Sequence, *, show_input: bool | None = None
     if show_input is None:
         given = 0 if new else len([ax] if isinstance(ax, Axes) else np.ravel(ax))
         if not new and given not in (depth * (H + 1), depth * (H + 2)):
-            raise ValueError(f"ax must be {depth * (H + 2)} Axes (with the input column) or {depth * (H + 1)} "
-                             f"(without) for this plot, got {given}")
+            raise ValueError(
+                f"ax must be {depth * (H + 2)} Axes (with the input column) or {depth * (H + 1)} "
+                f"(without) for this plot, got {given}"
+            )
         show_input = new or given == depth * (H + 2)
     first = 1 if show_input else 0  # column of the masked input
     ncols = H + 1 + first
@@ -124,8 +125,9 @@ def plot_attention_grid(image, maps: Sequence, *, show_input: bool | None = None
             ax_h.set_ylabel("query $i$", fontsize="small")
             integer_axes(ax_h)
         if new:
-            root_figure(ax_img).colorbar(im, ax=list(axes[i, first + 1:]), shrink=0.85, label="$A$ count",
-                                         **integer_ticks())
+            root_figure(ax_img).colorbar(
+                im, ax=list(axes[i, first + 1 :]), shrink=0.85, label="$A$ count", **integer_ticks()
+            )
     axes[0, first].set_title(f"input × head {H - 1}'s map", fontsize="medium")
     for h in range(H):
         axes[0, first + 1 + h].set_title(f"head {h}", fontsize="medium")

@@ -1,4 +1,5 @@
 """LIF neurons over time (Eq. 2-3) and the surrogate derivatives (``docs/spec.md §1.2``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,8 +11,9 @@ from .. import surrogate
 from .style import axes_for, root_figure
 
 
-def plot_membrane(x, spikes, h, v, v_threshold: float, ax=None, *, title: str | None = None,
-                  labels: Sequence[str] | None = None) -> Figure:
+def plot_membrane(
+    x, spikes, h, v, v_threshold: float, ax=None, *, title: str | None = None, labels: Sequence[str] | None = None
+) -> Figure:
     """Input current, membrane before and after the reset, threshold and spikes of LIF neurons.
 
     Args:
@@ -57,10 +59,18 @@ def plot_membrane(x, spikes, h, v, v_threshold: float, ax=None, *, title: str | 
         ax_in.set_title(title, loc="right" if labels is not None else "center", fontsize="medium")
 
     for i in range(n):
-        ax_v.plot(t, h[:, i], "o-", color=colors[i], ms=4, lw=1,
-                  label="$h[t]$, before reset (Eq. 2's $V$)" if i == 0 else None)
-        ax_v.plot(t, v[:, i], "x--", color=colors[i], ms=5, lw=0.8, alpha=0.7,
-                  label="$v[t]$, after reset" if i == 0 else None)
+        ax_v.plot(
+            t,
+            h[:, i],
+            "o-",
+            color=colors[i],
+            ms=4,
+            lw=1,
+            label="$h[t]$, before reset (Eq. 2's $V$)" if i == 0 else None,
+        )
+        ax_v.plot(
+            t, v[:, i], "x--", color=colors[i], ms=5, lw=0.8, alpha=0.7, label="$v[t]$, after reset" if i == 0 else None
+        )
     ax_v.axhline(v_threshold, color="k", ls=":", lw=1.2, label=rf"threshold $\theta$ = {v_threshold:g}")
     ax_v.set_ylabel("membrane")
     ax_v.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=3, fontsize="small", frameon=False)

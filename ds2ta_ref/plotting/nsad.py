@@ -1,4 +1,5 @@
 """The paper's Figure 4 (NSAD, Eq. 6-7): each head's denoising curve, its hashmap, and the maps it denoises."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,8 +26,16 @@ def _param_text(p) -> str:
     return f"a={a:.3g}  b={b:.3g}  c={c:.3g}\nd={d:.3g}  e={e:.3g}  u={u:.4g}"
 
 
-def plot_nsad(params, head_dim: int, *, labels: Sequence[str] | None = None,
-              rounding: str = "nearest", ncols: int = 3, legend: str = "auto", ax=None) -> Figure:
+def plot_nsad(
+    params,
+    head_dim: int,
+    *,
+    labels: Sequence[str] | None = None,
+    rounding: str = "nearest",
+    ncols: int = 3,
+    legend: str = "auto",
+    ax=None,
+) -> Figure:
     """Figure 4 (the mechanism): each head's denoising function and its hashmap.
 
     One panel per head ``h``: the continuous ``f_h(s) = 1(s > u_h) g_h(s)``
@@ -75,8 +84,7 @@ def plot_nsad(params, head_dim: int, *, labels: Sequence[str] | None = None,
         u = params[h, 5]
         above = s_fine > u
         ax_h.plot(s_int, s_int, color="0.65", ls=":", lw=1.2, label="identity $s$")
-        ax_h.plot(s_fine[~above], g[h, ~above], color="C0", ls="--", lw=0.8,
-                  label="$g_h(s)$ (Eq. 7), gated off")
+        ax_h.plot(s_fine[~above], g[h, ~above], color="C0", ls="--", lw=0.8, label="$g_h(s)$ (Eq. 7), gated off")
         ax_h.plot(s_fine[above], f[h, above], color="C0", lw=1.5, label="$f_h(s)$ (Eq. 6)")
         ax_h.plot(s_fine[~above], f[h, ~above], color="C0", lw=1.5)
         ax_h.plot(s_int, table[h], "o", color="C3", ms=3.5, label="$AD_h[s]$ = round $f_h(s)$")
@@ -90,8 +98,9 @@ def plot_nsad(params, head_dim: int, *, labels: Sequence[str] | None = None,
     if legend == "auto":
         legend = "figure" if new else "axes"
     if legend == "figure":
-        root_figure(axes[0]).legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-                              ncol=5, fontsize="small", frameon=False)
+        root_figure(axes[0]).legend(
+            *axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize="small", frameon=False
+        )
     elif legend == "axes":
         axes[0].legend(fontsize="x-small", loc="upper left")
     elif legend != "none":
@@ -113,8 +122,13 @@ def plot_hashmap_table(params_h, head_dim: int, *, rounding: str = "nearest", ax
     s = np.arange(head_dim + 1)
     kind = np.where((table == 0) & (s != 0), 2, np.where(table != s, 1, 0))  # 0 kept, 1 changed, 2 removed
     colours = ["white", "#fdd49e", "#bdbdbd"]  # kept, changed, removed
-    ax_t.imshow(np.vstack([np.full(head_dim + 1, -1), kind]), cmap=ListedColormap(["#eeeeee"] + colours),
-                vmin=-1.5, vmax=2.5, aspect="auto")
+    ax_t.imshow(
+        np.vstack([np.full(head_dim + 1, -1), kind]),
+        cmap=ListedColormap(["#eeeeee"] + colours),
+        vmin=-1.5,
+        vmax=2.5,
+        aspect="auto",
+    )
     size = 8 if head_dim <= 16 else 6
     for j in range(head_dim + 1):
         ax_t.text(j, 0, f"{s[j]}", ha="center", va="center", fontsize=size)
@@ -130,8 +144,9 @@ def plot_hashmap_table(params_h, head_dim: int, *, rounding: str = "nearest", ax
     return root_figure(ax_t)
 
 
-def plot_nsad_pipeline(S, params, head_dim: int, *, labels: Sequence[str] | None = None,
-                       rounding: str = "nearest", ax=None) -> Figure:
+def plot_nsad_pipeline(
+    S, params, head_dim: int, *, labels: Sequence[str] | None = None, rounding: str = "nearest", ax=None
+) -> Figure:
     """Figure 4 as a pipeline: per head, ``f_h`` -> hashmap table -> score map -> denoised map.
 
     One row per head ``h``: the curve of :func:`plot_nsad`, the table of
@@ -158,17 +173,24 @@ def plot_nsad_pipeline(S, params, head_dim: int, *, labels: Sequence[str] | None
     A, _ = nsad.forward(S, params, head_dim=head_dim, rounding=rounding)  # (H, N, N)
     if labels is None:
         labels = [f"head {h}" for h in range(H)]
-    axes = axes_for(ax, 4 * H, nrows=H, figsize=(15.5, 0.4 + 3.4 * H),
-                 gridspec_kw=dict(width_ratios=[1.0, 1.7, 0.95, 0.95]) if ax is None else None)
+    axes = axes_for(
+        ax,
+        4 * H,
+        nrows=H,
+        figsize=(15.5, 0.4 + 3.4 * H),
+        gridspec_kw=dict(width_ratios=[1.0, 1.7, 0.95, 0.95]) if ax is None else None,
+    )
     plot_nsad(params, head_dim, labels=labels, rounding=rounding, legend="figure", ax=axes[0::4])
     for h in range(H):
-        ax_t, ax_s, ax_a = axes[4 * h + 1: 4 * h + 4]
+        ax_t, ax_s, ax_a = axes[4 * h + 1 : 4 * h + 4]
         plot_hashmap_table(params[h], head_dim, rounding=rounding, ax=ax_t)
         ax_t.set_title(f"{labels[h]}: hashmap $AD_h$ (Eq. 6-7, rounded)", fontsize="small")
         vmax = max(1.0, S[h].max(), A[h].max())
         vmin = min(0.0, A[h].min())
-        for ax_i, M, name in ((ax_s, S[h], r"score map $S_h = Q_h K_h^\top$"),
-                              (ax_a, A[h], r"denoised $A_h = AD_h[S_h]$")):
+        for ax_i, M, name in (
+            (ax_s, S[h], r"score map $S_h = Q_h K_h^\top$"),
+            (ax_a, A[h], r"denoised $A_h = AD_h[S_h]$"),
+        ):
             image = ax_i.imshow(M, cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest")
             ax_i.set_title(f"{name}\nsparsity {percent(nsad.sparsity(M))}", fontsize="small")
             ax_i.set_xlabel("key token $j$")

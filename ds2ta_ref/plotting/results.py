@@ -3,6 +3,7 @@
 Model variants (Spikformer, NSAD only, TASA only, DS2TA) keep the colours and the order of
 :mod:`.style` in every chart.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -46,16 +47,17 @@ def plot_learning_curves(histories, ax=None) -> Figure:
         prefix = f"{name}: " if name else ""
         axes[0].plot(epoch, [row["loss"] for row in history], color=c, label=f"{prefix}train", **TRAIN_STYLE)
         if "test_loss" in history[0]:
-            axes[0].plot(epoch, [row["test_loss"] for row in history], color=c, label=f"{prefix}test",
-                         **TEST_STYLE)
-        axes[1].plot(epoch, [100 * row["train_acc"] for row in history], color=c, label=f"{prefix}train",
-                     **TRAIN_STYLE)
-        axes[1].plot(epoch, [100 * row["test_acc"] for row in history], color=c, label=f"{prefix}test",
-                     **TEST_STYLE)
+            axes[0].plot(epoch, [row["test_loss"] for row in history], color=c, label=f"{prefix}test", **TEST_STYLE)
+        axes[1].plot(epoch, [100 * row["train_acc"] for row in history], color=c, label=f"{prefix}train", **TRAIN_STYLE)
+        axes[1].plot(epoch, [100 * row["test_acc"] for row in history], color=c, label=f"{prefix}test", **TEST_STYLE)
         axes[2].plot(epoch, [row["firing_rate"] for row in history], color=c, **TRAIN_STYLE)
         axes[3].plot(epoch, [100 * row["attention_sparsity"] for row in history], color=c, **TEST_STYLE)
-    ylabels = ("cross-entropy loss", "accuracy (%)", "firing rate (spikes / neuron / step)",
-               "attention-map sparsity (% zeros of $A$)")
+    ylabels = (
+        "cross-entropy loss",
+        "accuracy (%)",
+        "firing rate (spikes / neuron / step)",
+        "attention-map sparsity (% zeros of $A$)",
+    )
     titles = ("loss", "accuracy", "firing rate (training batches)", "sparsity of $A$ (test set)")
     for a, yl, ti in zip(axes, ylabels, titles):
         a.set_xlabel("epoch")
@@ -65,13 +67,15 @@ def plot_learning_curves(histories, ax=None) -> Figure:
         a.grid(alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()  # train/test per run: covers every panel
     if len(histories) > 1 or handles:
-        root_figure(axes[0]).legend(handles, labels, loc="outside lower center", ncol=len(labels),
-                                    fontsize="small", frameon=False)
+        root_figure(axes[0]).legend(
+            handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small", frameon=False
+        )
     return root_figure(axes[0])
 
 
-def plot_block_energy(rows: Mapping[str, Sequence], *, scores_sparsity: Sequence[float] | None = None,
-                      ax=None) -> Figure:
+def plot_block_energy(
+    rows: Mapping[str, Sequence], *, scores_sparsity: Sequence[float] | None = None, ax=None
+) -> Figure:
     """Table 3 as a chart: per block, attention-map sparsity and attention energy of each model.
 
     Args:
@@ -102,8 +106,14 @@ def plot_block_energy(rows: Mapping[str, Sequence], *, scores_sparsity: Sequence
             ax_s.text(xi, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     if scores_sparsity is not None:
         x_last = blocks - 0.4 + width * (len(names) - 0.5)
-        ax_s.hlines(100 * np.asarray(scores_sparsity), x_last - width / 2, x_last + width / 2, colors="k",
-                    lw=2.5, label=f"{names[-1]}: $S = QK^\\top$ before NSAD")
+        ax_s.hlines(
+            100 * np.asarray(scores_sparsity),
+            x_last - width / 2,
+            x_last + width / 2,
+            colors="k",
+            lw=2.5,
+            label=f"{names[-1]}: $S = QK^\\top$ before NSAD",
+        )
     base, last = rows[names[0]], rows[names[-1]]
     if len(names) > 1:
         for i in range(depth):
@@ -165,8 +175,10 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
     """
     ax_s, ax_r, ax_a = axes_for(ax, 3, figsize=(14.0, 4.4))
     x = np.arange(len(rows))
-    labels = [r["label"].replace(", ", "\n") + (f"\n(u → {np.mean(r['u_final']):.2f})" if "u_final" in r else "")
-              for r in rows]
+    labels = [
+        r["label"].replace(", ", "\n") + (f"\n(u → {np.mean(r['u_final']):.2f})" if "u_final" in r else "")
+        for r in rows
+    ]
     before = np.array([100 * r["sparsity_scores"] for r in rows])
     after = np.array([100 * r["sparsity_maps"] for r in rows])
     removed = np.where(before < 100, 100 * (after - before) / np.maximum(100 - before, 1e-12), 0.0)
@@ -194,4 +206,3 @@ def plot_denoising_sweep(rows: Sequence[Mapping], ax=None) -> Figure:
         a.set_xticklabels(labels, fontsize="x-small")
         a.grid(axis="y", alpha=0.3)
     return root_figure(ax_s)
-

@@ -6,6 +6,7 @@ figure and notebook: :data:`VARIANTS` (Spikformer, NSAD only, TASA only, DS2TA) 
 its TASA boxes, blue for both). Use :func:`variant_color` and :func:`in_variant_order` rather than the
 default colour cycle, whose colours depend on the order in which the curves are drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -44,7 +45,6 @@ def percent(fraction: float, digits: int = 1) -> str:
             continue
         return text + "%"
     return f"{100 * fraction:.6g}%"
-
 
 
 def integer_ticks() -> dict:

@@ -1,4 +1,5 @@
 """The paper's Figure 2 (TASA, Eq. 1, 4, 5): the attenuated weights, and their effect on spikes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,14 +52,15 @@ def plot_tasa(tau, window: int, T: int, *, weight=None, seed: int = 0, ax=None) 
         weight = np.random.default_rng(seed).standard_normal((4, 4))
     weight = np.asarray(weight, dtype=float)
     rows = len(taus)
-    axes = axes_for(ax, 3 * rows, nrows=rows, figsize=(11.0, 1.3 + 2.5 * rows),
-                 gridspec_kw=dict(width_ratios=[0.8, 1.6, 1.0]))
+    axes = axes_for(
+        ax, 3 * rows, nrows=rows, figsize=(11.0, 1.3 + 2.5 * rows), gridspec_kw=dict(width_ratios=[0.8, 1.6, 1.0])
+    )
     wmax = np.abs(weight).max()
     lags = np.arange(window)
     d_out, d_in = weight.shape
     band_cmap = ListedColormap(["#dbe9f6", "#9ecae1", "#4292c6", "#08519c"][::-1])  # 2^0 dark .. 2^-3+ light
     for r, tau_r in enumerate(taus):
-        ax_df, ax_w, ax_m = axes[3 * r: 3 * r + 3]
+        ax_df, ax_w, ax_m = axes[3 * r : 3 * r + 3]
         fig_r = ax_df.figure
         tau_u = tasa.tau_used(tau_r)
         df = tasa.decay_factors(tau_u, window)  # (window,)
@@ -73,8 +75,7 @@ def plot_tasa(tau, window: int, T: int, *, weight=None, seed: int = 0, ax=None) 
         ax_df.set_xlabel(r"lag $= t - m$")
 
         gap = np.full((d_out, 1), np.nan)  # a blank column between replicas
-        replicas = np.concatenate(
-            [np.concatenate([weight * f, gap], axis=1) for f in df], axis=1)[:, :-1]
+        replicas = np.concatenate([np.concatenate([weight * f, gap], axis=1) for f in df], axis=1)[:, :-1]
         image = ax_w.imshow(replicas, cmap="RdBu_r", vmin=-wmax, vmax=wmax)
         ax_w.set_xticks([(d_in + 1) * lag + (d_in - 1) / 2 for lag in lags])
         ax_w.set_xticklabels([f"$W({lag})$" for lag in lags])
@@ -89,8 +90,15 @@ def plot_tasa(tau, window: int, T: int, *, weight=None, seed: int = 0, ax=None) 
         image = ax_m.imshow(np.minimum(exponent, 3), cmap=band_cmap, vmin=-0.5, vmax=3.5)
         for (i, j), value in np.ndenumerate(M):
             if value != 0:
-                ax_m.text(j, i, power_of_two_label(value), ha="center", va="center", fontsize=8,
-                          color="w" if value > 0.4 else "k")
+                ax_m.text(
+                    j,
+                    i,
+                    power_of_two_label(value),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="w" if value > 0.4 else "k",
+                )
         ax_m.set_xticks(range(T))
         ax_m.set_yticks(range(T))
         ax_m.set_xlabel("spike time $m$")
@@ -98,16 +106,28 @@ def plot_tasa(tau, window: int, T: int, *, weight=None, seed: int = 0, ax=None) 
         bar = fig_r.colorbar(image, ax=ax_m, shrink=0.9, ticks=[0, 1, 2, 3])
         bar.ax.set_yticklabels(["$1$", "$2^{-1}$", "$2^{-2}$", r"$\leq 2^{-3}$"])
         bar.set_label("weight of $s[m]$ in $I[t]$")
-    titles = (r"decay factors $df(\mathrm{lag}) = 2^{-\tau \cdot \mathrm{lag}}$ (Eq. 5)",
-              r"weight replicas $W(\mathrm{lag}) = W(0)\,df(\mathrm{lag})$ (Eq. 4)",
-              r"$M[t, m]$: $x_{mix} = M s$ (Eq. 1), blank = 0")
+    titles = (
+        r"decay factors $df(\mathrm{lag}) = 2^{-\tau \cdot \mathrm{lag}}$ (Eq. 5)",
+        r"weight replicas $W(\mathrm{lag}) = W(0)\,df(\mathrm{lag})$ (Eq. 4)",
+        r"$M[t, m]$: $x_{mix} = M s$ (Eq. 1), blank = 0",
+    )
     for ax_c, text in zip(axes[:3], titles):
         ax_c.set_title(text, fontsize="medium")
     return root_figure(axes[0])
 
 
-def plot_tasa_spikes(s, weight, bias=None, *, tau: float, window: int, tau_m: float = 2.0,
-                     v_threshold: float = 1.0, neurons: int = 3, ax=None) -> Figure:
+def plot_tasa_spikes(
+    s,
+    weight,
+    bias=None,
+    *,
+    tau: float,
+    window: int,
+    tau_m: float = 2.0,
+    v_threshold: float = 1.0,
+    neurons: int = 3,
+    ax=None,
+) -> Figure:
     """Figure 2 on spikes: input raster, ``I[t]`` with window 1 vs ``T_AW``, and the Q spikes.
 
     Panels, sharing the time axis:
@@ -147,20 +167,21 @@ def plot_tasa_spikes(s, weight, bias=None, *, tau: float, window: int, tau_m: fl
     q_w, _ = lif.forward(I_w, tau_m=tau_m, v_threshold=v_threshold)
     if ax is None:
         fig = Figure(figsize=(6.4, 2.0 + 1.25 * n + 0.35 * n), layout="constrained")
-        axes = list(fig.subplots(2 + n, 1, sharex=True,
-                                 height_ratios=[0.25 * D_in + 0.5] + [1.0] * n + [0.3 * n + 0.3]))
+        axes = list(
+            fig.subplots(2 + n, 1, sharex=True, height_ratios=[0.25 * D_in + 0.5] + [1.0] * n + [0.3 * n + 0.3])
+        )
     else:
         axes = axes_for(ax, 2 + n)
-    ax_in, ax_cur, ax_q = axes[0], axes[1:1 + n], axes[-1]
+    ax_in, ax_cur, ax_q = axes[0], axes[1 : 1 + n], axes[-1]
     t = np.arange(T)
 
-    ax_in.eventplot([t[s[:, j] > 0] for j in range(D_in)], lineoffsets=np.arange(D_in),
-                    linelengths=0.8, colors="k")
+    ax_in.eventplot([t[s[:, j] > 0] for j in range(D_in)], lineoffsets=np.arange(D_in), linelengths=0.8, colors="k")
     ax_in.set_ylim(-0.6, D_in - 0.4)
     ax_in.set_yticks(np.arange(D_in))
     ax_in.set_ylabel("input $j$")
-    ax_in.set_title(rf"input spikes $s_j[t]$; TASA with $\tau$ = {cache.tau_used:g}, $T_{{AW}}$ = {window}",
-                    fontsize="medium")
+    ax_in.set_title(
+        rf"input spikes $s_j[t]$; TASA with $\tau$ = {cache.tau_used:g}, $T_{{AW}}$ = {window}", fontsize="medium"
+    )
 
     spatial = dict(color="0.45", ls="--", marker="s", ms=3.5, lw=1)
     temporal = dict(color="C0", ls="-", marker="o", ms=4, lw=1.4)

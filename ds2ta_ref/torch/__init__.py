@@ -12,6 +12,7 @@ explicitly::
 
 See ``docs/torch.md`` for training (single process, GPU, DistributedDataParallel).
 """
+
 try:
     import torch as _torch  # noqa: F401  (the top-level torch, not this package)
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -21,4 +22,14 @@ from . import functional
 from .model import DS2TA, Record, from_numpy, from_spikformer, load_numpy, to_numpy
 from .train import evaluate_torch, train_torch
 
-__all__ = ["DS2TA", "Record", "from_numpy", "from_spikformer", "load_numpy", "to_numpy", "functional", "train_torch", "evaluate_torch"]
+__all__ = [
+    "DS2TA",
+    "Record",
+    "from_numpy",
+    "from_spikformer",
+    "load_numpy",
+    "to_numpy",
+    "functional",
+    "train_torch",
+    "evaluate_torch",
+]

@@ -7,6 +7,7 @@ gradient and every updated BatchNorm statistic. :data:`CASES` are the
 configurations the test suite holds to ``1e-10``; ``python -m
 ds2ta_ref.torch.crosscheck`` prints the table.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,14 @@ def _random_nsad(params, rng):
     """NSAD parameters that make a non-trivial table: every coefficient non-zero, thresholds in [0, 1.5]."""
     for name in [k for k in params if k.endswith(".nsad")]:
         H = params[name].shape[0]
-        cols = [rng.uniform(0.5, 1.5, H), rng.uniform(-0.2, 0.2, H), rng.uniform(0, 3, H),
-                rng.uniform(-2, 2, H), rng.uniform(0, 4, H), rng.uniform(0, 1.5, H)]
+        cols = [
+            rng.uniform(0.5, 1.5, H),
+            rng.uniform(-0.2, 0.2, H),
+            rng.uniform(0, 3, H),
+            rng.uniform(-2, 2, H),
+            rng.uniform(0, 4, H),
+            rng.uniform(0, 1.5, H),
+        ]
         params[name] = np.stack(cols, axis=1)
 
 
@@ -46,8 +53,12 @@ CASES = {
     "tau_per_site": (SMALL.replace(tau_per_site=True, window=3, T=3), 25.0, _odd_tau, False),
     "frozen_tau": (SMALL.replace(frozen_tau=True), 25.0, _odd_tau, False),
     "frozen_u": (SMALL.replace(frozen_u=True), 25.0, _random_nsad, False),
-    "dvs_splitter_events": (SMALL.replace(img_size=32, sps="dvs", qkv_bias=False, scale=0.25, depth=1),
-                            25.0, None, True),
+    "dvs_splitter_events": (
+        SMALL.replace(img_size=32, sps="dvs", qkv_bias=False, scale=0.25, depth=1),
+        25.0,
+        None,
+        True,
+    ),
     "detach_reset_false": (SMALL.replace(detach_reset=False), 25.0, None, False),
     "atan": (SMALL.replace(surrogate="atan"), 25.0, _random_nsad, False),
     "atan_alpha3_decay_input": (SMALL.replace(surrogate="atan", alpha=3.0, decay_input=True), 25.0, None, False),
@@ -67,8 +78,9 @@ def case_inputs(name: str, seed: int = 0):
     return cfg, params, state, x, labels
 
 
-def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
-            absolute: bool = False, device: str = "cpu") -> dict[str, float]:
+def compare(
+    cfg, params, state, x, labels, *, label_smoothing: float = 0.1, absolute: bool = False, device: str = "cpu"
+) -> dict[str, float]:
     """One float64 training-mode step of both models: ``{quantity: relative error}``.
 
     Keys: ``logits``, ``loss``, ``grad.<name>`` for every trainable parameter
@@ -92,21 +104,30 @@ def compare(cfg, params, state, x, labels, *, label_smoothing: float = 0.1,
     out = out.cpu()
     t_grads = {k: p.grad.cpu() for k, p in net.named_parameters() if p.grad is not None}
     if set(t_grads) != set(grads):
-        raise AssertionError(f"gradients for different parameters: numpy only {sorted(set(grads) - set(t_grads))}, "
-                             f"torch only {sorted(set(t_grads) - set(grads))}")
+        raise AssertionError(
+            f"gradients for different parameters: numpy only {sorted(set(grads) - set(t_grads))}, "
+            f"torch only {sorted(set(t_grads) - set(grads))}"
+        )
     scale = max(float(np.abs(g).max()) for g in grads.values())
     floor = {k: scale if k.endswith("_linear.bias") else 0.0 for k in grads}  # the biases feeding a BatchNorm
     if absolute:
+
         def err(a, b, _floor=0.0):
             return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
     else:
         err = rel_error
-    errors = {"logits": err(logits, out.detach().numpy()),
-              "loss": abs(loss - t_loss.item()) / (1.0 if absolute else abs(loss))}
+    errors = {
+        "logits": err(logits, out.detach().numpy()),
+        "loss": abs(loss - t_loss.item()) / (1.0 if absolute else abs(loss)),
+    }
     errors.update({f"grad.{k}": err(grads[k], t_grads[k].numpy(), floor[k]) for k in grads})
     sd = {k: v.cpu() for k, v in net.state_dict().items()}
-    errors.update({f"state.{k}": err(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
-                   for k, v in new_state.items()})
+    errors.update(
+        {
+            f"state.{k}": err(np.asarray(v, dtype=np.float64), sd[k].numpy().astype(np.float64))
+            for k, v in new_state.items()
+        }
+    )
     return errors
 
 
@@ -129,8 +150,10 @@ def main(argv=None) -> None:
             k = max(keys, key=rel.get)
             return f"{rel[k]:.1e} ({max(ab[j] for j in keys):.1e})" + (f" {k[5:]}" if prefix == "grad." else "")
 
-        print(f"{name} | {rel['logits']:.1e} ({ab['logits']:.1e}) | {rel['loss']:.1e} | {worst('grad.')} | "
-              f"{worst('state.')}")
+        print(
+            f"{name} | {rel['logits']:.1e} ({ab['logits']:.1e}) | {rel['loss']:.1e} | {worst('grad.')} | "
+            f"{worst('state.')}"
+        )
 
 
 # --------------------------------------------------------------------------- golden files
@@ -167,25 +190,46 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
         s, w, b, tau = (t(f"tasa/in/{k}", True) for k in ("s", "weight", "bias", "tau"))
         y = TF.tasa_mix(s, tau, window) @ w.T + b
         y.backward(t("tasa/in/dout"))
-        out.update({"tasa/out/out": y, "tasa/grad/s": s.grad, "tasa/grad/weight": w.grad, "tasa/grad/bias": b.grad,
-                    "tasa/grad/tau": tau.grad})
+        out.update(
+            {
+                "tasa/out/out": y,
+                "tasa/grad/s": s.grad,
+                "tasa/grad/weight": w.grad,
+                "tasa/grad/bias": b.grad,
+                "tasa/grad/tau": tau.grad,
+            }
+        )
     if "nsad/options" in ref:
         options = json.loads(str(ref["nsad/options"]))
         scores, params = t("nsad/in/scores", True), t("nsad/in/params", True)
-        table, _ = TF.nsad_tables(params, options["head_dim"], surrogate=options["surrogate"],
-                                  alpha=options["alpha"], rounding=options["rounding"])
+        table, _ = TF.nsad_tables(
+            params,
+            options["head_dim"],
+            surrogate=options["surrogate"],
+            alpha=options["alpha"],
+            rounding=options["rounding"],
+        )
         A = TF.nsad(scores, params, **options)
         A.backward(t("nsad/in/dA"))
-        out.update({"nsad/out/table": table, "nsad/out/A": A, "nsad/grad/scores": scores.grad,
-                    "nsad/grad/params": params.grad})
+        out.update(
+            {"nsad/out/table": table, "nsad/out/A": A, "nsad/grad/scores": scores.grad, "nsad/grad/params": params.grad}
+        )
     # the model
-    net = from_numpy({k[6:]: v for k, v in ref.items() if k.startswith("param/")},
-                     {k[6:]: v for k, v in ref.items() if k.startswith("state/")}, cfg).train()
-    hooks = [net.patch_embed.register_forward_hook(lambda m, i, o: out.__setitem__("act/patch_embed.out", o)),
-             net.head.register_forward_hook(lambda m, i, o: out.__setitem__("act/pooled", i[0]))]
+    net = from_numpy(
+        {k[6:]: v for k, v in ref.items() if k.startswith("param/")},
+        {k[6:]: v for k, v in ref.items() if k.startswith("state/")},
+        cfg,
+    ).train()
+    hooks = [
+        net.patch_embed.register_forward_hook(lambda m, i, o: out.__setitem__("act/patch_embed.out", o)),
+        net.head.register_forward_hook(lambda m, i, o: out.__setitem__("act/pooled", i[0])),
+    ]
     for i, block in enumerate(net.block):
-        for name, module in ((f"block.{i}.attn.out", block.attn), (f"block.{i}.mlp.out", block.mlp),
-                             (f"block.{i}.out", block)):
+        for name, module in (
+            (f"block.{i}.attn.out", block.attn),
+            (f"block.{i}.mlp.out", block.mlp),
+            (f"block.{i}.out", block),
+        ):
             hook = module.register_forward_hook  # type: ignore[union-attr]
             hooks.append(hook(lambda m, i, o, key=f"act/{name}": out.__setitem__(key, o)))
     logits = net(t("input"))
@@ -195,8 +239,13 @@ def golden_candidate(ref: dict) -> dict[str, np.ndarray]:
     loss.backward()
     out.update({"logits": logits, "loss": loss})
     out.update({f"grad/{k}": p.grad for k, p in net.named_parameters() if p.grad is not None})
-    out.update({f"new_state/{k}": v for k, v in net.state_dict().items()
-                if k.endswith(("running_mean", "running_var", "num_batches_tracked"))})
+    out.update(
+        {
+            f"new_state/{k}": v
+            for k, v in net.state_dict().items()
+            if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        }
+    )
     return {k: v.detach().numpy().copy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
 

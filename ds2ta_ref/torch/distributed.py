@@ -20,6 +20,7 @@ combined batch?" for ``world_size`` processes, each holding the shard
 ``world_size`` processes as ``torchrun`` would (the same environment variables).
 ``python -m ds2ta_ref.torch.distributed`` prints the gradient check.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,14 @@ from .train import train_torch
 
 # SyncBatchNorm1d, SyncBatchNorm2d and convert_sync_batchnorm live in ds2ta_ref.torch.syncbn;
 # they are importable from here too, where they were first.
-__all__ = ["gradient_check", "train_processes", "free_port", "SyncBatchNorm1d", "SyncBatchNorm2d",
-           "convert_sync_batchnorm"]
+__all__ = [
+    "gradient_check",
+    "train_processes",
+    "free_port",
+    "SyncBatchNorm1d",
+    "SyncBatchNorm2d",
+    "convert_sync_batchnorm",
+]
 
 
 # --------------------------------------------------------------------------- checks
@@ -79,13 +86,18 @@ def _grad_worker(rank, world, store, inputs, cfg_fields, tmp):
             net = from_numpy(params, state, cfg).train(mode != "eval")
             if mode == "sync":
                 convert_sync_batchnorm(net)
-            _shard_backward(torch.nn.parallel.DistributedDataParallel(net), arrays["x"], arrays["y"],
-                            rank=rank, world=world)
+            _shard_backward(
+                torch.nn.parallel.DistributedDataParallel(net), arrays["x"], arrays["y"], rank=rank, world=world
+            )
             if rank == 0:
-                np.savez(os.path.join(tmp, f"grads_{mode}.npz"),
-                         **{k: p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None})
-                np.savez(os.path.join(tmp, f"state_{mode}.npz"),
-                         **{k: v.numpy() for k, v in net.state_dict().items() if "running" in k})
+                np.savez(
+                    os.path.join(tmp, f"grads_{mode}.npz"),
+                    **{k: p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None},
+                )
+                np.savez(
+                    os.path.join(tmp, f"state_{mode}.npz"),
+                    **{k: v.numpy() for k, v in net.state_dict().items() if "running" in k},
+                )
         # Leave together: a rank that tears its gloo pairs down while the other still holds
         # them can die of SIGABRT ("terminate called without an active exception").
         dist.barrier()
@@ -105,8 +117,9 @@ def _single_gradients(cfg, params, state, x, y, *, world, training):
     return total
 
 
-def gradient_check(cfg: ModelConfig | None = None, *, world_size: int = 2, batch: int = 6,
-                   seed: int = 0) -> dict[str, float]:
+def gradient_check(
+    cfg: ModelConfig | None = None, *, world_size: int = 2, batch: int = 6, seed: int = 0
+) -> dict[str, float]:
     """One DDP step on ``world_size`` CPU processes (gloo) against single-process gradients (float64).
 
     Returns the worst relative error over all parameters (the biases feeding a
@@ -123,14 +136,20 @@ def gradient_check(cfg: ModelConfig | None = None, *, world_size: int = 2, batch
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = os.path.join(tmp, "inputs.npz")
-        np.savez(inputs, x=x, y=y, **{f"p.{k}": v for k, v in params.items()},
-                 **{f"s.{k}": v for k, v in state.items()})
-        mp.spawn(_grad_worker, args=(world_size, os.path.join(tmp, "store"), inputs, dataclasses.asdict(cfg), tmp),
-                 nprocs=world_size, join=True)
+        np.savez(
+            inputs, x=x, y=y, **{f"p.{k}": v for k, v in params.items()}, **{f"s.{k}": v for k, v in state.items()}
+        )
+        mp.spawn(
+            _grad_worker,
+            args=(world_size, os.path.join(tmp, "store"), inputs, dataclasses.asdict(cfg), tmp),
+            nprocs=world_size,
+            join=True,
+        )
         ddp = {mode: dict(np.load(os.path.join(tmp, f"grads_{mode}.npz"))) for mode in MODES}
         sync_state = dict(np.load(os.path.join(tmp, "state_sync.npz")))
-    combined = {training: _single_gradients(cfg, params, state, x, y, world=1, training=training)
-                for training in (False, True)}
+    combined = {
+        training: _single_gradients(cfg, params, state, x, y, world=1, training=training) for training in (False, True)
+    }
     scale = max(float(np.abs(g).max()) for g in combined[True].values())
 
     def worst(ref, cand):
@@ -139,8 +158,9 @@ def gradient_check(cfg: ModelConfig | None = None, *, world_size: int = 2, batch
         return max(rel_error(ref[k], cand[k], scale if k.endswith("_linear.bias") else 0.0) for k in ref)
 
     out["eval_bn"] = worst(combined[False], ddp["eval"])
-    out["train_bn_vs_shards"] = worst(_single_gradients(cfg, params, state, x, y, world=world_size, training=True),
-                                      ddp["train"])
+    out["train_bn_vs_shards"] = worst(
+        _single_gradients(cfg, params, state, x, y, world=world_size, training=True), ddp["train"]
+    )
     out["train_bn_vs_combined"] = worst(combined[True], ddp["train"])
     out["sync_bn_vs_combined"] = worst(combined[True], ddp["sync"])
     single = from_numpy(params, state, cfg).train()
@@ -152,15 +172,20 @@ def gradient_check(cfg: ModelConfig | None = None, *, world_size: int = 2, batch
 
 def _train_worker(rank, world, port, tc_fields, out_dir, kwargs):
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     train_torch(TrainConfig(**tc_fields), out_dir, device="cpu", progress=False, log=lambda _: None, **kwargs)
 
 
 def train_processes(tc, out_dir: str, *, world_size: int = 2, **kwargs) -> None:
     """Run :func:`~ds2ta_ref.torch.train.train_torch` in ``world_size`` CPU processes (gloo), as torchrun would."""
-    mp.spawn(_train_worker, args=(world_size, free_port(), dataclasses.asdict(tc), out_dir, kwargs),
-             nprocs=world_size, join=True)
+    mp.spawn(
+        _train_worker,
+        args=(world_size, free_port(), dataclasses.asdict(tc), out_dir, kwargs),
+        nprocs=world_size,
+        join=True,
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ floating dtype and any device, and without a Python loop over heads or tokens
   single gather from it whose backward scatters into the table and passes
   ``df/ds`` (read from a second table) on to the scores (docs/spec.md §3.3).
 """
+
 from __future__ import annotations
 
 import math
@@ -108,8 +109,16 @@ class _LIF(torch.autograd.Function):
         return (dh / tau_m if decay_input else dh), None, None, None, None, None, None
 
 
-def lif(x: torch.Tensor, *, tau_m: float = 2.0, v_threshold: float = 1.0, decay_input: bool = False,
-        detach_reset: bool = True, surrogate: str = "sigmoid", alpha: float | None = None) -> torch.Tensor:
+def lif(
+    x: torch.Tensor,
+    *,
+    tau_m: float = 2.0,
+    v_threshold: float = 1.0,
+    decay_input: bool = False,
+    detach_reset: bool = True,
+    surrogate: str = "sigmoid",
+    alpha: float | None = None,
+) -> torch.Tensor:
     """LIF neurons over the leading time axis of ``x`` ``(T, ...)``: spikes of the same shape.
 
     The options are those of :func:`ds2ta_ref.lif.forward`; ``alpha=None`` is the
@@ -140,20 +149,27 @@ def tasa_mix(x: torch.Tensor, tau: torch.Tensor | None, window: int) -> torch.Te
     lag = t[:, None] - t[None, :]  # (T, T) t - m
     band = (lag >= 0) & (lag < lags)
     lag = lag.clamp(min=0).to(x.dtype)
-    M = torch.where(band, torch.exp2(-tau_used(tau).to(x.dtype) * lag), torch.zeros((), dtype=x.dtype,
-                                                                                         device=x.device))  # (T, T)
+    M = torch.where(
+        band, torch.exp2(-tau_used(tau).to(x.dtype) * lag), torch.zeros((), dtype=x.dtype, device=x.device)
+    )  # (T, T)
     return (M @ x.reshape(T, -1)).reshape(x.shape)
 
 
-def nsad_tables(params: torch.Tensor, head_dim: int, *, surrogate: str = "sigmoid", alpha: float | None = None,
-                rounding: str = "nearest") -> tuple[torch.Tensor, torch.Tensor]:
+def nsad_tables(
+    params: torch.Tensor,
+    head_dim: int,
+    *,
+    surrogate: str = "sigmoid",
+    alpha: float | None = None,
+    rounding: str = "nearest",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(table, slope)``, both ``(H, head_dim + 1)``: ``table[h, s] = round(1(s > u_h) g_h(s))``
     (Eq. 6-7; differentiable in ``params``: gate by surrogate, rounding straight
     through) and ``slope = df/ds = 1(s > u) g'(s) + sg(s - u) g(s)`` (detached),
     the derivative the backward hands to the scores."""
     sg, alpha = _surrogate.resolve(surrogate, alpha)
     s = torch.arange(head_dim + 1, dtype=params.dtype, device=params.device)  # (d+1,)
-    a, b, c, d, e, u = (params[:, i:i + 1] for i in range(6))  # each (H, 1)
+    a, b, c, d, e, u = (params[:, i : i + 1] for i in range(6))  # each (H, 1)
     logistic = torch.sigmoid(-(s - e))  # 1 / (1 + exp(s - e)), (H, d+1)
     g = a * s + b * (s - c) ** 2 + d * logistic  # Eq. 7
     f = _Step.apply(s - u, sg.name, alpha, True) * g  # Eq. 6, strict gate
@@ -189,8 +205,15 @@ class _Lookup(torch.autograd.Function):
         return dscores, dtable.view(ctx.table_shape), None
 
 
-def nsad(scores: torch.Tensor, params: torch.Tensor, *, head_dim: int, surrogate: str = "sigmoid",
-         alpha: float | None = None, rounding: str = "nearest") -> torch.Tensor:
+def nsad(
+    scores: torch.Tensor,
+    params: torch.Tensor,
+    *,
+    head_dim: int,
+    surrogate: str = "sigmoid",
+    alpha: float | None = None,
+    rounding: str = "nearest",
+) -> torch.Tensor:
     """Denoised map ``A[..., h, i, j] = AD_h[S[..., h, i, j]]`` for integer scores ``(..., H, N, N)``
     in ``[0, head_dim]`` and parameters ``(H, 6)`` (columns ``a, b, c, d, e, u``)."""
     if rounding not in ("nearest", "floor"):

@@ -16,6 +16,7 @@ A frozen ``tau`` (``cfg.frozen_tau``) is a parameter with ``requires_grad=False`
 NSAD threshold ``u`` (``cfg.frozen_u``, column 5 of ``nsad``) is detached in the forward, so
 its gradient is exactly 0 while ``a .. e`` (columns 0-4) still get theirs.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -44,9 +45,14 @@ class Record(NamedTuple):
 
 
 def _lif_options(cfg: ModelConfig, v_threshold: float | None = None) -> dict:
-    return dict(tau_m=cfg.tau_m, v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
-                decay_input=cfg.decay_input, detach_reset=cfg.detach_reset, surrogate=cfg.surrogate,
-                alpha=cfg.alpha)
+    return dict(
+        tau_m=cfg.tau_m,
+        v_threshold=cfg.v_threshold if v_threshold is None else v_threshold,
+        decay_input=cfg.decay_input,
+        detach_reset=cfg.detach_reset,
+        surrogate=cfg.surrogate,
+        alpha=cfg.alpha,
+    )
 
 
 class _Counter:
@@ -136,14 +142,21 @@ class Attention(nn.Module):
         T, B, N, D = x.shape
         H, d = cfg.heads, cfg.head_dim
         x_mix = self._mix(x, "q")  # shared by q, k and v (one tau per block for these sites)
-        q, k, v = (_bn_lif(getattr(self, f"{site}_bn"), getattr(self, f"{site}_linear")(x_mix), cfg, count)
-                   .reshape(T, B, N, H, d).transpose(2, 3) for site in ("q", "k", "v"))  # (T, B, H, N, d)
+        q, k, v = (
+            _bn_lif(getattr(self, f"{site}_bn"), getattr(self, f"{site}_linear")(x_mix), cfg, count)
+            .reshape(T, B, N, H, d)
+            .transpose(2, 3)
+            for site in ("q", "k", "v")
+        )  # (T, B, H, N, d)
         S = q @ k.transpose(-1, -2)  # (T, B, H, N, N) counts in [0, d]
         nsad: Any = self.nsad if cfg.nsad else None
         if cfg.nsad and cfg.frozen_u:  # u (column 5) is a constant: its gradient is exactly 0, as in NumPy
             nsad = torch.cat([nsad[:, :5], nsad[:, 5:].detach()], dim=1)  # (H, 6)
-        A = TF.nsad(S, nsad, head_dim=d, surrogate=cfg.surrogate, alpha=cfg.alpha,
-                    rounding=cfg.nsad_rounding) if cfg.nsad else S
+        A = (
+            TF.nsad(S, nsad, head_dim=d, surrogate=cfg.surrogate, alpha=cfg.alpha, rounding=cfg.nsad_rounding)
+            if cfg.nsad
+            else S
+        )
         count.attention_map(A)
         y = ((A @ v) * cfg.scale).transpose(2, 3).reshape(T, B, N, D)  # heads merged
         y = count.spikes_of(TF.lif(y, **_lif_options(cfg, cfg.attn_v_threshold)))
@@ -204,8 +217,11 @@ class DS2TA(nn.Module):
         self.block = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
         if seed is not None:
-            load_numpy(self, _params.init_params(cfg, np.random.default_rng(seed), dtype=np.float32),
-                       _params.init_state(cfg, dtype=np.float32))
+            load_numpy(
+                self,
+                _params.init_params(cfg, np.random.default_rng(seed), dtype=np.float32),
+                _params.init_state(cfg, dtype=np.float32),
+            )
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """The time-major frames ``(T, B, C, H, W)`` of an input (static images repeated ``T`` times)."""
@@ -218,7 +234,8 @@ class DS2TA(nn.Module):
         raise ValueError(
             f"x must be static images (B, {cfg.in_channels}, {cfg.img_size}, {cfg.img_size}) or time-major "
             f"frames ({cfg.T}, B, {cfg.in_channels}, {cfg.img_size}, {cfg.img_size}) for this config, "
-            f"got shape {tuple(x.shape)}")
+            f"got shape {tuple(x.shape)}"
+        )
 
     def forward(self, x: torch.Tensor, *, record: bool = False):
         count = _Counter(record)
@@ -242,19 +259,26 @@ def load_numpy(model: DS2TA, params: dict, state: dict) -> DS2TA:
     A missing ``num_batches_tracked`` counts from 0, as in :func:`ds2ta_ref.model.forward`."""
     cfg = model.cfg
     _params.validate(params, _params.param_shapes(cfg), what="params")
-    state = {**{k: np.array(0, dtype=np.int64) for k in _state_names(cfg) if k.endswith("num_batches_tracked")},
-             **state}
+    state = {
+        **{k: np.array(0, dtype=np.int64) for k in _state_names(cfg) if k.endswith("num_batches_tracked")},
+        **state,
+    }
     _params.validate(state, _params.state_shapes(cfg), what="state (BatchNorm running statistics)")
     current = model.state_dict()
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)).to(dtype=current[k].dtype, device=current[k].device)
-                           for k, v in {**params, **state}.items()})
+    model.load_state_dict(
+        {
+            k: torch.as_tensor(np.asarray(v)).to(dtype=current[k].dtype, device=current[k].device)
+            for k, v in {**params, **state}.items()
+        }
+    )
     return model
 
 
 def from_numpy(params: dict, state: dict, cfg: ModelConfig) -> DS2TA:
     """A :class:`DS2TA` holding ``params`` and ``state`` (NumPy arrays), in ``params``' float dtype, on the CPU."""
     dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}.get(
-        np.asarray(params["head.weight"]).dtype, torch.float32)
+        np.asarray(params["head.weight"]).dtype, torch.float32
+    )
     return load_numpy(DS2TA(cfg, seed=None).to(dtype), params, state)
 
 
@@ -296,7 +320,10 @@ def from_spikformer(state_dict: dict, cfg: ModelConfig) -> DS2TA:
     model = from_numpy(params, state, cfg)
     model.spikformer_dropped = tuple(dropped)
     if dropped:
-        warnings.warn(f"from_spikformer: dropped {len(dropped)} unused Spikformer entries "
-                      f"({', '.join(dropped)}): LayerNorms the Spikformer code builds but never uses",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"from_spikformer: dropped {len(dropped)} unused Spikformer entries "
+            f"({', '.join(dropped)}): LayerNorms the Spikformer code builds but never uses",
+            UserWarning,
+            stacklevel=2,
+        )
     return model

@@ -15,6 +15,7 @@ carries each process's share of the gradient through the statistics to the
 others; ``ds2ta_ref.torch.distributed.gradient_check`` shows that a step is then
 the combined batch's step (float64 round-off).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -83,8 +84,10 @@ class _SyncBatchNorm(_MixinBase):
         with torch.no_grad():
             m = self.momentum
             if m is None or self.running_mean is None or self.running_var is None or self.num_batches_tracked is None:
-                raise ValueError("SyncBatchNorm: training needs a momentum (not None) and running statistics "
-                                 "(track_running_stats=True)")
+                raise ValueError(
+                    "SyncBatchNorm: training needs a momentum (not None) and running statistics "
+                    "(track_running_stats=True)"
+                )
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
             self.num_batches_tracked += 1
@@ -117,8 +120,10 @@ def convert_sync_batchnorm(module: nn.Module, *, native: bool | None = None) -> 
             else:
                 convert_sync_batchnorm(child, native=True)
         return module
-    kinds: dict[type[nn.Module], type[_SyncBatchNorm]] = {nn.BatchNorm1d: SyncBatchNorm1d,
-                                                          nn.BatchNorm2d: SyncBatchNorm2d}
+    kinds: dict[type[nn.Module], type[_SyncBatchNorm]] = {
+        nn.BatchNorm1d: SyncBatchNorm1d,
+        nn.BatchNorm2d: SyncBatchNorm2d,
+    }
     for name, child in list(module.named_children()):
         kind = kinds.get(type(child))
         if kind is None:

@@ -52,6 +52,7 @@ statistics are the global batch's and a data-parallel run is the
 single-process run, up to round-off. Rank 0 alone writes the checkpoint and
 the metrics.
 """
+
 from __future__ import annotations
 
 import math
@@ -144,9 +145,11 @@ def optimizer_from_arrays(opt: torch.optim.AdamW, arrays: dict) -> None:
     for group in opt.param_groups:
         p, name = group["params"][0], group["name"]
         if step:
-            opt.state[p] = {"step": torch.tensor(float(step)),
-                            "exp_avg": torch.as_tensor(arrays[f"m.{name}"]).to(p),
-                            "exp_avg_sq": torch.as_tensor(arrays[f"v.{name}"]).to(p)}
+            opt.state[p] = {
+                "step": torch.tensor(float(step)),
+                "exp_avg": torch.as_tensor(arrays[f"m.{name}"]).to(p),
+                "exp_avg_sq": torch.as_tensor(arrays[f"v.{name}"]).to(p),
+            }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -156,8 +159,7 @@ def _inputs(xb: np.ndarray, cfg, device, dtype) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
-                   device="cpu") -> EvalResult:
+def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, device="cpu") -> EvalResult:
     """:func:`ds2ta_ref.train.evaluate` on the PyTorch model (eval mode); under DDP each process
     evaluates the shard ``[rank::N]`` and the counts are summed."""
     net = getattr(net, "module", net)
@@ -181,15 +183,25 @@ def evaluate_torch(net: DS2TA, x: np.ndarray, y: np.ndarray, *, batch_size: int 
     net.train(was_training)
     totals = _all_sum([correct, loss_sum, rate_sum, len(y)] + zeros.tolist() + entries.tolist(), device)
     n = totals[3]
-    z, e = np.array(totals[4:4 + cfg.depth]), np.array(totals[4 + cfg.depth:])
+    z, e = np.array(totals[4 : 4 + cfg.depth]), np.array(totals[4 + cfg.depth :])
     return EvalResult(totals[0] / n, totals[1] / n, totals[2] / n, block_energy(cfg, z, e))
 
 
 # --------------------------------------------------------------------------- training
-def train_torch(tc: TrainConfig | None, out_dir: str | None = None, *, device: str = "cpu",
-                resume: str | None = None, add_epochs: int = 0, overwrite: bool = False,
-                stop_after: int | None = None, progress: bool = True, log: Callable[[str], None] = print,
-                data_set: data.Dataset | None = None, sync_bn: bool = False) -> TrainResult:
+def train_torch(
+    tc: TrainConfig | None,
+    out_dir: str | None = None,
+    *,
+    device: str = "cpu",
+    resume: str | None = None,
+    add_epochs: int = 0,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    data_set: data.Dataset | None = None,
+    sync_bn: bool = False,
+) -> TrainResult:
     """Train with PyTorch; arguments, run folders, errors and result are those of :func:`ds2ta_ref.train.train`.
 
     Args:
@@ -228,20 +240,31 @@ def _train(tc, out_dir, dev, plan, overwrite, stop_after, progress, log, data_se
             return TrainResult(params, state, cfg, history, out_dir, trained_epochs=0)
 
     # rank 0 alone holds the folder and writes in it
-    with RunFolder(out_dir, resuming=plan is not None, overwrite=overwrite, writes=rank == 0, log=log,
-                   saved_epoch=None if plan is None else plan.start_epoch) as folder:
+    with RunFolder(
+        out_dir,
+        resuming=plan is not None,
+        overwrite=overwrite,
+        writes=rank == 0,
+        log=log,
+        saved_epoch=None if plan is None else plan.start_epoch,
+    ) as folder:
         ds = data_set if data_set is not None else build_data(tc)
         if plan is not None:
             check_data_matches(cfg, ds, plan.checkpoint)
             fingerprint.verify(plan.meta.get("data"), tc, plan.checkpoint, ds)  # issue 18 item 5: the data it was
             # trained on
             rng = plan.rng()
-            log(f"resuming {plan.checkpoint} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch "
-                f"on {dev}")
+            log(
+                f"resuming {plan.checkpoint} after epoch {start_epoch} of {tc.epochs} (step {step}) with PyTorch "
+                f"on {dev}"
+            )
         else:
-            log(f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, "
-                f"seed {tc.seed}, with PyTorch on {dev}" + (f" x {world} processes" if world > 1 else "")
-                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/"))
+            log(
+                f"training {variant_name(tc.tasa, tc.nsad)} ({tc.preset} preset) on {tc.dataset}, "
+                f"seed {tc.seed}, with PyTorch on {dev}"
+                + (f" x {world} processes" if world > 1 else "")
+                + ("" if out_dir is None else f"; checkpoints and metrics in {out_dir}/")
+            )
             cfg = model_config(tc, ds)
             params = np_model.init_params(cfg, np.random.default_rng(tc.seed), dtype=np.dtype(tc.dtype))
             state = np_model.init_state(cfg, dtype=np.dtype(tc.dtype))
@@ -256,13 +279,48 @@ def _train(tc, out_dir, dev, plan, overwrite, stop_after, progress, log, data_se
         model = net
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[dev.index] if dev.type == "cuda" else None)
-        return _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folder, dev,
-                       stop_after, progress, log, rank, world)
+                net, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        return _epochs(
+            tc,
+            cfg,
+            ds,
+            net,
+            model,
+            opt,
+            rng,
+            start_epoch,
+            step,
+            history,
+            folder,
+            dev,
+            stop_after,
+            progress,
+            log,
+            rank,
+            world,
+        )
 
 
-def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folder: RunFolder, dev, stop_after,
-            progress, log, rank, world):
+def _epochs(
+    tc,
+    cfg,
+    ds,
+    net,
+    model,
+    opt,
+    rng,
+    start_epoch,
+    step,
+    history,
+    folder: RunFolder,
+    dev,
+    stop_after,
+    progress,
+    log,
+    rank,
+    world,
+):
     """The loop of :func:`ds2ta_ref.train.train` with PyTorch; only the folder's writing process saves."""
     dtype = net.head.weight.dtype
     trainable = [p for p in net.parameters() if p.requires_grad]
@@ -281,37 +339,64 @@ def _epochs(tc, cfg, ds, net, model, opt, rng, start_epoch, step, history, folde
             n_global = len(yb)
             xb, yb = xb[rank::world], yb[rank::world]  # this process's shard of the global batch
             if len(yb) == 0:
-                raise ValueError(f"a batch of {n_global} samples cannot be shared by {world} processes: "
-                                 f"choose a batch size and data set size with at least {world} samples per batch")
+                raise ValueError(
+                    f"a batch of {n_global} samples cannot be shared by {world} processes: "
+                    f"choose a batch size and data set size with at least {world} samples per batch"
+                )
             yt = torch.from_numpy(yb).to(dev)
             logits, rec = model(_inputs(xb, cfg, dev, dtype), record=True)
             loss_sum = F.cross_entropy(logits, yt, label_smoothing=tc.label_smoothing, reduction="sum")
             opt.zero_grad(set_to_none=True)
             (loss_sum * (world / n_global)).backward()  # DDP averages over the processes
-            norm = torch.nn.utils.clip_grad_norm_(trainable, tc.clip_grad if tc.clip_grad > 0 else math.inf,
-                                                  foreach=False)
+            norm = torch.nn.utils.clip_grad_norm_(
+                trainable, tc.clip_grad if tc.clip_grad > 0 else math.inf, foreach=False
+            )
             if not torch.isfinite(norm):  # the same averaged gradient on every process: all stop here
-                raise diverged(epoch, f"step {i} of {sched.steps_per_epoch} (global step {step + 1}, lr {lr:.3g})",
-                               f"non-finite gradient norm ({norm.item()})", folder.kept())
+                raise diverged(
+                    epoch,
+                    f"step {i} of {sched.steps_per_epoch} (global step {step + 1}, lr {lr:.3g})",
+                    f"non-finite gradient norm ({norm.item()})",
+                    folder.kept(),
+                )
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()
             step += 1
             with torch.no_grad():
-                sums += torch.stack([loss_sum.double(), (logits.argmax(1) == yt).sum().double(),
-                                     rec.spike_count.double() / rec.neuron_count * len(yb)])
+                sums += torch.stack(
+                    [
+                        loss_sum.double(),
+                        (logits.argmax(1) == yt).sum().double(),
+                        rec.spike_count.double() / rec.neuron_count * len(yb),
+                    ]
+                )
             seen += len(yb)
         loss_total, correct, rate_total, seen = _all_sum(sums.tolist() + [seen], dev)
         if world > 1:
             for b in net.buffers():  # rank 0's running statistics everywhere before evaluating
                 dist.broadcast(b, 0)
         test = evaluate_torch(net, ds.test_x, ds.test_y, device=dev)
-        history.append(epoch_row(epoch, step, lr, loss_total, correct, rate_total, seen, test,
-                                 time.perf_counter() - t0, tc.epochs, log))
+        history.append(
+            epoch_row(
+                epoch, step, lr, loss_total, correct, rate_total, seen, test, time.perf_counter() - t0, tc.epochs, log
+            )
+        )
         if folder.writes:
             params, state = to_numpy(net)
-            folder.save(tc, cfg, params, state, optimizer_to_arrays(opt), rng, epoch, step, history,
-                        backend="torch", world_size=world, data=data_print)
+            folder.save(
+                tc,
+                cfg,
+                params,
+                state,
+                optimizer_to_arrays(opt),
+                rng,
+                epoch,
+                step,
+                history,
+                backend="torch",
+                world_size=world,
+                data=data_print,
+            )
         if world > 1:
             dist.barrier()  # nobody starts the next epoch (or returns) before the checkpoint is complete
     params, state = to_numpy(net)

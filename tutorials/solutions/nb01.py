@@ -1,4 +1,5 @@
 """Solutions of notebook 01's exercises (checked by ``ds2ta_ref.exercises.check``)."""
+
 import math
 
 import numpy as np

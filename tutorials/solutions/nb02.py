@@ -1,4 +1,5 @@
 """Solutions of notebook 02's exercises (checked by ``ds2ta_ref.exercises.check``)."""
+
 import numpy as np
 
 

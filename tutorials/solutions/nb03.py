@@ -1,10 +1,11 @@
 """Solutions of notebook 03's exercises (checked by ``ds2ta_ref.exercises.check``)."""
+
 import numpy as np
 
 
 def hashmap_by_hand(params, head_dim, rounding):
     s = np.arange(head_dim + 1, dtype=float)  # (d + 1,) every possible score
-    a, b, c, d, e, u = (params[:, i:i + 1] for i in range(6))  # each (H, 1)
+    a, b, c, d, e, u = (params[:, i : i + 1] for i in range(6))  # each (H, 1)
     g = a * s + b * (s - c) ** 2 + d / (1 + np.exp(s - e))  # Eq. 7, (H, d + 1)
     f = np.where(s > u, g, 0.0)  # Eq. 6: strictly above u
     return np.floor(f) if rounding == "floor" else np.rint(f)  # np.rint: nearest, half to even

@@ -1,4 +1,5 @@
 """Solutions of notebook 06's exercises (checked by ``ds2ta_ref.exercises.check``)."""
+
 import numpy as np
 
 E_AC_PJ = 0.9  # picojoules per accumulate (45 nm), docs/spec.md §5
@@ -14,7 +15,7 @@ def my_block_energy(A, head_dim):
 def my_dloss_du(scores, dA, params, head_dim, alpha=4.0):
     H = params.shape[0]
     s = np.arange(head_dim + 1.0)  # (d+1,) every possible score
-    a, b, c, d, e, u = (params[:, i:i + 1] for i in range(6))  # each (H, 1)
+    a, b, c, d, e, u = (params[:, i : i + 1] for i in range(6))  # each (H, 1)
     g = a * s + b * (s - c) ** 2 + d / (1 + np.exp(s - e))  # (H, d+1) Eq. 7
     sig = 1 / (1 + np.exp(-alpha * (s - u)))
     sg = alpha * sig * (1 - sig)  # (H, d+1) the sigmoid surrogate's derivative at s - u
