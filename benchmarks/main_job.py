@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         parser.error(f"argument --seeds: distinct non-negative seeds expected, got {args.seeds}")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        parser.error(f"argument --json: the folder of {args.json} does not exist")
     env = child_env(args.native)
     extra = ["--epochs", "1", "--train-subset", "128", "--test-subset", "64"] if args.smoke else []
     kernel = blas_kernel(env)
