@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -46,3 +47,24 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A finished one-epoch run of the tiny digits job, trained once for the whole session;
+    tests that change a run work on a copy (``run``)."""
+    from ds2ta_ref.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(
+        TrainConfig(epochs=1, train_subset=6, test_subset=6, batch_size=6), str(out), progress=False, log=lambda _: None
+    )
+    return out
+
+
+@pytest.fixture
+def run(finished_run, tmp_path):
+    """A copy of :func:`finished_run` in this test's own folder."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    return out

@@ -34,21 +34,6 @@ def quiet(_):
     pass
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished one-epoch run, trained once; tests work on copies (see ``copy_run``)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    train(TrainConfig(**TINY), str(out), progress=False, log=quiet)
-    return out
-
-
-@pytest.fixture
-def run(finished_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(finished_run, out)
-    return out
-
-
 def snapshot(folder):
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
 

@@ -7,7 +7,6 @@ Runs are tiny (one step of 6 digits, or a few CIFAR-format records written here)
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 
@@ -54,20 +53,6 @@ def no_data(monkeypatch):
 
     monkeypatch.setattr(train_mod, "build_data", build_data)
     monkeypatch.setattr(cli, "build_data", build_data)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "run"
-    train(TrainConfig(**TINY), str(out), progress=False, log=quiet)
-    return out
-
-
-@pytest.fixture
-def run(finished_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(finished_run, out)
-    return out
 
 
 def write_cifar10(root, n_train=3, n_test=4, seed=0):
