@@ -15,11 +15,17 @@ Method, chosen so that a burst of load on a shared machine cannot decide a ratio
 * FLOPs are the matrix products of the step (convolutions, linear maps,
   attention products; forward x 3 for forward + backward), and the floor is
   FLOPs / the rate of a large NumPy matmul measured by this same run;
-* peak memory is the child's peak resident set (``ru_maxrss``) minus its
+* peak memory is the child's peak resident set (``VmHWM`` of ``/proc/self/status``;
+  not ``ru_maxrss``, which after ``fork`` + ``exec`` also counts the parent's resident
+  set, so that a parent holding PyTorch made every small NumPy step look 180 MB) minus its
   resident set before the first step (so the size of the imported libraries
   does not count); cache is the bytes of the distinct arrays the NumPy cache
   keeps, against the distinct storages autograd saves for the backward;
-* page faults and system time are those of the timed step in the child.
+* page faults and system time are those of the timed step in the child;
+* ``--malloc reuse`` (the default) has both children call
+  :func:`ds2ta_ref.memory.reuse_freed_memory` first, as ``ds2ta-ref train`` does, so
+  that neither side page-faults its step's memory in anew each step (``--malloc
+  default`` leaves glibc as it is; both sides gain from ``reuse``).
 
 The PyTorch side is the package's own PyTorch model, :mod:`ds2ta_ref.torch`, holding
 the NumPy side's parameters and state (:func:`torch_side`; checked equal to the NumPy
@@ -72,6 +78,15 @@ def step_flops(cfg, batch: int) -> dict[str, float]:
 # ----------------------------------------------------------------------- child
 
 
+def _peak_kb() -> int:
+    """This process's peak resident set in KiB: ``VmHWM`` (Linux), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+
+
 def _rss_kb() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -118,6 +133,10 @@ def child(args) -> None:
     import ds2ta_ref
     from ds2ta_ref import layers, model
 
+    if args.malloc == "reuse":  # as ds2ta-ref train runs; the same on both sides
+        from ds2ta_ref import memory
+
+        memory.reuse_freed_memory()
     cfg = ds2ta_ref.preset(args.preset, T=args.T, window=args.window)
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
@@ -180,7 +199,7 @@ def child(args) -> None:
         r1 = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
         time=statistics.median(times),
-        peak_bytes=(r1.ru_maxrss - rss0) * 1024,
+        peak_bytes=(_peak_kb() - rss0) * 1024,
         minor_faults=r1.ru_minflt - r0.ru_minflt,
         sys_time=r1.ru_stime - r0.ru_stime,
     )
@@ -284,6 +303,7 @@ def measure(points: list[tuple], args, sides: list[str], repeat: int, kernel: st
                         T=T,
                         window=window,
                         inner=args.inner,
+                        malloc=args.malloc,
                     )
                 )
     return runs
@@ -384,7 +404,7 @@ def report(args, argv) -> list[str]:
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
         f"{args.threads} threads; one training step (forward + cross-entropy + backward), "
         f"{args.repeat} alternated fresh-process pairs after a warm-up step; "
-        f"medians with (min .. max).",
+        f"medians with (min .. max); malloc `{args.malloc}` on both sides.",
         "",
     ]
     if not torch_ok:
@@ -459,6 +479,13 @@ def main(argv=None) -> int:
         help="OpenBLAS kernel settings to measure, each its own table: env = the environment as "
         "it is, native = OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (default: env native; "
         "the T/window sweep runs on the last)",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=["reuse", "default"],
+        default="reuse",
+        help="reuse: both sides call ds2ta_ref.memory.reuse_freed_memory() first, as ds2ta-ref train "
+        "does (freed memory is reused, not page-faulted in anew each step); default: glibc as it is",
     )
     parser.add_argument("--out", help="also write the markdown table to this file")
     for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments

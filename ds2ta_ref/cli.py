@@ -270,6 +270,7 @@ def cmd_train(args) -> int:
         run = functools.partial(train_torch, device=args.device, sync_bn=args.sync_bn)
     elif args.device != "cpu" or args.sync_bn:
         raise UsageError("arguments --device and --sync-bn: need --backend torch")
+    memory.reuse_freed_memory()  # a step's large arrays are reused, not page-faulted in anew each step
     before = _identity(os.path.join(out, CHECKPOINT)) if resume is None else None
     t0 = time.perf_counter()
     try:
