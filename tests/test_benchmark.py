@@ -41,6 +41,33 @@ def test_child_peak_memory_is_its_own_not_its_parents():
     assert inherited_kb > 300 * 1024
 
 
+def test_profile_step_accounts_for_the_step():
+    """The kernel profile's exclusive times add up to the step (none counted twice, little left out)."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "profile_step.py"), "--smoke", "--threads", "1", "--steps", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line.count("|") == 8]
+    kernels = {r[0].strip(): r for r in rows if r[0].strip() != "kernel"}
+    assert {"conv forward (im2col + matmul)", "conv backward (dW, dx)", "LIF forward", "NSAD backward"} <= set(kernels)
+    shares = [float(r[3].strip().rstrip("%")) for r in kernels.values()]
+    assert 80 <= sum(shares) <= 101, shares  # exclusive times: a kernel counted twice would pass 100%
+    assert float(kernels["conv forward (im2col + matmul)"][4]) > 0  # its FLOPs are counted
+    conv_rows = [line for line in lines if line.startswith("| (") or line.startswith("| all ")]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "skipped (torch is not installed)" in proc.stdout
+    else:
+        assert len(conv_rows) == 6, proc.stdout  # the tiny model's five convolutions and their sum
+
+
 @pytest.mark.slow
 def test_smoke_mode_prints_the_tables():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
