@@ -201,12 +201,9 @@ def kernel_table(args, gflops_floor: float) -> tuple[list[str], list[tuple]]:
         fl = timer.flops.get(label, 0.0) / args.steps / 1e9
         rate = f"{fl / per:.0f}" if fl else ""
         gap = f"{gflops_floor / (fl / per):.1f}x" if fl else ""
-        lines.append(
-            f"| {label} | {timer.calls[label] // args.steps} | {1e3 * per:.2f} | {100 * per / wall:.0f}% "
-            f"| {fl:.3g} | {rate} | {gap} |"
-            if fl
-            else f"| {label} | {timer.calls[label] // args.steps} | {1e3 * per:.2f} | {100 * per / wall:.0f}% |  |  |  |"
-        )
+        cells = [label, str(timer.calls[label] // args.steps), f"{1e3 * per:.2f}", f"{100 * per / wall:.0f}%"]
+        cells += [f"{fl:.3g}", rate, gap] if fl else ["", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines, convs
 
 
