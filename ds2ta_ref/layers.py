@@ -38,8 +38,8 @@ import numbers
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from . import parallel
 from ._checks import as_float_array, check_finite_scalar, check_int, check_shape
 
 __all__ = [
@@ -136,20 +136,25 @@ def _im2col(x: np.ndarray, k: int) -> np.ndarray:
         cols[c, i, j, m, h, w] = x[m, c, h + i - k//2, w + j - k//2]   (0 off the image)
 
     built as ``k*k`` shifted block copies, channel-major so that each runs along
-    image rows, with only the border that a shift uncovers set to zero."""
+    image rows, with only the border that a shift uncovers set to zero; the images are
+    split across threads (:mod:`ds2ta_ref.parallel`)."""
     m, c, h, w = x.shape
     p = k // 2
     xc = x.transpose(1, 0, 2, 3)  # (C, M, H, W), a view
     cols = np.empty((c, k, k, m, h, w), dtype=x.dtype)
-    for i in range(k):
-        for j in range(k):
-            (rows, src_rows), (cols_, src_cols) = _shift(h, i - p), _shift(w, j - p)
-            block = cols[:, i, j]  # (C, M, H, W), a view
-            block[:, :, rows, cols_] = xc[:, :, src_rows, src_cols]
-            block[:, :, : rows.start] = 0
-            block[:, :, rows.stop :] = 0
-            block[:, :, rows, : cols_.start] = 0
-            block[:, :, rows, cols_.stop :] = 0
+
+    def fill(lo, hi):  # images lo .. hi-1
+        for i in range(k):
+            for j in range(k):
+                (rows, src_rows), (cols_, src_cols) = _shift(h, i - p), _shift(w, j - p)
+                block = cols[:, i, j, lo:hi]  # (C, images, H, W), a view
+                block[:, :, rows, cols_] = xc[:, lo:hi, src_rows, src_cols]
+                block[:, :, : rows.start] = 0
+                block[:, :, rows.stop :] = 0
+                block[:, :, rows, : cols_.start] = 0
+                block[:, :, rows, cols_.stop :] = 0
+
+    parallel.for_parts(m, fill, work=cols.size)
     return cols.reshape(c * k * k, m * h * w)
 
 
@@ -228,12 +233,18 @@ def conv_backward_unchecked(dout, cache):
     else:
         dcols = (weight.reshape(c_out, -1).T @ dout_flat).reshape(c_in, k, k, m, h, w)  # W_flat^T @ dout_flat
         # col2im: row (c, i, j) of cols read x shifted by (i - p, j - p); add each back where it was read
-        dx = dcols[:, p, p].copy()  # the centre offset covers the whole image: (C_in, M, H, W)
-        for i in range(k):
-            for j in range(k):
-                if (i, j) != (p, p):
-                    (rows, src_rows), (cols_, src_cols) = _shift(h, i - p), _shift(w, j - p)
-                    dx[:, :, src_rows, src_cols] += dcols[:, i, j, :, rows, cols_]
+        dx = np.empty((c_in, m, h, w), dtype=dcols.dtype)
+
+        def scatter(lo, hi):  # images lo .. hi-1
+            part = dx[:, lo:hi]
+            part[...] = dcols[:, p, p, lo:hi]  # the centre offset covers the whole image: (C_in, images, H, W)
+            for i in range(k):
+                for j in range(k):
+                    if (i, j) != (p, p):
+                        (rows, src_rows), (cols_, src_cols) = _shift(h, i - p), _shift(w, j - p)
+                        part[:, :, src_rows, src_cols] += dcols[:, i, j, lo:hi, rows, cols_]
+
+        parallel.for_parts(m, scatter, work=dcols.size)
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2, 3))  # (M, C_in, H, W)
     return dx, dweight
 
@@ -486,19 +497,26 @@ def maxpool_forward_unchecked(x, kernel, stride, padding):
         i, j = divmod(n, k)
         return xp[:, :, i : i + s * (h_out - 1) + 1 : s, j : j + s * (w_out - 1) + 1 : s]
 
-    out = window_entry(0).copy()  # (M, C, H_out, W_out) running maximum
-    arg = np.zeros(out.shape, dtype=np.uint8 if k * k <= 256 else np.uint16)  # offset of the running max
-    greater = np.empty(out.shape, dtype=bool)  # (M, C, H_out, W_out)
-    step = np.empty(out.shape, dtype=arg.dtype)  # (M, C, H_out, W_out)
-    for n in range(1, k * k):  # row-major window order
-        entry = window_entry(n)
-        # Replace only on a strictly greater value, so that ties keep the first maximum.
-        np.greater(entry, out, out=greater)
-        np.maximum(out, entry, out=out)
-        # arg = n where greater, else unchanged. Every offset recorded so far is < n, so
-        # this is max(arg, n * greater): two cheap passes instead of a masked copy.
-        np.multiply(greater, step.dtype.type(n), out=step)
-        np.maximum(arg, step, out=arg)
+    out = np.empty((m, c, h_out, w_out), dtype=x.dtype)  # running maximum
+    arg = np.empty(out.shape, dtype=np.uint8 if k * k <= 256 else np.uint16)  # offset of the running max
+
+    def pool(lo, hi):  # images lo .. hi-1
+        out_, arg_ = out[lo:hi], arg[lo:hi]
+        out_[...] = window_entry(0)[lo:hi]
+        arg_[...] = 0
+        greater = np.empty(out_.shape, dtype=bool)
+        step = np.empty(out_.shape, dtype=arg.dtype)
+        for n in range(1, k * k):  # row-major window order
+            entry = window_entry(n)[lo:hi]
+            # Replace only on a strictly greater value, so that ties keep the first maximum.
+            np.greater(entry, out_, out=greater)
+            np.maximum(out_, entry, out=out_)
+            # arg = n where greater, else unchanged. Every offset recorded so far is < n, so
+            # this is max(arg, n * greater): two cheap passes instead of a masked copy.
+            np.multiply(greater, step.dtype.type(n), out=step)
+            np.maximum(arg_, step, out=arg_)
+
+    parallel.for_parts(m, pool, work=out.size * k * k)
     return out, MaxPoolCache(arg, x.shape, x.dtype, k, s, p)
 
 

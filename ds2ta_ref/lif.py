@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import parallel
 from . import surrogate as _surrogate
 from ._checks import as_float_array, check_finite_scalar, check_shape
 
@@ -137,34 +138,39 @@ def forward_unchecked(x, tau_m, v_threshold, decay_input, detach_reset, surrogat
 
     Every step writes into preallocated arrays (``out=``), so a step allocates
     nothing of its own: ``h`` and ``spikes`` are filled row by row, ``v`` and
-    ``below`` are one step's worth, reused.
+    ``below`` are one step's worth, reused. The neurons are independent, so they are
+    split across threads (:mod:`ds2ta_ref.parallel`), each part running this loop.
     """
     k = 1.0 - 1.0 / tau_m
     shape = x.shape
     x = x.reshape(shape[0], -1)  # (T, n): one row of n neurons per step (rows are views even for 1-D x)
     h = np.empty_like(x)  # (T, n) membrane before reset, the cache
     spikes = np.empty_like(x)  # (T, n)
-    v = np.zeros_like(x[0])  # (n,) v[t-1], the membrane after the previous reset; v[-1] = 0
-    below = np.empty(x.shape[1:], dtype=bool)  # (n,) 1 - s[t] as a mask: h[t] < theta
-    for t in range(x.shape[0]):
-        h_t = h[t]  # (n,) a view: writing h_t writes h[t]
-        # charge: h[t] = k v[t-1] + I[t], with I[t] = x[t] / tau_m if decay_input else x[t]
-        np.multiply(v, k, out=h_t)
-        if decay_input:
-            h_t += np.divide(x[t], tau_m, out=v)  # v[t-1] is used up: its buffer holds I[t]
-        else:
-            h_t += x[t]
-        # fire: s[t] = 1(h[t] - theta >= 0)
-        if smooth:
-            spikes[t] = _surrogate.SURROGATES[surrogate].primal(h_t - v_threshold, alpha)
-        else:
-            np.greater_equal(h_t, v_threshold, out=spikes[t])
-        # reset: v[t] = h[t] (1 - s_reset[t])
-        if smooth and not detach_reset:
-            np.multiply(h_t, 1 - spikes[t], out=v)
-        else:  # s_reset is the hard spike, so (1 - s_reset) = 1(h[t] < theta)
-            np.less(h_t, v_threshold, out=below)
-            np.multiply(h_t, below, out=v)
+
+    def neurons(lo, hi):  # the loop over time for neurons lo .. hi-1
+        v = np.zeros_like(x[0, lo:hi])  # v[t-1], the membrane after the previous reset; v[-1] = 0
+        below = np.empty(v.shape, dtype=bool)  # 1 - s[t] as a mask: h[t] < theta
+        for t in range(x.shape[0]):
+            h_t, s_t = h[t, lo:hi], spikes[t, lo:hi]  # views: writing h_t writes h[t]
+            # charge: h[t] = k v[t-1] + I[t], with I[t] = x[t] / tau_m if decay_input else x[t]
+            np.multiply(v, k, out=h_t)
+            if decay_input:
+                h_t += np.divide(x[t, lo:hi], tau_m, out=v)  # v[t-1] is used up: its buffer holds I[t]
+            else:
+                h_t += x[t, lo:hi]
+            # fire: s[t] = 1(h[t] - theta >= 0)
+            if smooth:
+                s_t[...] = _surrogate.SURROGATES[surrogate].primal(h_t - v_threshold, alpha)
+            else:
+                np.greater_equal(h_t, v_threshold, out=s_t)
+            # reset: v[t] = h[t] (1 - s_reset[t])
+            if smooth and not detach_reset:
+                np.multiply(h_t, 1 - s_t, out=v)
+            else:  # s_reset is the hard spike, so (1 - s_reset) = 1(h[t] < theta)
+                np.less(h_t, v_threshold, out=below)
+                np.multiply(h_t, below, out=v)
+
+    parallel.for_parts(x.shape[1], neurons, work=x.size)
     cache = LIFCache(h.reshape(shape), tau_m, v_threshold, decay_input, detach_reset, surrogate, alpha, smooth)
     return spikes.reshape(shape), cache
 
@@ -188,7 +194,8 @@ def backward(dspikes: np.ndarray, cache: LIFCache) -> np.ndarray:
 
 def backward_unchecked(dspikes, cache):
     """:func:`backward` without argument checks: ``dspikes`` must be a finite array
-    shaped and typed like ``cache.h``. One step's worth of buffers, reused."""
+    shaped and typed like ``cache.h``. One step's worth of buffers, reused; the neurons are
+    split across threads as in the forward."""
     sg = _surrogate.SURROGATES[cache.surrogate]
     k = 1.0 - 1.0 / cache.tau_m
     theta = cache.v_threshold
@@ -197,29 +204,34 @@ def backward_unchecked(dspikes, cache):
     dspikes = dspikes.reshape(h.shape)  # (T, n)
     smooth_reset = cache.smooth and not cache.detach_reset  # s_reset = primal(h - theta), not a step
     dx = np.empty_like(h)  # (T, n)
-    dv = np.zeros_like(h[0])  # (n,) gradient reaching v[t] from step t+1 (zero at t = T-1)
-    grad_sg = np.empty_like(h[0])  # (n,) sg(h[t] - theta)
-    below = np.empty(h.shape[1:], dtype=bool)  # (n,) 1 - s_reset[t] as a mask: h[t] < theta
-    work = None if cache.detach_reset else np.empty_like(h[0])  # (n,)
-    for t in reversed(range(h.shape[0])):
-        # forward was: h = k v[t-1] + I; s = fire(h); v = h (1 - s_reset)
-        dh = dx[t]  # (n,) dh[t] is built in place in dx[t]
-        sg.grad(np.subtract(h[t], theta, out=grad_sg), cache.alpha, out=grad_sg)
-        np.multiply(dspikes[t], grad_sg, out=dh)  # ds[t] * sg
-        # + dv * dv/dh, with dv/dh = (1 - s_reset[t]) - (h[t] sg if not detach_reset)
-        if not cache.detach_reset:
-            np.multiply(dv, h[t], out=work)
-            work *= grad_sg
-            dh -= work  # - dv h[t] sg: the gradient through the spike in the reset
-        if smooth_reset:
-            dv *= 1 - sg.primal(h[t] - theta, cache.alpha)
-        else:
-            np.less(h[t], theta, out=below)
-            dv *= below  # dv (1 - s_reset[t]): zero where the neuron fired
-        dh += dv
-        np.multiply(dh, k, out=dv)  # to v[t-1]: dv = dh[t] k
-        if cache.decay_input:
-            dh /= cache.tau_m  # dI[t] = dh[t] / tau_m
+
+    def neurons(lo, hi):  # BPTT for neurons lo .. hi-1 (independent of the others)
+        dv = np.zeros_like(h[0, lo:hi])  # gradient reaching v[t] from step t+1 (zero at t = T-1)
+        grad_sg = np.empty_like(dv)  # sg(h[t] - theta)
+        below = np.empty(dv.shape, dtype=bool)  # 1 - s_reset[t] as a mask: h[t] < theta
+        work = None if cache.detach_reset else np.empty_like(dv)
+        for t in reversed(range(h.shape[0])):
+            h_t = h[t, lo:hi]
+            # forward was: h = k v[t-1] + I; s = fire(h); v = h (1 - s_reset)
+            dh = dx[t, lo:hi]  # dh[t] is built in place in dx[t]
+            sg.grad(np.subtract(h_t, theta, out=grad_sg), cache.alpha, out=grad_sg)
+            np.multiply(dspikes[t, lo:hi], grad_sg, out=dh)  # ds[t] * sg
+            # + dv * dv/dh, with dv/dh = (1 - s_reset[t]) - (h[t] sg if not detach_reset)
+            if not cache.detach_reset:
+                np.multiply(dv, h_t, out=work)
+                work *= grad_sg
+                dh -= work  # - dv h[t] sg: the gradient through the spike in the reset
+            if smooth_reset:
+                dv *= 1 - sg.primal(h_t - theta, cache.alpha)
+            else:
+                np.less(h_t, theta, out=below)
+                dv *= below  # dv (1 - s_reset[t]): zero where the neuron fired
+            dh += dv
+            np.multiply(dh, k, out=dv)  # to v[t-1]: dv = dh[t] k
+            if cache.decay_input:
+                dh /= cache.tau_m  # dI[t] = dh[t] / tau_m
+
+    parallel.for_parts(h.shape[1], neurons, work=h.size)
     return dx.reshape(shape)
 
 

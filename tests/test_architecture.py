@@ -25,7 +25,7 @@ PACKAGE = "ds2ta_ref"
 #: package such as ``golden`` covers its submodules ``golden.*``). A new module must be
 #: placed here, which is the point: its place in the order is a design decision.
 LAYERS: list[tuple[str, ...]] = [
-    ("_checks", "_startup", "_version", "config", "surrogate", "devices"),  # no package imports at all
+    ("_checks", "_startup", "_version", "config", "surrogate", "devices", "parallel"),  # no package imports at all
     ("names", "checkpoint", "data", "energy"),  # names/shape checks, file I/O, data sets, energy model
     ("layers", "lif", "nsad", "cifar", "optim", "fingerprint"),  # kernels, a data set, the optimizer, data prints
     ("tasa",),  # TASA's weight gradient uses layers.rows_product

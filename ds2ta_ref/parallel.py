@@ -1,0 +1,123 @@
+"""Elementwise work on every core: a loop over independent slices, split across threads.
+
+The BLAS runs matrix products on every core, but the work between them (the im2col
+copies of a convolution, the LIF neuron's loop over time, max-pooling) is NumPy
+ufuncs and copies on one core. Those release the GIL, so threads do run them in
+parallel. :func:`for_parts` splits such a loop over ``n`` independent items (channels,
+neurons, images) into contiguous parts, one per thread, and the caller's function
+fills its own part of arrays allocated beforehand::
+
+    out = np.empty_like(x)
+    parallel.for_parts(len(x), lambda lo, hi: np.multiply(x[lo:hi], 2, out=out[lo:hi]), work=x.size)
+
+Each part does, on its own elements, exactly the arithmetic of the serial loop (no
+reduction is split), so results are bit-identical for any number of threads; a test
+checks 1, 2 and 3 threads on every kernel that uses this.
+
+Threads: :func:`threads` (default: the CPUs this process may run on, at most 8),
+changed with :func:`set_threads` or the ``DS2TA_REF_THREADS`` environment variable;
+``1`` runs everything in the calling thread. Small loops (``work`` under
+:data:`MIN_WORK` elements) always run serially: handing a part to a thread costs tens of
+microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+__all__ = ["threads", "set_threads", "for_parts", "MIN_WORK"]
+
+MIN_WORK = 1 << 16  # elements below which a loop runs in one thread
+_MAX_DEFAULT = 8
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_threads: int | None = None  # None: not decided yet
+
+
+def _default_threads() -> int:
+    env = os.environ.get("DS2TA_REF_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"DS2TA_REF_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"DS2TA_REF_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_DEFAULT))
+
+
+def threads() -> int:
+    """How many threads :func:`for_parts` uses (the calling thread included)."""
+    global _threads
+    if _threads is None:
+        _threads = _default_threads()
+    return _threads
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` threads (``1``: everything serial; ``None``: back to the default)."""
+    global _threads, _pool
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive integer or None, got {n!r}")
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = None if n is None else n
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers != workers:  # noqa: SLF001 (a pool of the size asked)
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ds2ta_ref")
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:  # a forked child has none of the parent's threads
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def for_parts(n: int, fn: Callable[[int, int], object], *, work: int) -> None:
+    """Call ``fn(lo, hi)`` for contiguous parts ``[lo, hi)`` covering ``range(n)``, in parallel.
+
+    ``fn`` must touch only its own part of the outputs (parts may run in any order, on
+    any thread); ``work`` is the number of elements the whole loop processes, which decides
+    whether it is worth splitting. The last part runs in the calling thread; an exception
+    in any part is raised here, after every part has finished.
+    """
+    k = min(threads(), n)
+    if k <= 1 or work < MIN_WORK:
+        fn(0, n)
+        return
+    bounds = [n * i // k for i in range(k + 1)]
+    pool = _get_pool(k - 1)
+    futures: list[Future] = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(k - 1)]
+    error: BaseException | None = None
+    try:
+        fn(bounds[k - 1], bounds[k])
+    except BaseException as exc:  # noqa: BLE001 (re-raised below, once the other parts are done)
+        error = exc
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as exc:  # noqa: BLE001
+            error = error or exc
+    if error is not None:
+        raise error
