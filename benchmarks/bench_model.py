@@ -25,7 +25,11 @@ Method, chosen so that a burst of load on a shared machine cannot decide a ratio
 * ``--malloc reuse`` (the default) has both children call
   :func:`ds2ta_ref.memory.reuse_freed_memory` first, as ``ds2ta-ref train`` does, so
   that neither side page-faults its step's memory in anew each step (``--malloc
-  default`` leaves glibc as it is; both sides gain from ``reuse``).
+  default`` leaves glibc as it is; both sides gain from ``reuse``);
+* the children run with ``OPENBLAS_THREAD_TIMEOUT=12`` unless it is set, as the
+  ``ds2ta-ref`` command does (:func:`ds2ta_ref._startup.tune_blas_for_command`): OpenBLAS's
+  idle threads then sleep at once instead of spinning on the cores that the NumPy side's
+  elementwise work (:mod:`ds2ta_ref.parallel`) needs.
 
 The PyTorch side is the package's own PyTorch model, :mod:`ds2ta_ref.torch`, holding
 the NumPy side's parameters and state (:func:`torch_side`; checked equal to the NumPy
@@ -227,6 +231,7 @@ def gemm_child(args) -> None:
 # "native" unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, so OpenBLAS picks the kernel a
 # user's machine picks (SkylakeX or Zen on the AMD EPYC machines, Haswell or SkylakeX on Intel).
 KERNEL_ENV_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+BLAS_THREAD_TIMEOUT = "12"  # ds2ta_ref._startup.BLAS_THREAD_TIMEOUT (not imported: the parent stays light)
 
 _BLAS_PROBE = """
 import json, numpy, threadpoolctl
@@ -242,6 +247,8 @@ def child_env(threads: int, kernel: str) -> dict[str, str]:
     if kernel == "native":
         for name in KERNEL_ENV_UNSET:
             env.pop(name, None)
+    # OpenBLAS's idle threads sleep at once, as in the ds2ta-ref command (ds2ta_ref._startup); both sides
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
     return env
 
 

@@ -20,7 +20,8 @@ Two tables:
   ``conv_backward`` and as ``torch.nn.functional.conv2d`` with autograd, alternated in this
   process with the same threads; medians of ``--repeat`` runs.
 
-Both sides call :func:`ds2ta_ref.memory.reuse_freed_memory` first, as ``ds2ta-ref train`` does.
+Both sides call :func:`ds2ta_ref.memory.reuse_freed_memory` first and run with
+``OPENBLAS_THREAD_TIMEOUT=12``, as ``ds2ta-ref train`` does.
 Nothing here is asserted; the numbers go in the benchmark page with this command beside them.
 """
 
@@ -44,8 +45,10 @@ def cpu_model() -> str:
 
 
 def _threads(n: int) -> None:
+    """Before NumPy loads: ``n`` threads, and OpenBLAS's idle threads sleeping as in the command."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(n)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")  # ds2ta_ref._startup.BLAS_THREAD_TIMEOUT
 
 
 class KernelTimer:

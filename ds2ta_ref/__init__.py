@@ -28,8 +28,11 @@ The whole model::
 is the old contract ``(dlogits, cache) -> grads``, kept with a ``DeprecationWarning``.
 """
 
-from ._startup import interrupted_while_starting
-from ._version import __version__
+from ._startup import interrupted_while_starting, tune_blas_for_command
+
+tune_blas_for_command()  # before NumPy loads OpenBLAS: the command's process only
+
+from ._version import __version__  # noqa: E402
 
 try:  # Ctrl-C while the command starts is one line (ds2ta_ref._startup), not a traceback
     from . import (

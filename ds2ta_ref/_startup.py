@@ -7,6 +7,9 @@ the process was started as the command (the ``ds2ta-ref`` script, or
 status 130, as Ctrl-C at any later moment; when the package is imported by
 someone else's program, the ``KeyboardInterrupt`` goes on as usual.
 
+It also tunes OpenBLAS for the command's process (:func:`tune_blas_for_command`), which must
+happen before NumPy loads OpenBLAS, so the package's ``__init__`` calls it first.
+
 Nothing here imports anything but ``os`` and ``sys`` (both already loaded).
 """
 
@@ -27,3 +30,26 @@ def interrupted_while_starting() -> None:
     if started_as_command():
         sys.stderr.write("ds2ta-ref: interrupted\n")
         raise SystemExit(130)
+
+
+# OpenBLAS's worker threads spin for 2**28 cycles (about 0.1 s) after each matrix product
+# before they sleep; 2**12 cycles is about a microsecond.
+BLAS_THREAD_TIMEOUT = "12"
+
+
+def tune_blas_for_command() -> bool:
+    """In the command's process only, let OpenBLAS's idle threads sleep at once (``OPENBLAS_THREAD_TIMEOUT``).
+
+    Between two matrix products a training step runs elementwise work (im2col copies, the
+    LIF loop, max-pooling) split across the cores by :mod:`ds2ta_ref.parallel`. By default
+    OpenBLAS's threads spin for about 0.1 s after each product, holding the cores those
+    parts need: on 2 cores the split step was no faster than one thread (60 ms) until the
+    threads slept (53 ms; ``tiny`` batch 64, measured with ``benchmarks/profile_step.py``'s
+    method). Set only when the process was started as the command, NumPy is not loaded yet
+    and the variable is unset (a value the user set is kept); a program that imports the
+    package is left as it is. Returns whether it set the variable.
+    """
+    if not started_as_command() or "numpy" in sys.modules or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return False
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_THREAD_TIMEOUT
+    return True
