@@ -144,3 +144,23 @@ def test_benchmark_torch_side_computes_the_same_model(torch, overrides):
 
     wrong = dict(params, **{"head.bias": params["head.bias"] + np.eye(cfg.num_classes)[0] * 1e-3})
     assert rel_error(logits, torch_side(wrong, state, cfg)(torch.tensor(x)).detach().numpy()) > 1e-9
+
+
+def test_recipe_search_records_each_run_and_tabulates_them(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "search.jsonl"
+    script = os.path.join(BENCH, "recipe_search.py")
+    cmd = [sys.executable, script, "--smoke", "--seeds", "0", "1", "--out", str(out), "", "--lr 2e-3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["options"], r["seed"]) for r in rows] == [("", 0), ("", 1), ("--lr 2e-3", 0), ("--lr 2e-3", 1)]
+    assert all(r["test_acc"] == r["curve"][-1] and "threads" in r["blas"] for r in rows)
+    table = subprocess.run([sys.executable, script, "--show", str(out)], capture_output=True, text=True, env=env)
+    mean = 100 * (rows[0]["test_acc"] + rows[1]["test_acc"]) / 2
+    assert "| (the defaults) | 0, 1 |" in table.stdout and f"**{mean:.2f}**" in table.stdout, table.stdout
+    # a recipe the command refuses stops the search with the command's own message
+    bad = subprocess.run([*cmd[:-2], "--lr -1"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "'--lr -1' seed 0 failed" in bad.stderr and "--lr" in bad.stderr.split("failed")[1]
