@@ -10,11 +10,11 @@ request it refuses does not fit, and one it accepts may still be tight.
 
 * :func:`train_bytes`: the parameters :data:`PARAMETER_COPIES` = 5 times (parameters,
   gradients, AdamW's ``m`` and ``v``, one temporary of the update) plus
-  :data:`ACTIVATION_COPIES` = 5 times the elements of these activations of one training
+  :data:`ACTIVATION_COPIES` = 3 times the elements of these activations of one training
   batch ``B`` (the forward pass caches several arrays of each such size for the backward
   pass: a layer's input, its BatchNorm output, the LIF membrane and spikes; on the tiny
-  preset the cache measures 5.7 to 6.5 times the count below, and
-  ``tests/test_reliability.py`` checks that 5 stays below what is measured):
+  preset the cache measures 3.3 to 4.4 times the count below, and
+  ``tests/test_reliability.py`` checks that 3 stays below what is measured):
 
   - patch splitter (SPS), one output per stage: ``T B (D/8, D/4, D/2, D) x`` that
     stage's ``H x W`` (``H`` halves after the max-pools of the ``sps`` layout);
@@ -58,7 +58,7 @@ __all__ = [
 
 
 PARAMETER_COPIES = 5
-ACTIVATION_COPIES = 5
+ACTIVATION_COPIES = 3
 
 
 class MemoryRequestError(ValueError):
