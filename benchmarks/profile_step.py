@@ -17,8 +17,9 @@ Two tables:
   and rate, against the rate of a large matmul measured here (the floor).
 * **Convolutions at the model's shapes, NumPy against PyTorch** (with torch installed): each
   convolution of the step, forward and backward, as :func:`ds2ta_ref.layers.conv_forward` and
-  ``conv_backward`` and as ``torch.nn.functional.conv2d`` with autograd, alternated in this
-  process with the same threads; medians of ``--repeat`` runs.
+  ``conv_backward`` and as ``torch.nn.functional.conv2d`` with autograd, each side in its own
+  fresh process with the same threads (in one process the two libraries' thread pools spin on
+  the cores the other needs), ``--rounds`` alternated pairs of processes; medians.
 
 Both sides call :func:`ds2ta_ref.memory.reuse_freed_memory` first and run with
 ``OPENBLAS_THREAD_TIMEOUT=12``, as ``ds2ta-ref train`` does.
@@ -210,51 +211,78 @@ def kernel_table(args, gflops_floor: float) -> tuple[list[str], list[tuple]]:
     return lines, convs
 
 
-def conv_table(args, convs: list[tuple]) -> list[str]:
-    """Each convolution of the step, forward + backward, NumPy against torch.nn.functional.conv2d."""
+def conv_child(args) -> None:
+    """Time each convolution of ``--shapes`` (forward + backward) on one side; print JSON medians (s)."""
+    import json
+
     import numpy as np
-    import torch
-    import torch.nn.functional as F
 
-    from ds2ta_ref import layers
-
-    torch.set_num_threads(args.threads)
+    convs = json.loads(args.shapes)
     rng = np.random.default_rng(1)
-    lines = [
-        "| convolution (M, C_in, H, W) -> C_out | NumPy ms (fwd + bwd) | PyTorch ms (fwd + bwd) | NumPy / PyTorch |",
-        "|---|---|---|---|",
-    ]
-    tot_np, tot_pt = [], []
+    if args.conv_child == "torch":
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(args.threads)
+    else:
+        from ds2ta_ref import layers
+    medians = []
     for xs, ws in convs:
         x = (rng.random(xs) < 0.2).astype(args.dtype)  # spikes, as the model's convolutions see (but the first)
         w = rng.standard_normal(ws).astype(args.dtype) * 0.1
         dout = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(args.dtype)
-        xt, wt, dt = (torch.tensor(a) for a in (x, w, dout))
-        wt.requires_grad_(True)
-        xt.requires_grad_(True)
+        if args.conv_child == "torch":
+            xt, wt, dt = (torch.tensor(a) for a in (x, w, dout))
+            xt.requires_grad_(True)
+            wt.requires_grad_(True)
 
-        def numpy_side():
-            out, cache = layers.conv_forward_unchecked(x, w)
-            layers.conv_backward_unchecked(dout, cache)
+            def side():
+                F.conv2d(xt, wt, padding=ws[2] // 2).backward(dt)
+                xt.grad = wt.grad = None
+        else:
 
-        def torch_side():
-            out = F.conv2d(xt, wt, padding=ws[2] // 2)
-            out.backward(dt)
-            xt.grad = wt.grad = None
+            def side():
+                _, cache = layers.conv_forward_unchecked(x, w)
+                layers.conv_backward_unchecked(dout, cache)
 
-        t_np, t_pt = [], []
-        numpy_side()
-        torch_side()
+        side()  # warm-up
+        times = []
         for _ in range(args.repeat):
-            for side, acc in ((numpy_side, t_np), (torch_side, t_pt)):
-                t0 = time.perf_counter()
-                side()
-                acc.append(time.perf_counter() - t0)
-        a, b = statistics.median(t_np), statistics.median(t_pt)
-        tot_np.append(a)
-        tot_pt.append(b)
-        lines.append(f"| {xs} -> {ws[0]} | {1e3 * a:.2f} | {1e3 * b:.2f} | {a / b:.2f} |")
-    a, b = sum(tot_np), sum(tot_pt)
+            t0 = time.perf_counter()
+            side()
+            times.append(time.perf_counter() - t0)
+        medians.append(statistics.median(times))
+    print(json.dumps(medians))
+
+
+def conv_table(args, convs: list[tuple]) -> list[str]:
+    """Each convolution of the step, forward + backward, NumPy against torch.nn.functional.conv2d, each
+    side in its own fresh process (in one process the two libraries' thread pools take turns spinning
+    on the cores the other needs), alternated ``--rounds`` times; medians over the rounds."""
+    import json
+    import subprocess
+
+    shapes = json.dumps(convs)
+    sides: dict[str, list[list[float]]] = {"numpy": [], "torch": []}
+    for _ in range(args.rounds):
+        for side in sides:
+            cmd = [sys.executable, os.path.abspath(__file__), "--conv-child", side, "--shapes", shapes]
+            cmd += ["--threads", str(args.threads), "--repeat", str(args.repeat), "--dtype", args.dtype]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+            if proc.returncode != 0:
+                raise SystemExit(f"profile_step: the {side} child failed: {proc.stderr.strip()[-400:]}")
+            sides[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    lines = [
+        f"Each side in its own process, {args.rounds} alternated rounds of {args.repeat} runs per convolution; "
+        "medians over the rounds.",
+        "",
+        "| convolution (M, C_in, H, W) -> C_out | NumPy ms (fwd + bwd) | PyTorch ms (fwd + bwd) | NumPy / PyTorch |",
+        "|---|---|---|---|",
+    ]
+    med = {side: [statistics.median(r[i] for r in runs) for i in range(len(convs))] for side, runs in sides.items()}
+    for (xs, ws), a, b in zip(convs, med["numpy"], med["torch"]):
+        lines.append(f"| {tuple(xs)} -> {ws[0]} | {1e3 * a:.2f} | {1e3 * b:.2f} | {a / b:.2f} |")
+    a, b = sum(med["numpy"]), sum(med["torch"])
     lines.append(f"| all {len(convs)} | {1e3 * a:.1f} | {1e3 * b:.1f} | {a / b:.2f} |")
     return lines
 
@@ -266,13 +294,24 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
-    parser.add_argument("--repeat", type=int, default=7, help="alternated runs per convolution (default 7)")
-    parser.add_argument("--smoke", action="store_true", help="seconds: batch 2, 1 step, 1 repeat")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per convolution in each process (default 7)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated process pairs (default 3)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: batch 2, 1 step, 1 repeat, 1 round")
+    parser.add_argument("--conv-child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--shapes", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.conv_child:
+        _threads(args.threads)
+        if args.conv_child == "numpy":
+            from ds2ta_ref import memory
+
+            memory.reuse_freed_memory()
+        conv_child(args)
+        return 0
     if args.smoke:
-        args.batch, args.steps, args.repeat = 2, 1, 1
-    if min(args.batch, args.steps, args.repeat, args.threads) < 1:
-        parser.error("--batch, --steps, --repeat and --threads must be >= 1")
+        args.batch, args.steps, args.repeat, args.rounds = 2, 1, 1, 1
+    if min(args.batch, args.steps, args.repeat, args.rounds, args.threads) < 1:
+        parser.error("--batch, --steps, --repeat, --rounds and --threads must be >= 1")
     _threads(args.threads)  # before NumPy loads OpenBLAS
 
     import numpy as np
@@ -297,9 +336,9 @@ def main(argv=None) -> int:
     lines, convs = kernel_table(args, matmul_rate(args.dtype))
     print("\n".join(lines))
     print()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
         print("Convolutions against PyTorch: skipped (torch is not installed).")
         return 0
     print("\n".join(conv_table(args, convs)))
