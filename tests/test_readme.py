@@ -85,3 +85,37 @@ def test_the_main_job_check_rejects_a_changed_number():
     path, record = records[0]
     record["rows"][0]["test_acc"] += 1 / 359  # one more digit right
     assert main_job.readme_row(record) not in readme()
+
+
+def _bench_rows(text: str) -> list[str]:
+    """The rows of the step benchmark's tables (one training step, NumPy against PyTorch) in ``text``."""
+    return [line for line in text.splitlines() if re.match(r"\| (tiny|cifar10) \| \d+ \| float(32|64) \|", line)]
+
+
+def test_the_benchmark_tables_are_recorded_runs():
+    """Every row of the README's step benchmark is a row of a recorded run in benchmarks/results/."""
+    import glob
+
+    root = os.path.dirname(README)
+    paths = glob.glob(os.path.join(root, "benchmarks", "results", "bench_model_*.md"))
+    recorded = "".join(open(p).read() for p in paths)
+    rows = _bench_rows(readme())
+    assert len(rows) >= 4, rows  # tiny and cifar10, two kernels
+    missing = [row for row in rows if row not in recorded]
+    assert not missing, missing
+    changed = rows[0].replace("|", "| 9", 4)  # the check can fail: a changed row is not in any record
+    assert changed not in recorded
+
+
+def test_the_recipe_search_table_is_its_record():
+    import importlib.util
+
+    root = os.path.dirname(README)
+    spec = importlib.util.spec_from_file_location("recipe_search", os.path.join(root, "benchmarks", "recipe_search.py"))
+    search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    record = os.path.join(root, "benchmarks", "results", "recipe_search_haswell_1thread.jsonl")
+    lines = search.show(record)
+    assert len(lines) > 10
+    text = readme()
+    assert all(line in text for line in lines), [line for line in lines if line not in text]
