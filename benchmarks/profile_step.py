@@ -31,18 +31,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import platform
 import statistics
 import sys
 import time
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_model import matmul_gflops  # noqa: E402
+from main_job import cpu_model  # noqa: E402
 
 
 def _threads(n: int) -> None:
@@ -132,20 +127,6 @@ def instrument(timer: KernelTimer) -> None:
     timer.wrap(sps, "backward", "SPS backward (rest)")
     timer.wrap(model, "forward", "model forward (rest: head, mean)")
     timer.wrap(model, "backward", "model backward (rest)")
-
-
-def matmul_rate(dtype) -> float:
-    import numpy as np
-
-    n = 2048
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    a @ a
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def build(args):
@@ -333,7 +314,7 @@ def main(argv=None) -> int:
     print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; NumPy {np.__version__}; BLAS loaded: {blas}")
     print(f"Step: `{args.preset}` preset, batch {args.batch}, {args.dtype}, {args.threads} threads")
     print()
-    lines, convs = kernel_table(args, matmul_rate(args.dtype))
+    lines, convs = kernel_table(args, matmul_gflops(args.dtype))
     print("\n".join(lines))
     print()
     import importlib.util
