@@ -36,7 +36,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import matmul_gflops  # noqa: E402
+from bench_model import BLAS_THREAD_TIMEOUT, matmul_gflops  # noqa: E402
 from main_job import cpu_model  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def _threads(n: int) -> None:
     """Before NumPy loads: ``n`` threads, and OpenBLAS's idle threads sleeping as in the command."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(n)
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")  # ds2ta_ref._startup.BLAS_THREAD_TIMEOUT
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
 
 
 class KernelTimer:

@@ -122,7 +122,7 @@ class ConvCache(NamedTuple):
     weight: np.ndarray  # (C_out, C_in, k, k)
 
     @property
-    def x_shape(self) -> tuple:
+    def x_shape(self) -> tuple:  # the field of the same name that the cache had before it kept x
         return self.x.shape
 
 

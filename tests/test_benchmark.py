@@ -164,3 +164,15 @@ def test_recipe_search_records_each_run_and_tabulates_them(tmp_path):
     # a recipe the command refuses stops the search with the command's own message
     bad = subprocess.run([*cmd[:-2], "--lr -1"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "'--lr -1' seed 0 failed" in bad.stderr and "--lr" in bad.stderr.split("failed")[1]
+
+
+def test_the_benchmarks_blas_setting_is_the_commands():
+    """bench_model keeps its own copy of the command's OPENBLAS_THREAD_TIMEOUT (its parent must not import
+    NumPy); the copy must not drift from ds2ta_ref._startup's."""
+    from ds2ta_ref import _startup
+
+    bench = _bench_module()
+    assert bench.BLAS_THREAD_TIMEOUT == _startup.BLAS_THREAD_TIMEOUT
+    assert bench.child_env(1, "env")["OPENBLAS_THREAD_TIMEOUT"] == _startup.BLAS_THREAD_TIMEOUT or (
+        "OPENBLAS_THREAD_TIMEOUT" in os.environ
+    )
