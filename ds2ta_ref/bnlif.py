@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import layers, lif, surrogate
+from . import layers, lif, parallel, surrogate
 from ._checks import NonFiniteError
 from .config import ModelConfig
 from .names import checked_block_inputs
@@ -117,6 +117,24 @@ def forward(
     )
 
 
+def _all_finite(y: np.ndarray) -> bool:
+    """Whether every value of ``y`` is finite, checked on every core in parts. A part's sum
+    in its own dtype is finite only when the part is (a NaN or an infinity makes it NaN or
+    infinite), for the cost of one reduction pass; only where a sum of finite values
+    overflows (float32) is each value of that part checked."""
+    flat = y.reshape(-1)
+    bad = []
+
+    def check(lo, hi):
+        part = flat[lo:hi]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not (np.isfinite(np.add.reduce(part)) or np.isfinite(part).all()):
+                bad.append(lo)  # list.append is atomic
+
+    parallel.for_parts(flat.size, check, work=flat.size)
+    return not bad
+
+
 def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_axis=-1, v_threshold=None):
     """:func:`forward` on arguments already checked by the calling block
     (:func:`ds2ta_ref.names.checked_block_inputs`): the kernels' unchecked cores run here."""
@@ -132,13 +150,8 @@ def forward_unchecked(x, params, state, cfg, *, training, smooth=False, channel_
         cfg.bn_eps,
     )  # like x
     # With unchecked kernels a NaN would pass silently (it never reaches the threshold, so it
-    # only stops the neuron firing). A sum in y's own dtype is finite only when y is (a NaN or an
-    # infinity makes it NaN or infinite), for the cost of a single reduction pass; it catches an
-    # overflow upstream (a diverging run). The sum can itself overflow on finite values (float32),
-    # so only then is every value checked.
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = bool(np.isfinite(np.add.reduce(y, axis=None))) or bool(np.isfinite(y).all())
-    if not finite:
+    # only stops the neuron firing): it catches an overflow upstream (a diverging run).
+    if not _all_finite(y):
         raise NonFiniteError(
             "the BatchNorm output (the LIF input) must be finite, but it holds NaN or infinity: "
             "a value overflowed upstream"

@@ -340,6 +340,16 @@ def batchnorm_forward(
     )
 
 
+def _for_slices(x: np.ndarray, ax: int, fn) -> None:
+    """Call ``fn(part)`` with index tuples ``part`` that split ``x`` along its first axis
+    other than the channel axis ``ax`` (:func:`ds2ta_ref.parallel.for_parts`): for the
+    elementwise passes of BatchNorm, whose reductions stay whole (so the numbers do not
+    depend on the number of threads)."""
+    split = 1 if ax == 0 and x.ndim > 1 else 0
+    before = (slice(None),) * split
+    parallel.for_parts(x.shape[split], lambda lo, hi: fn((*before, slice(lo, hi))), work=x.size)
+
+
 def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, training, momentum, eps):
     """:func:`batchnorm_forward` without argument checks: ``x`` a finite float array,
     the four parameters finite ``(C,)`` arrays for ``C = x.shape[ax]``, ``ax`` a
@@ -347,7 +357,8 @@ def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, t
     than one value per channel.
 
     Two full-size arrays are allocated, ``xhat`` (kept for the backward) and
-    ``out``; the rest happens in place in them.
+    ``out``; the rest happens in place in them. The elementwise passes are split
+    across threads (:func:`_for_slices`), the two reductions are not.
     """
     c = x.shape[ax]
     bshape = tuple(c if a == ax else 1 for a in range(x.ndim))  # broadcast to x: C on axis
@@ -357,23 +368,34 @@ def batchnorm_forward_unchecked(x, gamma, beta, running_mean, running_var, ax, t
     if training:
         n = x.size // c  # values per channel
         mu = x.mean(axis=reduce_axes, keepdims=True)  # bshape
-        xhat = np.subtract(x, mu)  # shape of x: x - mu for now, normalized below
+        xhat = np.empty(x.shape, np.result_type(x, mu))  # x - mu for now, normalized below
         out = np.empty(x.shape, np.result_type(xhat, gamma, beta))  # also scratch for (x - mu)^2
-        var = np.square(xhat, out=out if out.dtype == xhat.dtype else None)
-        var = var.mean(axis=reduce_axes, keepdims=True)  # bshape, biased
+        squares = out if out.dtype == xhat.dtype else np.empty(x.shape, xhat.dtype)
+
+        def centre(part):
+            np.subtract(x[part], mu, out=xhat[part])
+            np.square(xhat[part], out=squares[part])
+
+        _for_slices(x, ax, centre)
+        var = squares.mean(axis=reduce_axes, keepdims=True)  # bshape, biased
         new_mean = (1 - momentum) * running_mean + momentum * mu.reshape(c)
         new_var = (1 - momentum) * running_var + momentum * var.reshape(c) * (n / (n - 1))
     else:
         mu = running_mean.reshape(bshape)
         var = running_var.reshape(bshape)
-        xhat = np.subtract(x, mu)  # shape of x
+        xhat = np.empty(x.shape, np.result_type(x, mu))
         out = np.empty(x.shape, np.result_type(xhat, gamma, beta))
+        _for_slices(x, ax, lambda part: np.subtract(x[part], mu, out=xhat[part]))
         new_mean = running_mean.copy()
         new_var = running_var.copy()
     inv_std = 1.0 / np.sqrt(var + eps)  # bshape
-    xhat *= inv_std  # xhat = (x - mu) / sqrt(var + eps)
-    np.multiply(gamma_b, xhat, out=out)
-    out += beta_b  # out = gamma * xhat + beta
+
+    def normalize(part):
+        xhat[part] *= inv_std  # xhat = (x - mu) / sqrt(var + eps)
+        np.multiply(gamma_b, xhat[part], out=out[part])
+        out[part] += beta_b  # out = gamma * xhat + beta
+
+    _for_slices(x, ax, normalize)
     return out, new_mean, new_var, BatchNormCache(xhat, inv_std, gamma_b, reduce_axes, training)
 
 
@@ -402,7 +424,8 @@ def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.ndar
 
 def batchnorm_backward_unchecked(dout, cache):
     """:func:`batchnorm_backward` without argument checks (``dout`` shaped like ``x``,
-    in the cache's dtype). One full-size array is allocated: ``dx``.
+    in the cache's dtype). One full-size array is allocated: ``dx``. The elementwise
+    passes are split across threads, the two sums are not.
 
     With ``n`` values per channel, ``mean(dxhat) = gamma * sum(dout) / n = gamma * dbeta / n``
     and ``mean(dxhat * xhat) = gamma * dgamma / n``, so the training formula is::
@@ -412,18 +435,29 @@ def batchnorm_backward_unchecked(dout, cache):
     xhat, inv_std, gamma, axes, training = cache
     c = gamma.size
     n = xhat.size // c  # values per channel
+    ax = next(a for a in range(xhat.ndim) if a not in axes)
     # forward was: out = gamma * xhat + beta, so now:
     dbeta = dout.sum(axis=axes, keepdims=True)  # bshape
-    dx = np.multiply(dout, xhat)  # shape of x: dout * xhat for now
+    dx = np.empty(xhat.shape, np.result_type(dout, xhat))  # dout * xhat for now
+    _for_slices(xhat, ax, lambda part: np.multiply(dout[part], xhat[part], out=dx[part]))
     dgamma = dx.sum(axis=axes, keepdims=True)  # bshape
+    scale = gamma * inv_std
     # forward was: xhat = (x - mu) * inv_std, with mu and var batch statistics in training
     if training:
-        np.multiply(xhat, dgamma / n, out=dx)
-        np.subtract(dout, dx, out=dx)
-        dx -= dbeta / n  # dout - dbeta/n - xhat dgamma/n
-        dx *= gamma * inv_std
+        dgamma_n, dbeta_n = dgamma / n, dbeta / n
+
+        def chain(part):
+            np.multiply(xhat[part], dgamma_n, out=dx[part])
+            np.subtract(dout[part], dx[part], out=dx[part])
+            dx[part] -= dbeta_n  # dout - dbeta/n - xhat dgamma/n
+            dx[part] *= scale
+
     else:  # an affine map: dx = dout * gamma * inv_std
-        np.multiply(dout, gamma * inv_std, out=dx)
+
+        def chain(part):
+            np.multiply(dout[part], scale, out=dx[part])
+
+    _for_slices(xhat, ax, chain)
     return dx, dgamma.reshape(c), dbeta.reshape(c)
 
 

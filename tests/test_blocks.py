@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ds2ta_ref
-from ds2ta_ref import attention, bnlif, mlp, model, optim, sps
+from ds2ta_ref import attention, bnlif, mlp, model, optim, parallel, sps
 from ds2ta_ref import params as P
 from ds2ta_ref._checks import NonFiniteError
 from ds2ta_ref.gradcheck import check_gradients, firing_model_inputs, small_model_config
@@ -89,20 +89,28 @@ def test_bnlif_contract():
     assert dx.shape == x.shape and set(grads) == set(params)
 
 
-def test_bnlif_unchecked_rejects_a_non_finite_lif_input_and_only_that():
-    """The one finiteness check of the model's hot path: a float32 sum of the BatchNorm output,
-    with every value checked only when that sum is not finite (it overflows on large finite values)."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_bnlif_unchecked_rejects_a_non_finite_lif_input_and_only_that(threads, monkeypatch):
+    """The one finiteness check of the model's hot path: float32 sums of the BatchNorm output in
+    parts (one per thread), with every value of a part checked only when its sum is not finite (it
+    overflows on large finite values); a bad value in the first, a middle or the last part is found."""
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)  # (T, B, N, C)
     state = {"running_mean": np.zeros(5, np.float32), "running_var": np.ones(5, np.float32)}
     big = {"weight": np.ones(5, np.float32), "bias": np.full(5, 3e38, np.float32)}  # y ~ 3e38: its sum overflows
-    s, _, _ = bnlif.forward_unchecked(x, big, state, CFG, training=False)
-    assert s.shape == x.shape  # finite values whose float32 sum is infinite pass
-    for bad in (np.inf, np.nan):
-        x_bad = x.copy()
-        x_bad[1, 2, 3, 4] = bad
-        with pytest.raises(NonFiniteError, match="the BatchNorm output"):
-            bnlif.forward_unchecked(x_bad, big | {"bias": np.zeros(5, np.float32)}, state, CFG, training=False)
+    parallel.set_threads(threads)
+    try:
+        s, _, _ = bnlif.forward_unchecked(x, big, state, CFG, training=False)
+        assert s.shape == x.shape  # finite values whose float32 sum is infinite pass
+        for bad in (np.inf, -np.inf, np.nan):
+            for where in ((0, 0, 0, 0), (1, 0, 1, 2), (1, 2, 3, 4)):
+                x_bad = x.copy()
+                x_bad[where] = bad
+                with pytest.raises(NonFiniteError, match="the BatchNorm output"):
+                    bnlif.forward_unchecked(x_bad, big | {"bias": np.zeros(5, np.float32)}, state, CFG, training=False)
+    finally:
+        parallel.set_threads(None)
 
 
 def test_model_backward_reads_every_block_and_joins_prefixes():

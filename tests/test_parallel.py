@@ -1,9 +1,9 @@
 """ds2ta_ref.parallel: the elementwise kernels split across threads give the very same bits.
 
-Every kernel that splits its work (im2col and col2im of the convolution, max-pooling, the LIF
-forward and backward) is run with 1, 2 and 3 threads and the small-loop threshold removed, and
-compared with ``np.array_equal``; a deliberately wrong split (a part that skips its last
-item) is shown to be caught.
+Every kernel that splits its work (im2col and col2im of the convolution, max-pooling, the
+elementwise passes of BatchNorm, the LIF forward and backward) is run with 1, 2 and 3 threads
+and the small-loop threshold removed, and compared with ``np.array_equal``; a deliberately
+wrong split (a part that skips its last item) is shown to be caught.
 """
 
 import os
@@ -45,6 +45,21 @@ def _kernels(rng, *, with_pool=True):
             out[f"pool.{dtype.__name__}"], out[f"pool.arg.{dtype.__name__}"] = p, pcache.arg
             dp = rng.standard_normal(p.shape).astype(dtype)
             out[f"pool.dx.{dtype.__name__}"] = layers.maxpool_backward(dp, pcache)
+        for shape, axis in (((6, 3, 7, 5), 1), ((3, 5, 7, 4), -1), ((4, 5, 3), 0)):  # 0: split along axis 1
+            xb = rng.standard_normal(shape).astype(dtype)
+            c = shape[axis]
+            gamma, beta, mean = rng.standard_normal((3, c))
+            var = rng.random(c)
+            for training in (True, False):
+                key = f"bn.{axis}.{training}.{dtype.__name__}"
+                yb, out[key + ".mean"], out[key + ".var"], bcache = layers.batchnorm_forward(
+                    xb, gamma.astype(dtype), beta.astype(dtype), mean, var, axis=axis, training=training
+                )
+                out[key] = yb
+                dxb, out[key + ".dgamma"], out[key + ".dbeta"] = layers.batchnorm_backward(
+                    rng.standard_normal(shape).astype(dtype), bcache
+                )
+                out[key + ".dx"] = dxb
         current = rng.normal(0.6, 0.8, (3, 5, 11)).astype(dtype)
         for detach in (True, False):
             for smooth in (False, True):
@@ -95,7 +110,7 @@ def test_a_wrong_split_is_caught(split_everything, monkeypatch):
     parallel.set_threads(2)
     broken = _kernels(np.random.default_rng(0), with_pool=False)
     differ = [k for k in serial if not np.array_equal(serial[k], broken[k])]
-    assert any(k.startswith("conv") for k in differ) and any(k.startswith("lif") for k in differ), differ
+    assert all(any(k.startswith(name) for k in differ) for name in ("conv", "bn", "lif")), differ
 
 
 def test_for_parts_covers_the_range_once_and_raises_a_part_error(split_everything):
