@@ -24,9 +24,9 @@ microseconds.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["threads", "set_threads", "for_parts", "MIN_WORK"]
 
@@ -34,8 +34,45 @@ MIN_WORK = 1 << 16  # elements below which a loop runs in one thread
 _MAX_DEFAULT = 8
 
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 _threads: int | None = None  # None: not decided yet
+
+
+class _Workers:
+    """``n`` daemon threads that run the parts :func:`for_parts` hands them.
+
+    Daemon threads, not a ``concurrent.futures.ThreadPoolExecutor``: the executor's threads
+    are joined when the interpreter exits, and one whose start Ctrl-C interrupted (the
+    KeyboardInterrupt comes while ``Thread.start`` waits for the new thread, before the
+    executor has recorded it) never gets the executor's stop signal, so the program hung on
+    exit after Ctrl-C. Parts are only ever left running on the way out of an interrupted
+    :func:`for_parts`, which waits for every part it handed out."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._serve, args=(self._tasks,), name=f"ds2ta_ref_{i}", daemon=True).start()
+
+    @staticmethod
+    def _serve(tasks: queue.SimpleQueue) -> None:
+        while (task := tasks.get()) is not None:
+            fn, lo, hi, done = task
+            try:
+                fn(lo, hi)
+            except BaseException as exc:  # noqa: BLE001 (handed to the caller, who raises it)
+                done.put(exc)
+            else:
+                done.put(None)
+
+    def submit(self, fn: Callable[[int, int], object], lo: int, hi: int, done: queue.SimpleQueue) -> None:
+        self._tasks.put((fn, lo, hi, done))
+
+    def stop(self) -> None:
+        for _ in range(self.n):
+            self._tasks.put(None)
+
+
+_pool: _Workers | None = None
 
 
 def _default_threads() -> int:
@@ -70,18 +107,19 @@ def set_threads(n: int | None) -> None:
         raise ValueError(f"n must be a positive integer or None, got {n!r}")
     with _lock:
         if _pool is not None:
-            _pool.shutdown(wait=True)
+            _pool.stop()
             _pool = None
         _threads = None if n is None else n
 
 
-def _get_pool(workers: int) -> ThreadPoolExecutor:
+def _get_pool(workers: int) -> _Workers:
     global _pool
     with _lock:
-        if _pool is None or _pool._max_workers != workers:  # noqa: SLF001 (a pool of the size asked)
+        if _pool is None or _pool.n != workers:
             if _pool is not None:
-                _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ds2ta_ref")
+                _pool.stop()
+                _pool = None
+            _pool = _Workers(workers)
         return _pool
 
 
@@ -108,16 +146,23 @@ def for_parts(n: int, fn: Callable[[int, int], object], *, work: int) -> None:
         return
     bounds = [n * i // k for i in range(k + 1)]
     pool = _get_pool(k - 1)
-    futures: list[Future] = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(k - 1)]
+    done: queue.SimpleQueue = queue.SimpleQueue()  # one entry per finished part: None or its exception
+    handed_out = 0
     error: BaseException | None = None
     try:
+        for i in range(k - 1):
+            pool.submit(fn, bounds[i], bounds[i + 1], done)
+            handed_out += 1
         fn(bounds[k - 1], bounds[k])
     except BaseException as exc:  # noqa: BLE001 (re-raised below, once the other parts are done)
         error = exc
-    for future in futures:
+    while handed_out:  # the parts write into the caller's arrays: never return while one runs
         try:
-            future.result()
-        except BaseException as exc:  # noqa: BLE001
+            outcome = done.get()
+        except BaseException as exc:  # noqa: BLE001 (Ctrl-C while waiting: wait on, raise it after)
             error = error or exc
+            continue
+        handed_out -= 1
+        error = error or outcome
     if error is not None:
         raise error

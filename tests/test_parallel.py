@@ -9,6 +9,7 @@ wrong split (a part that skips its last item) is shown to be caught.
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -108,9 +109,57 @@ def test_a_wrong_split_is_caught(split_everything, monkeypatch):
 
     monkeypatch.setattr(parallel, "for_parts", lossy)
     parallel.set_threads(2)
-    broken = _kernels(np.random.default_rng(0), with_pool=False)
+    with np.errstate(all="ignore"):  # the skipped items hold whatever np.empty gave
+        broken = _kernels(np.random.default_rng(0), with_pool=False)
     differ = [k for k in serial if not np.array_equal(serial[k], broken[k])]
     assert all(any(k.startswith(name) for k in differ) for name in ("conv", "bn", "lif")), differ
+
+
+_INTERRUPTED_START = """
+import threading
+from ds2ta_ref import parallel
+real = threading.Thread.start
+def start(self):
+    real(self)
+    raise KeyboardInterrupt  # Ctrl-C while start() waits for the new thread
+threading.Thread.start = start
+parallel.set_threads(3)
+try:
+    parallel.for_parts(4, lambda lo, hi: None, work=1 << 20)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_as_a_worker_thread_starts_does_not_hang_the_exit():
+    """Ctrl-C while ``Thread.start`` waits for a new worker: a ThreadPoolExecutor never recorded
+    that thread, so never told it to stop, and joined it at exit: ``ds2ta-ref train`` hung after
+    Ctrl-C on a busy machine. The workers are daemon threads now. (With the executor this child
+    prints "interrupted" and then runs into the timeout.)"""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    argv = [sys.executable, "-c", _INTERRUPTED_START]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "interrupted\n", done.stderr
+
+
+def test_the_parts_run_again_after_an_interrupted_start(split_everything, monkeypatch):
+    real = threading.Thread.start
+
+    def interrupted(self):
+        real(self)
+        raise KeyboardInterrupt
+
+    parallel.set_threads(3)
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        parallel.for_parts(4, lambda lo, hi: None, work=1)
+    monkeypatch.setattr(threading.Thread, "start", real)
+    seen = []
+    parallel.for_parts(6, lambda lo, hi: seen.append((lo, hi, threading.current_thread().name)), work=1)
+    assert sorted(p[:2] for p in seen) == [(0, 2), (2, 4), (4, 6)]
+    names = {p[:2]: p[2] for p in seen}  # the caller runs the last part, the workers the others
+    assert names[(4, 6)] == threading.current_thread().name
+    assert all(names[part].startswith("ds2ta_ref_") for part in [(0, 2), (2, 4)]), names
 
 
 def test_for_parts_covers_the_range_once_and_raises_a_part_error(split_everything):
