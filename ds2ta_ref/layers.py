@@ -344,8 +344,11 @@ def _for_slices(x: np.ndarray, ax: int, fn) -> None:
     """Call ``fn(part)`` with index tuples ``part`` that split ``x`` along its first axis
     other than the channel axis ``ax`` (:func:`ds2ta_ref.parallel.for_parts`): for the
     elementwise passes of BatchNorm, whose reductions stay whole (so the numbers do not
-    depend on the number of threads)."""
-    split = 1 if ax == 0 and x.ndim > 1 else 0
+    depend on the number of threads). An ``x`` of channels only (1-D) is one part."""
+    if x.ndim == 1:
+        fn((slice(None),))
+        return
+    split = 1 if ax == 0 else 0
     before = (slice(None),) * split
     parallel.for_parts(x.shape[split], lambda lo, hi: fn((*before, slice(lo, hi))), work=x.size)
 

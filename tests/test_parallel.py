@@ -46,13 +46,14 @@ def _kernels(rng, *, with_pool=True):
             out[f"pool.{dtype.__name__}"], out[f"pool.arg.{dtype.__name__}"] = p, pcache.arg
             dp = rng.standard_normal(p.shape).astype(dtype)
             out[f"pool.dx.{dtype.__name__}"] = layers.maxpool_backward(dp, pcache)
-        for shape, axis in (((6, 3, 7, 5), 1), ((3, 5, 7, 4), -1), ((4, 5, 3), 0)):  # 0: split along axis 1
+        # axis 0: split along axis 1; (7,): channels only, eval mode
+        for shape, axis in (((6, 3, 7, 5), 1), ((3, 5, 7, 4), -1), ((4, 5, 3), 0), ((7,), 0)):
             xb = rng.standard_normal(shape).astype(dtype)
             c = shape[axis]
             gamma, beta, mean = rng.standard_normal((3, c))
             var = rng.random(c)
-            for training in (True, False):
-                key = f"bn.{axis}.{training}.{dtype.__name__}"
+            for training in (True, False)[len(shape) == 1 :]:
+                key = f"bn.{shape}.{training}.{dtype.__name__}"
                 yb, out[key + ".mean"], out[key + ".var"], bcache = layers.batchnorm_forward(
                     xb, gamma.astype(dtype), beta.astype(dtype), mean, var, axis=axis, training=training
                 )
