@@ -130,6 +130,20 @@ def torch_side(params: dict, state: dict, cfg):
     return from_numpy(params, state, cfg).train()
 
 
+def step_inputs(cfg, dtype, batch: int):
+    """Seeded ``(params, state, x, y)`` of one training step of ``cfg`` (also ``profile_step``'s)."""
+    import numpy as np
+
+    import ds2ta_ref
+
+    rng = np.random.default_rng(0)
+    params = ds2ta_ref.init_params(cfg, rng, dtype=dtype)
+    state = ds2ta_ref.init_state(cfg, dtype=dtype)
+    x = rng.uniform(0, 1, (batch, cfg.in_channels, cfg.img_size, cfg.img_size)).astype(dtype)
+    y = rng.integers(0, cfg.num_classes, batch)
+    return params, state, x, y
+
+
 def child(args) -> None:
     """Build the model of one side, warm up, time one step; print one JSON line."""
     import numpy as np
@@ -143,11 +157,7 @@ def child(args) -> None:
         memory.reuse_freed_memory()
     cfg = ds2ta_ref.preset(args.preset, T=args.T, window=args.window)
     dtype = np.dtype(args.dtype)
-    rng = np.random.default_rng(0)
-    params = ds2ta_ref.init_params(cfg, rng, dtype=dtype)
-    state = ds2ta_ref.init_state(cfg, dtype=dtype)
-    x = rng.uniform(0, 1, (args.batch, cfg.in_channels, cfg.img_size, cfg.img_size)).astype(dtype)
-    y = rng.integers(0, cfg.num_classes, args.batch)
+    params, state, x, y = step_inputs(cfg, dtype, args.batch)
     result = {}
 
     if args.child == "numpy":

@@ -66,16 +66,22 @@ def blas_kernel(env: dict[str, str]) -> str:
     )
 
 
-def run_seed(seed: int, out_dir: str, env: dict[str, str], extra: list[str]) -> dict:
-    """One ``ds2ta-ref train --seed N`` in a fresh process; its final test accuracy and wall time."""
+def train_child(seed: int, out_dir: str, env: dict[str, str], extra: list[str], what: str) -> tuple[list[dict], float]:
+    """One ``ds2ta-ref train --seed N`` in a fresh process: its per-epoch metrics (``metrics.json``)
+    and wall time. A failed run stops the script with ``what``, the exit status and the end of stderr."""
     argv = [sys.executable, "-m", "ds2ta_ref", "train", "--seed", str(seed), "--out", out_dir, "--no-progress", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"main_job: seed {seed} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise SystemExit(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     with open(os.path.join(out_dir, "metrics.json")) as f:
-        history = json.load(f)
+        return json.load(f), wall
+
+
+def run_seed(seed: int, out_dir: str, env: dict[str, str], extra: list[str]) -> dict:
+    """One ``ds2ta-ref train --seed N`` in a fresh process; its final test accuracy and wall time."""
+    history, wall = train_child(seed, out_dir, env, extra, f"main_job: seed {seed}")
     last = history[-1]
     return {"seed": seed, "epochs": len(history), "test_acc": float(last["test_acc"]), "wall_s": wall}
 

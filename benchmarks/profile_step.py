@@ -36,7 +36,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import BLAS_THREAD_TIMEOUT, matmul_gflops  # noqa: E402
+from bench_model import BLAS_THREAD_TIMEOUT, matmul_gflops, step_inputs  # noqa: E402
 from main_job import cpu_model  # noqa: E402
 
 
@@ -135,13 +135,7 @@ def build(args):
     import ds2ta_ref
 
     cfg = ds2ta_ref.preset(args.preset)
-    dtype = np.dtype(args.dtype)
-    rng = np.random.default_rng(0)
-    params = ds2ta_ref.init_params(cfg, rng, dtype=dtype)
-    state = ds2ta_ref.init_state(cfg, dtype=dtype)
-    x = rng.uniform(0, 1, (args.batch, cfg.in_channels, cfg.img_size, cfg.img_size)).astype(dtype)
-    y = rng.integers(0, cfg.num_classes, args.batch)
-    return cfg, params, state, x, y
+    return (cfg, *step_inputs(cfg, np.dtype(args.dtype), args.batch))
 
 
 def kernel_table(args, gflops_floor: float) -> tuple[list[str], list[tuple]]:

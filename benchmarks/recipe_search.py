@@ -24,29 +24,20 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from main_job import blas_kernel, cpu_model  # noqa: E402
+from main_job import blas_kernel, cpu_model, train_child  # noqa: E402
 
 
 def run(options: str, seed: int, env: dict[str, str], smoke: bool) -> dict:
     extra = shlex.split(options) + (["--epochs", "1", "--train-subset", "64", "--test-subset", "32"] if smoke else [])
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "run")
-        argv = [sys.executable, "-m", "ds2ta_ref", "train", "--seed", str(seed), "--out", out, "--no-progress", *extra]
-        t0 = time.perf_counter()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"recipe_search: {options!r} seed {seed} failed: {proc.stderr.strip()[-400:]}")
-        with open(os.path.join(out, "metrics.json")) as f:
-            history = json.load(f)
+        what = f"recipe_search: {options!r} seed {seed}"
+        history, wall = train_child(seed, os.path.join(tmp, "run"), env, extra, what)
     curve = [h["test_acc"] for h in history]
     return {
         "options": options,
