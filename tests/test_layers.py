@@ -376,6 +376,64 @@ def test_conv_by_hand_identity_and_shift():
     np.testing.assert_array_equal(layers.conv_forward(x, right)[0], expected)
 
 
+def _conv_direct(x, w):
+    """The convolution as its definition: a sum over the kernel offsets of shifted, zero-padded images."""
+    m, _, h, wd = x.shape
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    out = np.zeros((m, w.shape[0], h, wd))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("oc,mchw->mohw", w[:, :, i, j], xp[:, :, i : i + h, j : j + wd])
+    return out
+
+
+CONV_EDGE_SHAPES = [  # (M, C_in, H, W, C_out, k): images no wider than the kernel, one-pixel images, C_out <> C_in
+    (1, 1, 1, 1, 2, 3),
+    (3, 2, 1, 5, 1, 3),
+    (2, 3, 2, 2, 4, 5),
+    (2, 4, 3, 6, 2, 7),
+    (3, 2, 6, 5, 5, 3),
+]
+
+
+def _conv_errors(shape, rng):
+    """Forward error against :func:`_conv_direct`, and the backward's errors through the adjoint
+    identities ``<dy, conv(ex, w)> = <dx, ex>`` and ``<dy, conv(x, ew)> = <dw, ew>``."""
+    m, c, h, wd, o, k = shape
+    x, w = rng.standard_normal((m, c, h, wd)), rng.standard_normal((o, c, k, k))
+    y, cache = layers.conv_forward(x, w)
+    dy = rng.standard_normal(y.shape)
+    dx, dw = layers.conv_backward(dy, cache)
+    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+    return (
+        float(np.max(np.abs(y - _conv_direct(x, w)))),
+        abs(float(np.sum(dy * _conv_direct(ex, w)) - np.sum(dx * ex))),
+        abs(float(np.sum(dy * _conv_direct(x, ew)) - np.sum(dw * ew))),
+    )
+
+
+@pytest.mark.parametrize("shape", CONV_EDGE_SHAPES)
+def test_conv_matches_its_definition_at_edge_sizes(shape):
+    """The padded flat layout of the im2col (layers._Grid) at its edges: every read off the image
+    must land on a zero, also where the kernel is wider than the image."""
+    assert max(_conv_errors(shape, np.random.default_rng(0))) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        lambda g, i, j: g.lead + (g.p - i) * g.wp + (g.p - j),  # the kernel flipped: a convolution, not a correlation
+        lambda g, i, j: g.lead + (i - g.p) * g.w + (j - g.p),  # rows strided without their padding column
+    ],
+    ids=["flipped", "row-stride"],
+)
+def test_conv_definition_check_catches_a_wrong_layout(monkeypatch, offset):
+    """The check above can fail: im2col rows read from the wrong flat positions."""
+    monkeypatch.setattr(layers._Grid, "offset", offset)
+    assert max(max(_conv_errors(shape, np.random.default_rng(0))) for shape in CONV_EDGE_SHAPES) > 1e-3
+
+
 def test_maxpool_by_hand_first_maximum_wins():
     x = np.array([[1, 0, 1, 1], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]], dtype=float)[None, None]
     out, cache = layers.maxpool_forward(x)  # 3x3, stride 2, pad 1: 2x2 outputs
