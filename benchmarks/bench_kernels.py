@@ -5,7 +5,8 @@
 
 Each measurement runs in a fresh child process that imports ``ds2ta_ref`` from
 one checkout (``--baseline`` or this one), with 2 BLAS threads, builds seeded
-inputs at the ``cifar10`` preset's sizes (batch 8, T = 4, float32 by default),
+inputs at the ``cifar10`` preset's sizes (batch 8, T = 4, float32 by default; ``conv_tiny``:
+the ``tiny`` preset's, batch 64, T = 2),
 calls the kernel once to warm up and reports the median of ``--inner`` timed
 calls. The two sides alternate (baseline, this, baseline, this, ...) and the
 result is the median over ``--repeat`` pairs of the ratio baseline / this, with
@@ -103,6 +104,32 @@ d = rng.standard_normal((32, 192, 32, 32)).astype(dtype)
 def step():
     out, cache = layers.conv_forward(x, w)
     layers.conv_backward(d, cache)
+""",
+    ),
+    "conv_8x8": (
+        "conv 3x3 fwd+bwd (32, 384, 8, 8) -> 384 (cifar10's last)",
+        """
+x = (rng.random((32, 384, 8, 8)) < 0.2).astype(dtype)
+w = (rng.standard_normal((384, 384, 3, 3)) * 0.05).astype(dtype)
+d = rng.standard_normal((32, 384, 8, 8)).astype(dtype)
+def step():
+    out, cache = layers.conv_forward(x, w)
+    layers.conv_backward(d, cache)
+""",
+    ),
+    "conv_tiny": (
+        "the tiny preset's 5 convs fwd+bwd, batch 64, T = 2",
+        """
+shapes = [(1, 16, 8), (8, 16, 16), (16, 16, 32), (32, 8, 64), (64, 4, 64)]  # (C_in, H = W, C_out)
+cases = []
+for c_in, h, c_out in shapes:
+    x = (rng.random((128, c_in, h, h)) < 0.2).astype(dtype)
+    w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.05).astype(dtype)
+    cases.append((x, w, rng.standard_normal((128, c_out, h, h)).astype(dtype)))
+def step():
+    for x, w, d in cases:
+        out, cache = layers.conv_forward(x, w)
+        layers.conv_backward(d, cache)
 """,
     ),
 }

@@ -136,15 +136,15 @@ class _Grid(NamedTuple):
     is ``di*wp + dj`` further on; where that falls off the image it lands on a zero, because
     the padding to the right of a row is the padding to the left of the next one, and the
     rows below an image are the rows above the next one. So the im2col row of offset
-    ``(i, j)`` is one contiguous slice of each channel, ``flat[lead + (i-p)*wp + (j-p):][:size]``,
-    where ``size = M*hp*wp`` is the number of grid positions.
+    ``(i, j)`` is one contiguous slice of every channel, ``flat[:, s : s + size]`` with
+    ``s = lead + (i-p)*wp + (j-p)`` (:meth:`offset`), where ``size = M*hp*wp`` is the number
+    of grid positions.
 
     The convolution is computed at every grid position, padding included, and the outputs
     at padding positions are dropped: ``hp*wp / (H*W)`` times the products (1.06 at 32x32,
     1.13 at 16x16, 1.27 at 8x8, 1.56 at 4x4), for im2col copies that are ``k*k`` contiguous
-    slices instead of ``k*k`` shifted blocks with their uncovered borders zeroed (measured:
-    convolution forward and backward 30 % faster on the ``tiny`` preset's shapes, 9 % on
-    ``cifar10``'s)."""
+    slices instead of ``k*k`` shifted blocks with their uncovered borders zeroed: faster at
+    every shape of the presets but the last of ``cifar10`` (docs/benchmark.md)."""
 
     m: int
     h: int
