@@ -4,7 +4,9 @@
     python benchmarks/bench_kernels.py --baseline ../old --kernels lif,maxpool --repeat 7
 
 Each measurement runs in a fresh child process that imports ``ds2ta_ref`` from
-one checkout (``--baseline`` or this one), with 2 BLAS threads, builds seeded
+one checkout (``--baseline`` or this one), with 2 BLAS threads and OpenBLAS's kernel as the
+environment sets it (``--native``: unset, the kernel OpenBLAS picks for the CPU; the header
+names it, as threadpoolctl reports it), builds seeded
 inputs at the ``cifar10`` preset's sizes (batch 8, T = 4, float32 by default; ``conv_tiny``:
 the ``tiny`` preset's, batch 64, T = 2),
 calls the kernel once to warm up and reports the median of ``--inner`` timed
@@ -26,6 +28,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 THIS_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from bench_model import blas_kernel, child_env  # noqa: E402
 
 # name: (description, setup source building `step`, a zero-argument callable)
 KERNELS = {
@@ -155,14 +159,9 @@ def child(root: str, kernel: str, dtype_name: str, inner: int) -> None:
     print(statistics.median(times))
 
 
-def run_child(root: str, kernel: str, dtype: str, inner: int, threads: int) -> float:
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(threads),
-        OPENBLAS_NUM_THREADS=str(threads),
-        MKL_NUM_THREADS=str(threads),
-        PYTHONPATH=root,
-    )
+def run_child(root: str, kernel: str, dtype: str, inner: int, threads: int, blas: str = "env") -> float:
+    # the threads, OpenBLAS kernel setting and idle-thread timeout of bench_model's children
+    env = dict(child_env(threads, blas), PYTHONPATH=root)
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -187,6 +186,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="alternated process pairs per kernel (>= 1)")
     parser.add_argument("--inner", type=int, default=3, help="timed calls per process")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in the children: the kernel OpenBLAS picks for this CPU",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -199,19 +203,25 @@ def main(argv=None) -> int:
     unknown = sorted(set(kernels) - set(KERNELS))
     if unknown:
         parser.error(f"unknown kernels {unknown}; valid: {list(KERNELS)}")
+    if args.repeat < 1 or args.inner < 1:
+        parser.error(f"--repeat and --inner must be >= 1, got {args.repeat} and {args.inner}")
     baseline = os.path.abspath(args.baseline)
+    if not os.path.isdir(os.path.join(baseline, "ds2ta_ref")):
+        parser.error(f"--baseline {args.baseline!r} holds no ds2ta_ref/ package directory")
+    blas = "native" if args.native else "env"
     print(
         f"`{' '.join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}`: "
         f"baseline {baseline} vs this checkout {THIS_ROOT}, {args.dtype}, {args.threads} threads, "
-        f"{args.repeat} alternated process pairs, median of {args.inner} calls in each\n"
+        f"{args.repeat} alternated process pairs, median of {args.inner} calls in each; "
+        f"BLAS: {blas_kernel(args.threads, blas)}\n"
     )
     print("| kernel | baseline / this (median) | spread (min .. max) |")
     print("|---|---|---|")
     for kernel in kernels:
         ratios = []
         for _ in range(args.repeat):
-            t_base = run_child(baseline, kernel, args.dtype, args.inner, args.threads)
-            t_this = run_child(THIS_ROOT, kernel, args.dtype, args.inner, args.threads)
+            t_base = run_child(baseline, kernel, args.dtype, args.inner, args.threads, blas)
+            t_this = run_child(THIS_ROOT, kernel, args.dtype, args.inner, args.threads, blas)
             ratios.append(t_base / t_this)
         print(
             f"| {KERNELS[kernel][0]} | {statistics.median(ratios):.2f}x | {min(ratios):.2f} .. {max(ratios):.2f} |",

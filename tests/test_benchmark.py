@@ -176,3 +176,19 @@ def test_the_benchmarks_blas_setting_is_the_commands():
     assert bench.child_env(1, "env")["OPENBLAS_THREAD_TIMEOUT"] == _startup.BLAS_THREAD_TIMEOUT or (
         "OPENBLAS_THREAD_TIMEOUT" in os.environ
     )
+
+
+def test_bench_kernels_times_two_checkouts_and_names_the_blas(tmp_path):
+    """One alternated pair of this checkout against itself: a row per kernel with a ratio, and the
+    header naming the BLAS kernel the children ran; a baseline without the package is refused."""
+    script = os.path.join(BENCH, "bench_kernels.py")
+    run = [sys.executable, script, "--kernels", "lif", "--repeat", "1", "--inner", "1", "--threads", "1"]
+    proc = subprocess.run(run + ["--baseline", ROOT, "--native"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    header, table = proc.stdout.split("\n\n", 1)
+    assert "BLAS: " in header and "1 threads" in header.split("BLAS: ")[1], header
+    rows = [line for line in table.splitlines() if line.startswith("| LIF")]
+    assert len(rows) == 1, table
+    assert float(rows[0].split("|")[2].strip().rstrip("x")) > 0, rows
+    refused = subprocess.run(run + ["--baseline", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "holds no ds2ta_ref/ package directory" in refused.stderr, refused.stderr
