@@ -31,6 +31,19 @@ THIS_ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from bench_model import blas_kernel, child_env  # noqa: E402
 
+# convolutions, forward and backward, at (M, C_in, H = W, C_out) shapes: spikes in, 3x3 weights
+_CONVS = """
+cases = []
+for m, c_in, h, c_out in {shapes}:
+    x = (rng.random((m, c_in, h, h)) < 0.2).astype(dtype)
+    w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.05).astype(dtype)
+    cases.append((x, w, rng.standard_normal((m, c_out, h, h)).astype(dtype)))
+def step():
+    for x, w, d in cases:
+        out, cache = layers.conv_forward(x, w)
+        layers.conv_backward(d, cache)
+"""
+
 # name: (description, setup source building `step`, a zero-argument callable)
 KERNELS = {
     "lif": (
@@ -99,42 +112,16 @@ def step():
     layers.linear_backward(d, cache)
 """,
     ),
-    "conv": (
-        "conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192",
-        """
-x = (rng.random((32, 96, 32, 32)) < 0.2).astype(dtype)
-w = (rng.standard_normal((192, 96, 3, 3)) * 0.05).astype(dtype)
-d = rng.standard_normal((32, 192, 32, 32)).astype(dtype)
-def step():
-    out, cache = layers.conv_forward(x, w)
-    layers.conv_backward(d, cache)
-""",
-    ),
+    "conv": ("conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192", _CONVS.format(shapes=[(32, 96, 32, 192)])),
     "conv_8x8": (
         "conv 3x3 fwd+bwd (32, 384, 8, 8) -> 384 (cifar10's last)",
-        """
-x = (rng.random((32, 384, 8, 8)) < 0.2).astype(dtype)
-w = (rng.standard_normal((384, 384, 3, 3)) * 0.05).astype(dtype)
-d = rng.standard_normal((32, 384, 8, 8)).astype(dtype)
-def step():
-    out, cache = layers.conv_forward(x, w)
-    layers.conv_backward(d, cache)
-""",
+        _CONVS.format(shapes=[(32, 384, 8, 384)]),
     ),
     "conv_tiny": (
         "the tiny preset's 5 convs fwd+bwd, batch 64, T = 2",
-        """
-shapes = [(1, 16, 8), (8, 16, 16), (16, 16, 32), (32, 8, 64), (64, 4, 64)]  # (C_in, H = W, C_out)
-cases = []
-for c_in, h, c_out in shapes:
-    x = (rng.random((128, c_in, h, h)) < 0.2).astype(dtype)
-    w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.05).astype(dtype)
-    cases.append((x, w, rng.standard_normal((128, c_out, h, h)).astype(dtype)))
-def step():
-    for x, w, d in cases:
-        out, cache = layers.conv_forward(x, w)
-        layers.conv_backward(d, cache)
-""",
+        _CONVS.format(
+            shapes=[(128, 1, 16, 8), (128, 8, 16, 16), (128, 16, 16, 32), (128, 32, 8, 64), (128, 64, 4, 64)]
+        ),
     ),
 }
 
