@@ -773,7 +773,9 @@ def mean_backward(dout: np.ndarray, cache: MeanCache) -> np.ndarray:
     kept = tuple(s for a, s in enumerate(shape) if a not in axes)
     dout = _check_dout(dout, kept, dtype)
     n = int(np.prod([shape[a] for a in axes]))
-    return np.broadcast_to(np.expand_dims(dout, axes) / n, shape).astype(dtype)  # a fresh array
+    # a fresh, C-ordered array: astype's default order "K" would keep the broadcast's strides, and
+    # every later pass over dx (the residual adds of each block's backward) would run strided
+    return np.broadcast_to(np.expand_dims(dout, axes) / n, shape).astype(dtype, order="C")
 
 
 # ----------------------------------------------------------------- cross-entropy
