@@ -510,6 +510,7 @@ def main(argv=None) -> int:
         "does (freed memory is reused, not page-faulted in anew each step); default: glibc as it is",
     )
     parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS, type=int if name in ("batch", "T", "window") else str)
     args = parser.parse_args(argv)
@@ -521,6 +522,8 @@ def main(argv=None) -> int:
         return 0
     if args.repeat < 1 or args.inner < 1:
         parser.error("--repeat and --inner must be >= 1")
+    if args.out and os.path.exists(args.out) and not args.force:
+        parser.error(f"argument --out: {args.out} exists (a recorded run); pass --force to replace it")
     if args.smoke:
         args.repeat, args.sweep_repeat = 1, 1
         args.points, args.dtypes = [("tiny", 2)], ["float32"]

@@ -121,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="1 epoch on 128/64 digits: checks the script, seconds")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the rows and machine as JSON")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json record")
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         parser.error(f"argument --seeds: distinct non-negative seeds expected, got {args.seeds}")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         parser.error(f"argument --json: the folder of {args.json} does not exist")
+    if args.json and os.path.exists(args.json) and not args.force:
+        parser.error(f"argument --json: {args.json} exists (a recorded run); pass --force to replace it")
     env = child_env(args.native)
     extra = ["--epochs", "1", "--train-subset", "128", "--test-subset", "64"] if args.smoke else []
     kernel = blas_kernel(env)

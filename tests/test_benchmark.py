@@ -192,3 +192,18 @@ def test_bench_kernels_times_two_checkouts_and_names_the_blas(tmp_path):
     assert float(rows[0].split("|")[2].strip().rstrip("x")) > 0, rows
     refused = subprocess.run(run + ["--baseline", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "holds no ds2ta_ref/ package directory" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("script, option", [("bench_model.py", "--out"), ("main_job.py", "--json")])
+def test_a_recorded_run_is_not_overwritten_without_force(script, option, tmp_path):
+    """An existing record is refused before anything runs, in one line that names --force."""
+    record = tmp_path / "record"
+    record.write_text("a recorded run\n")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, script), option, str(record), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "exists (a recorded run); pass --force to replace it" in proc.stderr
+    assert record.read_text() == "a recorded run\n"
