@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import bnlif, lif, nsad, tasa
+from . import bnlif, lif, nsad, parallel, tasa
 from .config import ModelConfig
 from .names import checked_block_inputs, join, sub
 
@@ -161,7 +161,8 @@ def forward_unchecked(
         new_state.update(bn_state)
         heads[site] = _split_heads(s, cfg.heads)  # (T, B, H, N, d)
     q, k, v = heads["q"], heads["k"], heads["v"]
-    S = q @ k.swapaxes(-1, -2)  # (T, B, H, N, N) counts in [0, d]
+    # the per-head products are small: parallel.matmul runs the stack's time steps on every core
+    S = parallel.matmul(q, k.swapaxes(-1, -2))  # (T, B, H, N, N) counts in [0, d]
     nsad_cache = None
     if cfg.nsad:
         A, nsad_cache = nsad.forward_unchecked(
@@ -175,7 +176,7 @@ def forward_unchecked(
         )
     else:
         A = S
-    y_in = _merge_heads((A @ v) * cfg.scale)  # (T, B, N, D)
+    y_in = _merge_heads(parallel.matmul(A, v) * cfg.scale)  # (T, B, N, D)
     y, attn_lif_cache = bnlif.lif_forward(y_in, cfg, smooth=smooth, v_threshold=cfg.attn_v_threshold)
     out, bn_state, sites["proj"] = _site_forward(y, "proj", params, state, cfg, training, smooth)  # (T, B, N, D)
     new_state.update(bn_state)
@@ -196,8 +197,8 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     dy = _site_backward(dout, cache.sites["proj"], "proj", cfg, grads)  # (T, B, N, D)
     dy_in = lif.backward_unchecked(dy, cache.attn_lif)  # (T, B, N, D)
     dAv = _split_heads(dy_in, cfg.heads) * cfg.scale  # (T, B, H, N, d)
-    dA = dAv @ cache.v.swapaxes(-1, -2)  # (T, B, H, N, N)
-    dv = cache.A.swapaxes(-1, -2) @ dAv  # (T, B, H, N, d)
+    dA = parallel.matmul(dAv, cache.v.swapaxes(-1, -2))  # (T, B, H, N, N)
+    dv = parallel.matmul(cache.A.swapaxes(-1, -2), dAv)  # (T, B, H, N, d)
     # forward was: A = NSAD(S), so now:
     if cache.nsad is not None:  # cfg.nsad
         dS, grads["nsad"] = nsad.backward_unchecked(dA, cache.nsad)
@@ -206,8 +207,8 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     else:
         dS = dA
     # forward was: S = q @ k^T, so now:
-    dq = dS @ cache.k  # (T, B, H, N, d)
-    dk = dS.swapaxes(-1, -2) @ cache.q  # (T, B, H, N, d)
+    dq = parallel.matmul(dS, cache.k)  # (T, B, H, N, d)
+    dk = parallel.matmul(dS.swapaxes(-1, -2), cache.q)  # (T, B, H, N, d)
     # forward was: q, k, v = site(x_mix) with one x_mix, so now: recompute it once for the three dweight
     x_mix = cache.sites["q"].tasa.x_mix  # (T, B, N, D)
     dx: Any = 0  # becomes (T, B, N, D)

@@ -1,11 +1,13 @@
 """Elementwise work on every core: a loop over independent slices, split across threads.
 
-The BLAS runs matrix products on every core, but the work between them (the im2col
-copies of a convolution, the LIF neuron's loop over time, max-pooling) is NumPy
-ufuncs and copies on one core. Those release the GIL, so threads do run them in
-parallel. :func:`for_parts` splits such a loop over ``n`` independent items (channels,
-neurons, images) into contiguous parts, one per thread, and the caller's function
-fills its own part of arrays allocated beforehand::
+The BLAS runs large matrix products on every core, but the work between them (the im2col
+copies of a convolution, the LIF neuron's loop over time, max-pooling) is NumPy ufuncs
+and copies on one core, and so is a stack of small products (the attention's per-head
+``q k^T``), which NumPy hands to the BLAS one small matrix at a time. Those release the
+GIL, so threads do run them in parallel. :func:`for_parts` splits such a loop over ``n``
+independent items (channels, neurons, images) into contiguous parts, one per thread, and
+the caller's function fills its own part of arrays allocated beforehand (:func:`matmul`
+does this for a stack of products)::
 
     out = np.empty_like(x)
     parallel.for_parts(len(x), lambda lo, hi: np.multiply(x[lo:hi], 2, out=out[lo:hi]), work=x.size)
@@ -28,7 +30,9 @@ import queue
 import threading
 from collections.abc import Callable
 
-__all__ = ["threads", "set_threads", "for_parts", "MIN_WORK"]
+import numpy as np
+
+__all__ = ["threads", "set_threads", "for_parts", "matmul", "MIN_WORK"]
 
 MIN_WORK = 1 << 16  # elements below which a loop runs in one thread
 _MAX_DEFAULT = 8
@@ -166,3 +170,21 @@ def for_parts(n: int, fn: Callable[[int, int], object], *, work: int) -> None:
         error = error or outcome
     if error is not None:
         raise error
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for stacks of matrices with the same leading axes ``(n, ..., p, q) @ (n, ..., q, r)``,
+    the stack split along its first axis across threads (:func:`for_parts`).
+
+    NumPy multiplies a stack one matrix at a time, and each small product runs on one core;
+    here each thread runs ``np.matmul`` on its own slice of the stack, so every matrix is the
+    very product NumPy's would be, bit for bit, for any number of threads."""
+    if a.ndim < 3 or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"a and b must be stacks with the same leading axes, got shapes {a.shape} and {b.shape}")
+    out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
+    for_parts(
+        out.shape[0],
+        lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
+        work=out.size * a.shape[-1],
+    )
+    return out

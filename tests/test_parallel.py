@@ -1,9 +1,10 @@
 """ds2ta_ref.parallel: the elementwise kernels split across threads give the very same bits.
 
 Every kernel that splits its work (im2col and col2im of the convolution, max-pooling, the
-elementwise passes of BatchNorm, the LIF forward and backward) is run with 1, 2 and 3 threads
-and the small-loop threshold removed, and compared with ``np.array_equal``; a deliberately
-wrong split (a part that skips its last item) is shown to be caught.
+elementwise passes of BatchNorm, the LIF forward and backward, the attention's stacked
+products) is run with 1, 2 and 3 threads and the small-loop threshold removed, and
+compared with ``np.array_equal``; a deliberately wrong split (a part that skips its last
+item) is shown to be caught.
 """
 
 import os
@@ -62,6 +63,8 @@ def _kernels(rng, *, with_pool=True):
                     rng.standard_normal(shape).astype(dtype), bcache
                 )
                 out[key + ".dx"] = dxb
+        a = (rng.random((5, 2, 6, 4)) < 0.5).astype(dtype)  # a stack of spike matrices, as the attention's
+        out[f"matmul.{dtype.__name__}"] = parallel.matmul(a, rng.standard_normal((5, 2, 4, 3)).astype(dtype))
         current = rng.normal(0.6, 0.8, (3, 5, 11)).astype(dtype)
         for detach in (True, False):
             for smooth in (False, True):
@@ -81,6 +84,18 @@ def test_kernels_are_bit_identical_for_any_number_of_threads(split_everything, n
     assert serial.keys() == split.keys()
     differ = [k for k in serial if not np.array_equal(serial[k], split[k])]
     assert not differ, differ
+
+
+def test_matmul_is_numpys_stacked_product_and_checks_its_stacks(split_everything):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((4, 3, 5, 6)), rng.standard_normal((4, 3, 6, 2))
+    parallel.set_threads(2)
+    assert np.array_equal(parallel.matmul(a, b), a @ b)
+    assert np.array_equal(parallel.matmul(a, b.swapaxes(-1, -2).swapaxes(-1, -2)), a @ b)
+    with pytest.raises(ValueError, match="same leading axes"):
+        parallel.matmul(a, b[:3])
+    with pytest.raises(ValueError, match="same leading axes"):
+        parallel.matmul(a[0, 0], b[0, 0])  # plain matrices: not a stack
 
 
 def test_the_whole_model_is_bit_identical_with_threads(split_everything):
@@ -113,7 +128,7 @@ def test_a_wrong_split_is_caught(split_everything, monkeypatch):
     with np.errstate(all="ignore"):  # the skipped items hold whatever np.empty gave
         broken = _kernels(np.random.default_rng(0), with_pool=False)
     differ = [k for k in serial if not np.array_equal(serial[k], broken[k])]
-    assert all(any(k.startswith(name) for k in differ) for name in ("conv", "bn", "lif")), differ
+    assert all(any(k.startswith(name) for k in differ) for name in ("conv", "bn", "lif", "matmul")), differ
 
 
 _INTERRUPTED_START = """
