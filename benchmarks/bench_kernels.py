@@ -112,6 +112,20 @@ def step():
     layers.linear_backward(d, cache)
 """,
     ),
+    "attention": (
+        "attention block fwd+bwd (TASA, NSAD, BN+LIF), cifar10 preset, x (4, 8, 64, 384)",
+        """
+from ds2ta_ref import attention, model, params as P, preset
+cfg = preset("cifar10")
+params = P.sub(model.init_params(cfg, rng, dtype=dtype), "block.0.attn")
+state = P.sub(model.init_state(cfg, dtype=dtype), "block.0.attn")
+x = rng.integers(0, 3, (cfg.T, 8, cfg.num_tokens, cfg.dim)).astype(dtype)
+d = rng.standard_normal(x.shape).astype(dtype)
+def step():
+    out, _, cache = attention.forward(x, params, state, cfg, training=True)
+    attention.backward(d, cache)
+""",
+    ),
     "conv": ("conv 3x3 fwd+bwd (32, 96, 32, 32) -> 192", _CONVS.format(shapes=[(32, 96, 32, 192)])),
     "conv_8x8": (
         "conv 3x3 fwd+bwd (32, 384, 8, 8) -> 384 (cifar10's last)",

@@ -21,7 +21,7 @@ Spikformer's CIFAR code (``q_linear.weight``, ``q_bn.bias``, ...); DS2TA adds
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -108,19 +108,30 @@ def _site_forward(x, site, params, state, cfg, training, smooth, x_mix=None):
     return s, join(f"{site}_bn", bn_state), SiteCache(tasa_cache, unit_cache)
 
 
-def _site_backward(ds, cache: SiteCache, site, cfg, grads, x_mix=None):
-    """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` is shared);
-    ``x_mix``: the site's TASA mix if already recomputed (q, k and v share one)."""
+def _site_backward(ds, cache: SiteCache, site, cfg, grads):
+    """Backward of :func:`_site_forward`; adds the site's gradients into ``grads`` (``tau`` may be shared)."""
+    dx_mix = _site_product_backward(ds, cache, site, grads)
+    dx, dtau = tasa.mix_backward_unchecked(dx_mix, cache.tasa)
+    _add_dtau(grads, site, cfg, dtau)
+    return dx
+
+
+def _site_product_backward(ds, cache: SiteCache, site, grads, x_mix=None):
+    """Backward of :func:`_site_forward` down to its TASA mix: ``dx_mix``; puts the site's BN and
+    linear gradients in ``grads``. ``x_mix``: the site's TASA mix if already recomputed."""
     dz, bn_grads = bnlif.backward_unchecked(ds, cache.unit)
-    dx, dw, db, dtau = tasa.backward_unchecked(dz, cache.tasa, x_mix)
+    dx_mix, dw, db = tasa.product_backward_unchecked(dz, cache.tasa, x_mix)
     grads.update(join(f"{site}_bn", bn_grads))
     grads[f"{site}_linear.weight"] = dw
     if db is not None:
         grads[f"{site}_linear.bias"] = db
+    return dx_mix
+
+
+def _add_dtau(grads, site, cfg, dtau):
     if cfg.tasa and dtau is not None:  # dtau is None for a frozen tau: it gets no gradient at all
         name = tau_name(site, cfg)
         grads[name] = grads.get(name, 0.0) + np.asarray(dtau)  # tau fans out to the sites: +=
-    return dx
 
 
 def _split_heads(x, H):
@@ -209,9 +220,16 @@ def backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray, dict]
     # forward was: S = q @ k^T, so now:
     dq = parallel.matmul(dS, cache.k)  # (T, B, H, N, d)
     dk = parallel.matmul(dS.swapaxes(-1, -2), cache.q)  # (T, B, H, N, d)
-    # forward was: q, k, v = site(x_mix) with one x_mix, so now: recompute it once for the three dweight
+    # forward was: q, k, v = LIF(BN(x_mix @ W^T + b)) per site, with one x_mix = mix(x) and one tau,
+    # so now: recompute x_mix once for the three dweight, and add the three dx_mix, since the mix is
+    # linear and shared: its backward (and dtau) runs once, on the sum
     x_mix = cache.sites["q"].tasa.x_mix  # (T, B, N, D)
-    dx: Any = 0  # becomes (T, B, N, D)
-    for site, dh in (("q", dq), ("k", dk), ("v", dv)):
-        dx = dx + _site_backward(_merge_heads(dh), cache.sites[site], site, cfg, grads, x_mix)  # x fans out: +=
+    dx_mix, dx_mix_k, dx_mix_v = (
+        _site_product_backward(_merge_heads(dh), cache.sites[site], site, grads, x_mix)
+        for site, dh in (("q", dq), ("k", dk), ("v", dv))
+    )  # each (T, B, N, D), fresh arrays: add in place
+    dx_mix += dx_mix_k
+    dx_mix += dx_mix_v
+    dx, dtau = tasa.mix_backward_unchecked(dx_mix, cache.sites["q"].tasa)
+    _add_dtau(grads, "q", cfg, dtau)
     return dx, grads

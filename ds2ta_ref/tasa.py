@@ -62,6 +62,8 @@ __all__ = [
     "backward",
     "forward_unchecked",
     "backward_unchecked",
+    "product_backward_unchecked",
+    "mix_backward_unchecked",
     "mix_unchecked",
     "decay_factors",
     "tau_used",
@@ -260,9 +262,18 @@ def backward_unchecked(dout, cache, x_mix=None):
     """:func:`backward` without argument checks (``dout`` ``(T, ..., D_out)`` in the
     compute dtype). ``x_mix``: ``cache.x_mix`` if the caller has it (layers sharing one
     input and ``tau`` recompute it once), else recomputed here."""
+    dx_mix, dweight, dbias = product_backward_unchecked(dout, cache, x_mix)
+    ds, dtau = mix_backward_unchecked(dx_mix, cache)
+    return ds, dweight, dbias, dtau
+
+
+def product_backward_unchecked(dout, cache, x_mix=None):
+    """The first half of :func:`backward_unchecked`, through the product only:
+    ``(dx_mix, dweight, dbias)``, ``dx_mix`` ``(T, ..., D_in)``. Layers that share one
+    mix (q, k and v) add their ``dx_mix`` and run :func:`mix_backward_unchecked` once on
+    the sum: the mix is linear, so that is the sum of their ``ds`` and of their ``dtau``."""
     s, weight = cache.s, cache.weight
     d_out, d_in = weight.shape
-    T = s.shape[0]
     dout2 = dout.reshape(-1, d_out)  # (rows, D_out), rows = T * B * N ...
     if x_mix is None:
         x_mix = cache.x_mix  # (T, ..., D_in) recomputed from s
@@ -271,7 +282,15 @@ def backward_unchecked(dout, cache, x_mix=None):
     dbias = dout2.sum(axis=0) if cache.has_bias else None  # (D_out,)
     dweight = rows_product(dout2, x_mix.reshape(-1, d_in))  # dout2^T @ x_mix: (D_out, D_in)
     dx_mix = (dout2 @ weight).reshape(s.shape)  # (T, ..., D_in)
+    return dx_mix, dweight, dbias
 
+
+def mix_backward_unchecked(dx_mix, cache):
+    """The second half of :func:`backward_unchecked`, through the mix:
+    ``(ds, dtau)`` from the gradient ``dx_mix`` ``(T, ..., D_in)`` of ``cache``'s mix
+    (``dtau`` ``None`` if ``frozen_tau``). ``ds`` is ``dx_mix`` itself for a window of 1."""
+    s = cache.s
+    T = s.shape[0]
     # forward was: x_mix[t] += df(lag) * s[t - lag] for each lag, so now:
     lags = min(cache.window, T)
     ds = dx_mix if lags == 1 else dx_mix.copy()  # lag 0, factor 1
@@ -284,4 +303,4 @@ def backward_unchecked(dout, cache, x_mix=None):
             # d df(lag) / d tau = -lag * ln 2 * df(lag)
             dot = float(np.sum(np.multiply(dx_mix[lag:], s[: T - lag], out=term[: T - lag]), dtype=np.float64))
             dtau += dot * (-lag * math.log(2.0)) * float(cache.factors[lag])
-    return ds, dweight, dbias, dtau
+    return ds, dtau
