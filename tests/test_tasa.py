@@ -402,3 +402,31 @@ def test_a_shared_mix_gives_the_same_numbers_bit_for_bit(window, continuous):
     other = tasa.mix_unchecked(s, **dict(opts, tau=0.0))
     out3, _ = tasa.forward_unchecked(s, weight, bias, **opts, x_mix=other)
     assert (out3.tobytes() == out.tobytes()) == (window == 1)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_sites_sharing_a_mix_add_their_dx_mix_before_its_backward(window):
+    """The attention's q, k and v share one mix: the sum of their three ``backward``s (ds and
+    dtau) is the mix backward of the summed ``dx_mix`` (the same sums in another order: float64
+    to rounding), and the two halves compose to ``backward_unchecked`` bit for bit."""
+    rng = np.random.default_rng(1)
+    s = (rng.random((4, 2, 5, 3)) < 0.4).astype(np.float64)  # (T, B, N, D_in)
+    caches, douts = [], []
+    for _ in range(3):
+        weight = rng.standard_normal((6, 3))
+        caches.append(tasa.forward_unchecked(s, weight, None, tau=1.0, window=window)[1])
+        douts.append(rng.standard_normal((4, 2, 5, 6)))
+    separate = [tasa.backward_unchecked(d, c) for d, c in zip(douts, caches)]
+    halves = [tasa.product_backward_unchecked(d, c) for d, c in zip(douts, caches)]
+    for (ds, dw, db, dtau), (dx_mix, dw2, db2) in zip(separate, halves):
+        ds2, dtau2 = tasa.mix_backward_unchecked(dx_mix, caches[0])
+        assert ds2.tobytes() == ds.tobytes() and dtau2 == dtau and dw2.tobytes() == dw.tobytes() and db2 is db
+    summed_ds, summed_dtau = tasa.mix_backward_unchecked(sum(h[0] for h in halves), caches[0])
+    np.testing.assert_allclose(summed_ds, sum(r[0] for r in separate), rtol=1e-12, atol=1e-12)
+    if window == 1:
+        assert summed_dtau == 0.0  # no lag: nothing depends on tau
+    else:
+        assert math.isclose(summed_dtau, sum(r[3] for r in separate), rel_tol=1e-12)
+        # and the check can fail: one site's dx_mix left out of the sum
+        partial, _ = tasa.mix_backward_unchecked(halves[0][0] + halves[1][0], caches[0])
+        assert not np.allclose(partial, sum(r[0] for r in separate), rtol=1e-12, atol=1e-12)
