@@ -3,6 +3,7 @@
     python benchmarks/bench_model.py                 # the full table (~10-20 minutes on 2 cores)
     python benchmarks/bench_model.py --smoke         # seconds: tiny sizes, 1 repeat (CI)
     python benchmarks/bench_model.py --repeat 7 --out bench.md
+    python benchmarks/bench_model.py --matmul        # seconds: is the machine as quiet as a recorded run?
 
 Method, chosen so that a burst of load on a shared machine cannot decide a ratio:
 
@@ -509,6 +510,13 @@ def main(argv=None) -> int:
         help="reuse: both sides call ds2ta_ref.memory.reuse_freed_memory() first, as ds2ta-ref train "
         "does (freed memory is reused, not page-faulted in anew each step); default: glibc as it is",
     )
+    parser.add_argument(
+        "--matmul",
+        action="store_true",
+        help="only print the large float32 matmul rate of each --kernels setting, each in a fresh "
+        "child as the floor is measured, and exit (seconds): against a recorded run's 'Large "
+        "matmul' line it tells whether the machine is as quiet now",
+    )
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     for name in ("child", "preset", "batch", "dtype", "T", "window"):  # child-process arguments
@@ -522,6 +530,11 @@ def main(argv=None) -> int:
         return 0
     if args.repeat < 1 or args.inner < 1:
         parser.error("--repeat and --inner must be >= 1")
+    if args.matmul:
+        for kernel in args.kernels:
+            rate = run_child("gemm", args.threads, kernel, dtype="float32")["gflops"]
+            print(f"{kernel}: {blas_kernel(args.threads, kernel)}: large float32 matmul {rate:.0f} GFLOP/s")
+        return 0
     if args.out and os.path.exists(args.out) and not args.force:
         parser.error(f"argument --out: {args.out} exists (a recorded run); pass --force to replace it")
     if args.smoke:

@@ -2,6 +2,7 @@
 and its PyTorch side (the package's model, ds2ta_ref.torch) computes the same model as the NumPy reference."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -95,6 +96,23 @@ def test_smoke_mode_prints_the_tables():
         assert "PyTorch comparison skipped" in out
     else:
         assert "skipped" not in out
+
+
+def test_matmul_probe_prints_one_rate_per_kernel_setting():
+    """``--matmul``: the quiet check, the floor's matmul alone, one line per kernel setting."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "bench_model.py"), "--matmul", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["env", "native"], lines
+    rates = [re.fullmatch(r".*openblas.*, 1 threads: large float32 matmul (\d+) GFLOP/s", line) for line in lines]
+    assert all(rates) and all(int(r.group(1)) > 0 for r in rates), lines
 
 
 def test_flop_count_of_the_cifar10_step():
