@@ -109,7 +109,12 @@ def test_the_benchmark_tables_are_recorded_runs():
 
 @pytest.mark.parametrize(
     "record, rows",
-    [("recipe_search_haswell_1thread.jsonl", 40), ("recipe_search_haswell_1thread_seeds3-8.jsonl", 3)],
+    [
+        ("recipe_search_haswell_1thread.jsonl", 40),
+        ("recipe_search_haswell_1thread_seeds3-8.jsonl", 3),
+        ("recipe_search_defaults_5a81513_haswell_1thread.jsonl", 1),
+        ("recipe_search_defaults_ee5dd3d_haswell_1thread.jsonl", 1),
+    ],
 )
 def test_the_recipe_search_tables_are_their_records(record, rows):
     import importlib.util
