@@ -69,18 +69,18 @@ def test_profile_step_accounts_for_the_step():
         assert len(conv_rows) == 6, proc.stdout  # the tiny model's five convolutions and their sum
 
 
+def _bench_model(*args: str, timeout: int) -> str:
+    """The stdout of ``benchmarks/bench_model.py *args`` in a child importing this checkout; it must succeed."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.join(BENCH, "bench_model.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.mark.slow
 def test_smoke_mode_prints_the_tables():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "bench_model.py"), "--smoke", "--threads", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = _bench_model("--smoke", "--threads", "1", timeout=600)
     assert out.startswith("Command: `python benchmarks/bench_model.py --smoke --threads 1`")
     assert "Machine: " in out and "Date: " in out and "GFLOP/s" in out
     rows = [line for line in out.splitlines() if line.startswith("| tiny | 2 | float32 |")]
@@ -100,16 +100,7 @@ def test_smoke_mode_prints_the_tables():
 
 def test_matmul_probe_prints_one_rate_per_kernel_setting():
     """``--matmul``: the quiet check, the floor's matmul alone, one line per kernel setting."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "bench_model.py"), "--matmul", "--threads", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _bench_model("--matmul", "--threads", "1", timeout=120).splitlines()
     assert [line.split(":")[0] for line in lines] == ["env", "native"], lines
     rates = [re.fullmatch(r".*openblas.*, 1 threads: large float32 matmul (\d+) GFLOP/s", line) for line in lines]
     assert all(rates) and all(int(r.group(1)) > 0 for r in rates), lines
