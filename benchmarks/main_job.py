@@ -10,7 +10,9 @@ machines pick different ones, and ``OPENBLAS_CORETYPE`` forces one) and between 
 counts, and a single spike that flips changes the run from there on. So the README gives the
 main job as the mean and range over seeds 0-2 and names the CPU, the kernel and the threads,
 all printed here. Each seed runs in its own fresh process, one after the other; the wall time
-is that process's, start-up included (measure on a quiet machine).
+is that process's, start-up included (measure on a quiet machine: the rate of a large float32
+matmul, printed and recorded at the start and the end, shows another tenant's load, which the
+load average does not).
 """
 
 from __future__ import annotations
@@ -98,16 +100,34 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+_MATMUL_PROBE = """
+import sys, numpy
+sys.path.insert(0, sys.argv[1])
+from bench_model import matmul_gflops
+print(matmul_gflops(numpy.float32))
+"""
+
+
+def matmul_rate(env: dict[str, str]) -> float:
+    """GFLOP/s of bench_model's large float32 matmul (the step benchmark's floor) in a child with
+    ``env``: a neighbour's load on a shared machine shows here, not in the load average."""
+    out = subprocess.run([sys.executable, "-c", _MATMUL_PROBE, HERE], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"main_job: the matmul probe failed: {out.stderr.strip()[-500:]}")
+    return round(float(out.stdout), 1)
+
+
 def readme_row(record: dict) -> str:
     """The README's row for one recorded run of this script (``--json``); tests/test_readme.py
     checks that every record in benchmarks/results/ appears in the README exactly so."""
     accs = [100 * r["test_acc"] for r in record["rows"]]
     walls = [r["wall_s"] for r in record["rows"]]
     seeds = " | ".join(f"{a:.2f}%" for a in accs)
+    matmul = " / ".join(f"{rate:.0f}" for rate in record["matmul_gflops"])
     return (
         f"| {record['cpu']} | {record['blas']} | {seeds} | **{statistics.mean(accs):.2f}%** "
         f"({min(accs):.2f} .. {max(accs):.2f}) | {statistics.mean(walls):.0f} ({min(walls):.0f} .. "
-        f"{max(walls):.0f}) | `{record['command']}` ({record['date']} UTC) |"
+        f"{max(walls):.0f}) | {matmul} | `{record['command']}` ({record['date']} UTC) |"
     )
 
 
@@ -134,13 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     kernel = blas_kernel(env)
     command = " ".join(["python benchmarks/main_job.py", *(argv if argv is not None else sys.argv[1:])])
     date, load_start = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), os.getloadavg()[0]
+    matmul_start = matmul_rate(env)
     print(f"Command: `{command}`")
     print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; BLAS: {kernel}")
-    print(f"Date: {date} UTC; load average (1 min) at start {load_start:.1f}")
+    print(f"Date: {date} UTC; load average (1 min) at start {load_start:.1f}", end="")
+    print(f"; large float32 matmul {matmul_start} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_seed(seed, os.path.join(tmp, f"seed{seed}"), env, extra) for seed in args.seeds]
-    load_end = os.getloadavg()[0]
-    print(f"Load average (1 min) at end {load_end:.1f}")
+    load_end, matmul_end = os.getloadavg()[0], matmul_rate(env)
+    print(f"Load average (1 min) at end {load_end:.1f}; large float32 matmul {matmul_end} GFLOP/s")
     print()
     print("\n".join(table(rows)))
     if args.json:
@@ -150,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "blas": kernel,
             "date": date,
             "load_average": [load_start, load_end],
+            "matmul_gflops": [matmul_start, matmul_end],  # float32, at start and end: how quiet the machine was
             "rows": rows,
         }
         print()

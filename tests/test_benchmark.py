@@ -1,6 +1,7 @@
 """The benchmark: its smoke mode runs and prints its tables (no timing is asserted),
 and its PyTorch side (the package's model, ds2ta_ref.torch) computes the same model as the NumPy reference."""
 
+import json
 import os
 import re
 import subprocess
@@ -216,3 +217,18 @@ def test_a_recorded_run_is_not_overwritten_without_force(script, option, tmp_pat
     )
     assert proc.returncode == 2 and "exists (a recorded run); pass --force to replace it" in proc.stderr
     assert record.read_text() == "a recorded run\n"
+
+
+@pytest.mark.slow
+def test_main_job_records_how_quiet_the_machine_was(tmp_path):
+    """``main_job.py --json``: the record holds the seeds' rows, the load average and the large
+    matmul's rate at the start and the end (a neighbour's load shows in the rate only)."""
+    record = tmp_path / "main_job.json"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.join(BENCH, "main_job.py"), "--smoke", "--seeds", "0", "--json", str(record)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(record.read_text())
+    assert [r["seed"] for r in saved["rows"]] == [0] and 0 <= saved["rows"][0]["test_acc"] <= 1
+    assert len(saved["matmul_gflops"]) == 2 and all(rate > 0 for rate in saved["matmul_gflops"]), saved
+    assert f"large float32 matmul {saved['matmul_gflops'][0]} GFLOP/s" in proc.stdout
