@@ -100,21 +100,15 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-_MATMUL_PROBE = """
-import sys, numpy
-sys.path.insert(0, sys.argv[1])
-from bench_model import matmul_gflops
-print(matmul_gflops(numpy.float32))
-"""
-
-
 def matmul_rate(env: dict[str, str]) -> float:
-    """GFLOP/s of bench_model's large float32 matmul (the step benchmark's floor) in a child with
-    ``env``: a neighbour's load on a shared machine shows here, not in the load average."""
-    out = subprocess.run([sys.executable, "-c", _MATMUL_PROBE, HERE], env=env, capture_output=True, text=True)
+    """GFLOP/s of bench_model's large float32 matmul (the step benchmark's floor, its ``--child
+    gemm``) in a child with ``env``: a neighbour's load on a shared machine shows here, not in the
+    load average."""
+    cmd = [sys.executable, os.path.join(HERE, "bench_model.py"), "--child", "gemm", "--dtype", "float32"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"main_job: the matmul probe failed: {out.stderr.strip()[-500:]}")
-    return round(float(out.stdout), 1)
+    return round(json.loads(out.stdout.strip().splitlines()[-1])["gflops"], 1)
 
 
 def readme_row(record: dict) -> str:
@@ -157,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     matmul_start = matmul_rate(env)
     print(f"Command: `{command}`")
     print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; BLAS: {kernel}")
-    print(f"Date: {date} UTC; load average (1 min) at start {load_start:.1f}", end="")
-    print(f"; large float32 matmul {matmul_start} GFLOP/s")
+    quiet = f"load average (1 min) at start {load_start:.1f}; large float32 matmul {matmul_start} GFLOP/s"
+    print(f"Date: {date} UTC; {quiet}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_seed(seed, os.path.join(tmp, f"seed{seed}"), env, extra) for seed in args.seeds]
     load_end, matmul_end = os.getloadavg()[0], matmul_rate(env)
