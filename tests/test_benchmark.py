@@ -70,6 +70,27 @@ def test_profile_step_accounts_for_the_step():
         assert len(conv_rows) == 6, proc.stdout  # the tiny model's five convolutions and their sum
 
 
+def test_profile_step_refuses_a_kernel_the_step_never_calls():
+    """A wrapped kernel that the blocks no longer call (renamed or split) would drop out of the
+    table silently, its time moved into a "rest" row: the profile stops and names it instead.
+    The mutant is the wrap the profile had before the attention block split TASA's backward."""
+    child = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import profile_step\n"
+        "from ds2ta_ref import tasa\n"
+        "orig = profile_step.instrument\n"
+        "def instrument(timer):\n"
+        "    orig(timer)\n"
+        "    timer.wrap(tasa, 'backward_unchecked', 'TASA backward')\n"
+        "profile_step.instrument = instrument\n"
+        "sys.exit(profile_step.main(['--smoke', '--threads', '1', '--steps', '1']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", child, BENCH], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "never called these wrapped kernels: ['TASA backward']" in proc.stderr, proc.stderr
+
+
 def _bench_model(*args: str, timeout: int) -> str:
     """The stdout of ``benchmarks/bench_model.py *args`` in a child importing this checkout; it must succeed."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
