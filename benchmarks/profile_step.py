@@ -98,20 +98,12 @@ def conv_back_flops(dout, cache):  # dweight and dx: two products of the forward
     return 2 * conv_flops(dout, cache.weight) * 1.0
 
 
-def linear_flops(x, weight, *rest):
+def linear_flops(x, weight, *rest):  # also TASA's product x_mix @ W^T
     return 2.0 * (x.size // x.shape[-1]) * weight.size
 
 
-def linear_back_flops(dout, cache):
+def linear_back_flops(dout, cache, *rest):  # also TASA's product backward (dweight, dx_mix)
     return 2 * 2.0 * (dout.size // dout.shape[-1]) * cache.weight.size
-
-
-def tasa_flops(s, weight, *rest):  # the product x_mix @ W^T
-    return linear_flops(s, weight)
-
-
-def tasa_back_flops(dout, cache, *rest):  # dweight and dx_mix
-    return 2 * linear_flops(cache.s, cache.weight)
 
 
 def instrument(timer: KernelTimer) -> None:
@@ -133,8 +125,8 @@ def instrument(timer: KernelTimer) -> None:
     # the attention block mixes q, k and v's input once (mix_unchecked) and runs their product
     # backwards apart and the shared mix backward once; the proj site runs both in one call
     timer.wrap(tasa, "mix_unchecked", "TASA mix forward (shared by q, k, v)")
-    timer.wrap(tasa, "forward_unchecked", "TASA forward (q/k/v/proj matmul; proj's mix)", tasa_flops)
-    timer.wrap(tasa, "product_backward_unchecked", "TASA backward, product (dW, dx_mix)", tasa_back_flops)
+    timer.wrap(tasa, "forward_unchecked", "TASA forward (q/k/v/proj matmul; proj's mix)", linear_flops)
+    timer.wrap(tasa, "product_backward_unchecked", "TASA backward, product (dW, dx_mix)", linear_back_flops)
     timer.wrap(tasa, "mix_backward_unchecked", "TASA backward, mix (ds, dtau)")
     timer.wrap(nsad, "forward_unchecked", "NSAD forward")
     timer.wrap(nsad, "backward_unchecked", "NSAD backward")
@@ -186,9 +178,10 @@ def kernel_table(args, gflops_floor: float) -> tuple[list[str], list[tuple]]:
     for _ in range(args.steps):
         step()
     wall = (time.perf_counter() - t0) / args.steps
-    if timer.uncalled():
+    uncalled = timer.uncalled()
+    if uncalled:
         raise SystemExit(
-            f"profile_step: the step never called these wrapped kernels: {timer.uncalled()}; "
+            f"profile_step: the step never called these wrapped kernels: {uncalled}; "
             "update instrument() to the functions the blocks call now"
         )
     rows = sorted(timer.total.items(), key=lambda kv: -kv[1])
